@@ -1,0 +1,323 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the pgcloud.backup collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One base backup, from the connectivity test to the final backup.info.
+
+The order is the reference tool's: STARTED is recorded as soon as the server's backup
+starts, tablespaces and PGDATA are copied while it runs, pg_control after the walk,
+backup_label after the stop, and DONE only once every archive is complete. On failure
+the server's backup is stopped, open multipart uploads are aborted and FAILED is recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from datetime import datetime
+from typing import Any, Dict, List, Optional
+
+from . import backup_info, compression
+from .catalog import Catalog
+from .config import BackupConfig, PostgresConfig, StorageConfig
+from .errors import BackupError, PostgresError
+from .file_walk import PG_CONTROL, WalkEntry, external_config_files, walk_data_directory, walk_tablespace
+from .pg_session import BackupPoint, PostgresSession, ServerFacts, parse_lsn, wal_file_name
+from .storage import ObjectStore, open_store
+from .tar_stream import ArchiveGroup, TarArchive, label_header
+from .uploader import UploadPool, chunk_size_for
+
+LOG = logging.getLogger("pgcloud.backup")
+PROGRESS_INTERVAL = 10.0
+MIB = 1 << 20
+
+
+class Progress:
+    """Counts bytes read and logs a line every PROGRESS_INTERVAL seconds, for the journal."""
+
+    def __init__(self, backup_id: str, pool: UploadPool) -> None:
+        self.backup_id = backup_id
+        self.pool = pool
+        self.bytes_read = 0
+        self.started = time.monotonic()
+        self._last_report = self.started
+        self._lock = threading.Lock()
+
+    def add(self, size: int) -> None:
+        with self._lock:
+            self.bytes_read += size
+            now = time.monotonic()
+            if now - self._last_report < PROGRESS_INTERVAL:
+                return
+            self._last_report = now
+        LOG.info("backup %s: %.0f MiB read, %.0f MiB uploaded, %.1f MiB/s", self.backup_id,
+                 self.bytes_read / MIB, self.pool.bytes_uploaded / MIB,
+                 self.bytes_read / MIB / max(now - self.started, 1e-6))
+
+
+def new_backup_id(catalog: Catalog) -> str:
+    """The local start time, as the reference tool; waits a second rather than reuse an id."""
+    existing = set(catalog.backup_ids())
+    while True:
+        backup_id = datetime.now().strftime("%Y%m%dT%H%M%S")
+        if backup_id not in existing:
+            return backup_id
+        time.sleep(1.05 - (time.time() % 1))
+
+
+def check_readable(facts: ServerFacts) -> None:
+    for path in [facts.data_directory] + [location for _, _, location in facts.tablespaces]:
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise PostgresError(
+                "cannot read %s as OS user %s: run the backup as the PostgreSQL OS user "
+                "(become_user: postgres) or a user with read access to PGDATA and the tablespaces"
+                % (path, _os_user())
+            )
+    if not facts.backup_privileges:
+        raise PostgresError(
+            "the PostgreSQL role may not run backups: connect as a superuser or GRANT EXECUTE on "
+            "pg_backup_start and pg_backup_stop to it (pg_start_backup/pg_stop_backup before 15)"
+        )
+
+
+def _os_user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):
+        return str(os.geteuid())
+
+
+class BaseBackupJob:
+    def __init__(self, storage: StorageConfig, postgres: PostgresConfig, backup: BackupConfig,
+                 store: Optional[ObjectStore] = None) -> None:
+        self.storage = storage
+        self.postgres = postgres
+        self.backup = backup
+        self.store = store or open_store(storage)
+        self.catalog = Catalog(self.store)
+        self.max_archive_size = min(backup.max_archive_size, self.store.max_archive_size)
+        if backup.max_archive_size > self.store.max_archive_size:
+            LOG.warning("max_archive_size is capped at %d bytes, the provider's limit", self.store.max_archive_size)
+        self.chunk_size = chunk_size_for(self.store, backup.max_archive_size, storage.min_chunk_size)
+        self.builders = max(1, min(storage.jobs, os.cpu_count() or 1))
+
+    def run(self, check_mode: bool = False) -> Dict[str, Any]:
+        self.store.check()
+        compression.require(self.backup.compression)
+        if self.backup.backup_name:
+            existing = self.catalog.find_done_by_name(self.backup.backup_name)
+            if existing is not None:
+                return self._existing_result(existing)
+        session = PostgresSession(self.postgres)
+        try:
+            facts = session.facts()
+            check_readable(facts)
+            if check_mode:
+                return self._plan_result(facts)
+            return self._take(session, facts)
+        finally:
+            session.close()
+
+    def _take(self, session: PostgresSession, facts: ServerFacts) -> Dict[str, Any]:
+        started = time.monotonic()
+        backup_id = new_backup_id(self.catalog)
+        info = self._initial_info(facts)
+        pool = UploadPool(self.store, self.storage.jobs, self.chunk_size, self.storage.max_bandwidth)
+        groups: List[ArchiveGroup] = []
+        try:
+            LOG.info("starting backup %s of %s", backup_id, facts.data_directory)
+            start = session.start_backup("Barman backup cloud %s" % backup_id, self.postgres.immediate_checkpoint)
+            self._record_start(info, start, facts)
+            self._put_info(backup_id, info)
+            copy_started = time.monotonic()
+            session.start_keepalive(self.postgres.keepalive_interval)
+            progress = Progress(backup_id, pool)
+            final = self._copy(backup_id, facts, pool, groups, progress)
+            session.stop_keepalive()
+            LOG.info("stopping backup %s", backup_id)
+            stop = session.stop_backup()
+            if not facts.in_recovery:
+                session.create_restore_point("barman_%s" % backup_id)
+            final.add_bytes("backup_label", stop.label_file.encode("utf-8"),
+                            label_header(os.stat(facts.data_directory)))
+            groups[-1].finish(final)
+            pool.close()
+            copy_time = time.monotonic() - copy_started
+            self._record_stop(info, stop, facts)
+            info["copy_stats"] = self._copy_stats(groups, copy_time, time.monotonic() - started)
+            info["status"] = backup_info.DONE
+            self._put_info(backup_id, info)
+        except BaseException as error:
+            self._fail(backup_id, info, pool, session, error)
+            raise BackupError("backup %s failed: %s" % (backup_id, _first_line(error)), backup_id) from error
+        return self._done_result(backup_id, info, groups, time.monotonic() - started)
+
+    def _copy(self, backup_id: str, facts: ServerFacts, pool: UploadPool, groups: List[ArchiveGroup],
+              progress: Progress) -> TarArchive:
+        """Archive tablespaces, then PGDATA; returns the open last archive that backup_label goes into."""
+        folder = self.catalog.folder_key(backup_id)
+        for name, oid, location in facts.tablespaces:
+            LOG.info("archiving tablespace %s (%d) at %s", name, oid, location)
+            group = self._group(pool, folder, str(oid))
+            group.build(walk_tablespace(location, facts.version), self.builders, progress.add)
+            groups.append(group)
+        LOG.info("archiving PGDATA %s", facts.data_directory)
+        data = self._group(pool, folder, "data")
+        groups.append(data)
+        data.build(walk_data_directory(facts.data_directory, [loc for _, _, loc in facts.tablespaces]),
+                   self.builders, progress.add)
+        final = data.new_archive()
+        control = os.path.join(facts.data_directory, PG_CONTROL)
+        if not final.add(WalkEntry(control, PG_CONTROL)):
+            raise PostgresError("%s is missing: is %s a PostgreSQL data directory?" % (control, facts.data_directory))
+        for entry in external_config_files(facts.data_directory, (facts.config_file, facts.hba_file, facts.ident_file)):
+            final.add(entry)
+        for path in facts.included_files:
+            LOG.warning("configuration file %s is included by the server's configuration but not backed up", path)
+        return final
+
+    def _group(self, pool: UploadPool, folder: str, base: str) -> ArchiveGroup:
+        return ArchiveGroup(pool, folder, base, self.backup.compression, self.max_archive_size)
+
+    def _put_info(self, backup_id: str, info: Dict[str, Any]) -> None:
+        self.store.put_object(self.catalog.info_key(backup_id), backup_info.render(info))
+
+    def _fail(self, backup_id: str, info: Dict[str, Any], pool: UploadPool, session: PostgresSession,
+              error: BaseException) -> None:
+        LOG.error("backup %s failed: %s", backup_id, _first_line(error))
+        session.close()
+        pool.abort()
+        info["status"] = backup_info.FAILED
+        info["error"] = "failure uploading data (%s)" % _first_line(error)
+        try:
+            self._put_info(backup_id, info)
+        except Exception as put_error:  # the store may be what failed
+            LOG.error("could not record backup %s as FAILED: %s", backup_id, put_error)
+
+    def _initial_info(self, facts: ServerFacts) -> Dict[str, Any]:
+        return {
+            "backup_name": self.backup.backup_name,
+            "cluster_size": facts.cluster_size,
+            "config_file": facts.config_file,
+            "data_checksums": facts.data_checksums,
+            "hba_file": facts.hba_file,
+            "ident_file": facts.ident_file,
+            "included_files": facts.included_files or None,
+            "pgdata": facts.data_directory,
+            "server_name": "cloud",
+            "status": backup_info.STARTED,
+            "summarize_wal": facts.summarize_wal,
+            "systemid": facts.systemid,
+            "tablespaces": list(facts.tablespaces) or None,
+            "version": facts.version,
+            "xlog_segment_size": facts.wal_segment_size,
+        }
+
+    @staticmethod
+    def _record_start(info: Dict[str, Any], start: BackupPoint, facts: ServerFacts) -> None:
+        lsn = parse_lsn(start.lsn)
+        info.update(begin_xlog=start.lsn, begin_time=start.timestamp, timeline=start.timeline,
+                    begin_wal=wal_file_name(start.timeline, lsn, facts.wal_segment_size),
+                    begin_offset=lsn % facts.wal_segment_size)
+
+    @staticmethod
+    def _record_stop(info: Dict[str, Any], stop: BackupPoint, facts: ServerFacts) -> None:
+        lsn = parse_lsn(stop.lsn)
+        info.update(end_xlog=stop.lsn, end_time=stop.timestamp,
+                    end_wal=wal_file_name(stop.timeline, lsn, facts.wal_segment_size),
+                    end_offset=lsn % facts.wal_segment_size, backup_label=stop.label_file)
+
+    def _copy_stats(self, groups: List[ArchiveGroup], copy_time: float, total_time: float) -> Dict[str, Any]:
+        return {
+            "total_time": round(total_time, 6),
+            "number_of_workers": self.storage.jobs,
+            "analysis_time": 0,
+            "copy_time": round(copy_time, 6),
+        }
+
+    def _plan_result(self, facts: ServerFacts) -> Dict[str, Any]:
+        return {
+            "changed": True,
+            "backup_id": None,
+            "backup_name": self.backup.backup_name,
+            "status": None,
+            "destination": self.store.destination.url_of("base") + "/",
+            "keys": [],
+            "bytes_read": 0,
+            "bytes_written": 0,
+            "elapsed_seconds": 0.0,
+            "compression": self.backup.compression,
+            "tablespaces": _tablespaces(facts.tablespaces),
+            "plan": {
+                "data_directory": facts.data_directory,
+                "tablespaces": _tablespaces(facts.tablespaces),
+                "compression": self.backup.compression,
+                "jobs": self.storage.jobs,
+                "chunk_size": self.chunk_size,
+                "max_archive_size": self.max_archive_size,
+                "cluster_size": facts.cluster_size,
+            },
+            "msg": "check mode: would back up %s (%s) to %s" % (
+                facts.data_directory, _size_text(facts.cluster_size), self.store.destination.url_of("base")),
+        }
+
+    def _existing_result(self, fields: Dict[str, Any]) -> Dict[str, Any]:
+        return {
+            "changed": False,
+            "backup_id": fields["backup_id"],
+            "backup_name": fields.get("backup_name"),
+            "status": fields.get("status"),
+            "destination": self.store.destination.url_of("base", fields["backup_id"]) + "/",
+            "keys": [],
+            "bytes_read": 0,
+            "bytes_written": 0,
+            "elapsed_seconds": 0.0,
+            "begin_wal": fields.get("begin_wal"),
+            "end_wal": fields.get("end_wal"),
+            "begin_time": backup_info.describe_time(fields.get("begin_time")),
+            "end_time": backup_info.describe_time(fields.get("end_time")),
+            "compression": None,
+            "tablespaces": _tablespaces(fields.get("tablespaces") or []),
+            "msg": "backup %s named %r is already DONE; nothing to do" % (fields["backup_id"], fields.get("backup_name")),
+        }
+
+    def _done_result(self, backup_id: str, info: Dict[str, Any], groups: List[ArchiveGroup],
+                     elapsed: float) -> Dict[str, Any]:
+        keys = sorted(key for group in groups for key in group.keys()) + [self.catalog.info_key(backup_id)]
+        written = sum(group.stored_bytes() for group in groups)
+        read = sum(group.bytes_read for group in groups)
+        return {
+            "changed": True,
+            "backup_id": backup_id,
+            "backup_name": self.backup.backup_name,
+            "status": backup_info.DONE,
+            "destination": self.store.destination.url_of("base", backup_id) + "/",
+            "keys": keys,
+            "bytes_read": read,
+            "bytes_written": written,
+            "elapsed_seconds": round(elapsed, 3),
+            "begin_wal": info["begin_wal"],
+            "end_wal": info["end_wal"],
+            "begin_time": backup_info.describe_time(info["begin_time"]),
+            "end_time": backup_info.describe_time(info["end_time"]),
+            "compression": self.backup.compression,
+            "tablespaces": _tablespaces(info.get("tablespaces") or []),
+            "msg": "backup %s DONE: %.1f MiB read, %.1f MiB stored in %d objects, %.1f s" % (
+                backup_id, read / MIB, written / MIB, len(keys), elapsed),
+        }
+
+
+def _tablespaces(tablespaces) -> List[Dict[str, Any]]:
+    return [{"name": name, "oid": oid, "location": location} for name, oid, location in tablespaces]
+
+
+def _size_text(size: Optional[int]) -> str:
+    return "size unknown" if size is None else "%.1f MiB" % (size / MIB)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

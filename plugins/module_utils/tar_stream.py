@@ -1,0 +1,233 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the pgcloud.backup collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Tar archives written straight into compressed, uploaded objects.
+
+Headers come from the standard library's tarfile (PAX format, as the reference tool);
+file contents are copied here in large blocks, because tarfile's own copy loop reads 16 KiB
+at a time. An archive group (`data` or a tablespace oid) may span several objects: the
+first is `<base>.<ext>`, the next ones `<base>_0001.<ext>` and so on, each a complete tar
+that the restore tools extract after the first.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import stat
+import tarfile
+import threading
+import time
+from typing import Callable, Dict, Iterator, List, Optional
+
+from .compression import EXTENSIONS, new_compressor
+from .file_walk import WalkEntry
+from .uploader import UploadPool, WrittenObject
+
+BLOCK = tarfile.BLOCKSIZE
+READ_SIZE = 1 << 20
+_ZEROS = bytes(READ_SIZE)
+
+
+class _Names:
+    """Caches uid/gid to name lookups, which are slow with NSS and repeat for every file."""
+
+    def __init__(self) -> None:
+        self._users: Dict[int, str] = {}
+        self._groups: Dict[int, str] = {}
+
+    def user(self, uid: int) -> str:
+        if uid not in self._users:
+            try:
+                self._users[uid] = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                self._users[uid] = ""
+        return self._users[uid]
+
+    def group(self, gid: int) -> str:
+        if gid not in self._groups:
+            try:
+                self._groups[gid] = grp.getgrgid(gid).gr_name
+            except KeyError:
+                self._groups[gid] = ""
+        return self._groups[gid]
+
+
+NAMES = _Names()
+
+
+def tar_header(name: str, status: os.stat_result, linkname: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mode = stat.S_IMODE(status.st_mode)
+    info.uid, info.gid = status.st_uid, status.st_gid
+    info.uname, info.gname = NAMES.user(status.st_uid), NAMES.group(status.st_gid)
+    info.mtime = status.st_mtime
+    if stat.S_ISDIR(status.st_mode):
+        info.type = tarfile.DIRTYPE
+    elif stat.S_ISLNK(status.st_mode):
+        info.type, info.linkname = tarfile.SYMTYPE, linkname
+    else:
+        info.type, info.size = tarfile.REGTYPE, status.st_size
+    return info
+
+
+class TarArchive:
+    """One archive object: tar members, then one compression stream, then the writer."""
+
+    def __init__(self, writer, compression: Optional[str]) -> None:
+        self.writer = writer
+        self.key = writer.key
+        self.compressor = new_compressor(compression)
+        self.bytes_read = 0
+
+    @property
+    def stored_size(self) -> int:
+        return self.writer.size
+
+    def _emit(self, data: bytes) -> None:
+        compressed = self.compressor.compress(data)
+        if compressed:
+            self.writer.write(compressed)
+
+    def add(self, entry: WalkEntry) -> bool:
+        """Add a file, directory or symlink; False if it vanished before it could be read."""
+        try:
+            status = os.lstat(entry.path)
+            linkname = os.readlink(entry.path) if stat.S_ISLNK(status.st_mode) else ""
+            if not stat.S_ISREG(status.st_mode):
+                if stat.S_ISDIR(status.st_mode) or stat.S_ISLNK(status.st_mode):
+                    self._emit(tar_header(entry.name, status, linkname).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+                    return True
+                return False  # sockets, fifos and devices have no place in a backup
+            source = open(entry.path, "rb")
+        except FileNotFoundError:
+            return False
+        with source:
+            header = tar_header(entry.name, status)
+            self._emit(header.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+            self._copy(source, header.size)
+        return True
+
+    def _copy(self, source, size: int) -> None:
+        """Exactly `size` bytes: a file that shrank meanwhile is padded, one that grew is cut."""
+        remaining = size
+        while remaining:
+            data = source.read(min(READ_SIZE, remaining))
+            if not data:
+                break
+            self._emit(data)
+            remaining -= len(data)
+        self.bytes_read += size - remaining
+        while remaining:
+            padding = min(READ_SIZE, remaining)
+            self._emit(_ZEROS[:padding])
+            remaining -= padding
+        tail = size % BLOCK
+        if tail:
+            self._emit(bytes(BLOCK - tail))
+
+    def add_bytes(self, name: str, data: bytes, info: tarfile.TarInfo) -> None:
+        info.name, info.size, info.type = name, len(data), tarfile.REGTYPE
+        self._emit(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        self._emit(data)
+        self.bytes_read += len(data)
+        tail = len(data) % BLOCK
+        if tail:
+            self._emit(bytes(BLOCK - tail))
+
+    def close(self) -> WrittenObject:
+        self._emit(bytes(2 * BLOCK))
+        final = self.compressor.finish()
+        if final:
+            self.writer.write(final)
+        return self.writer.close()
+
+
+class ArchiveGroup:
+    """Names and counts the objects of one group (`data`, `16384`), shared by several builders."""
+
+    def __init__(self, pool: UploadPool, folder_key: str, base: str, compression: Optional[str],
+                 max_archive_size: int) -> None:
+        self.pool = pool
+        self.folder_key = folder_key
+        self.base = base
+        self.compression = compression
+        self.max_archive_size = max_archive_size
+        self.written: List[WrittenObject] = []
+        self.bytes_read = 0
+        self._next_number = 0
+        self._lock = threading.Lock()
+
+    def new_archive(self) -> TarArchive:
+        with self._lock:
+            number, self._next_number = self._next_number, self._next_number + 1
+        suffix = "" if number == 0 else "_%04d" % number
+        key = "%s/%s%s.%s" % (self.folder_key, self.base, suffix, EXTENSIONS[self.compression])
+        return TarArchive(self.pool.open(key), self.compression)
+
+    def finish(self, archive: TarArchive) -> None:
+        written = archive.close()
+        with self._lock:
+            self.written.append(written)
+            self.bytes_read += archive.bytes_read
+
+    def build(self, entries: Iterator[WalkEntry], builders: int,
+              on_progress: Callable[[int], None] = lambda read: None) -> None:
+        """Archive every entry with `builders` threads, each filling its own objects.
+
+        Compression releases the GIL, so two builders keep two cores busy; the walk is shared,
+        so a builder that finishes a large file takes the next entry.
+        """
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def next_entry() -> Optional[WalkEntry]:
+            with lock:
+                return None if stop.is_set() else next(entries, None)
+
+        def build_one() -> None:
+            archive: Optional[TarArchive] = None
+            try:
+                while True:
+                    entry = next_entry()
+                    if entry is None:
+                        break
+                    if archive is not None and archive.stored_size > self.max_archive_size:
+                        self.finish(archive)
+                        archive = None
+                    if archive is None:
+                        archive = self.new_archive()
+                    before = archive.bytes_read
+                    archive.add(entry)
+                    on_progress(archive.bytes_read - before)
+                if archive is not None:
+                    self.finish(archive)
+            except BaseException as error:
+                errors.append(error)
+                stop.set()
+
+        errors: List[BaseException] = []
+        threads = [threading.Thread(target=build_one, name="pgcloud-archive-%d" % i) for i in range(max(1, builders))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        if not self.written:
+            self.finish(self.new_archive())
+
+    def keys(self) -> List[str]:
+        return sorted(item.key for item in self.written)
+
+    def stored_bytes(self) -> int:
+        return sum(item.size for item in self.written)
+
+
+def label_header(pgdata: os.stat_result) -> tarfile.TarInfo:
+    """backup_label belongs to PGDATA's owner, so that a restore run as root leaves it usable."""
+    info = tarfile.TarInfo("backup_label")
+    info.mode, info.uid, info.gid, info.mtime = 0o600, pgdata.st_uid, pgdata.st_gid, time.time()
+    info.uname, info.gname = NAMES.user(pgdata.st_uid), NAMES.group(pgdata.st_gid)
+    return info

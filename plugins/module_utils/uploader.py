@@ -1,0 +1,161 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the pgcloud.backup collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Objects written in parts by a pool of upload threads.
+
+At most `jobs` parts are queued or in flight at any time, so memory stays bounded by
+jobs x chunk size plus the part each writer is filling. Every multipart upload that was
+started and not completed is aborted when the pool is aborted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+from .storage import ObjectStore
+
+LOG = logging.getLogger("pgcloud.backup")
+
+
+def chunk_size_for(store: ObjectStore, max_archive_size: int, min_chunk_size: Optional[int]) -> int:
+    """Parts big enough that the largest archive fits in the provider's part count limit."""
+    return max(2 * (max_archive_size // store.max_chunks), store.min_chunk_size, min_chunk_size or 0)
+
+
+class Throttle:
+    """Spaces out parts so that the average upload rate stays under max_bandwidth bytes/s."""
+
+    def __init__(self, max_bandwidth: Optional[int]) -> None:
+        self.max_bandwidth = max_bandwidth
+        self._next_start = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self, size: int) -> None:
+        if not self.max_bandwidth:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_start)
+            self._next_start = start + size / self.max_bandwidth
+        if start > now:
+            time.sleep(start - now)
+
+
+@dataclass
+class WrittenObject:
+    key: str
+    size: int
+
+
+class UploadPool:
+    """Upload threads shared by every object of one backup."""
+
+    def __init__(self, store: ObjectStore, jobs: int, chunk_size: int, max_bandwidth: Optional[int] = None) -> None:
+        self.store = store
+        self.chunk_size = chunk_size
+        self._executor = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="pgcloud-upload")
+        self._slots = threading.BoundedSemaphore(jobs)
+        self._throttle = Throttle(max_bandwidth)
+        self._open_uploads: Dict[Tuple[str, Any], bool] = {}
+        self._lock = threading.Lock()
+        self.bytes_uploaded = 0
+
+    def open(self, key: str) -> "ObjectWriter":
+        return ObjectWriter(self, key)
+
+    def submit_part(self, key: str, upload: Any, number: int, data: bytes) -> "Future[Any]":
+        self._slots.acquire()
+        self._throttle.wait(len(data))
+        try:
+            future = self._executor.submit(self._upload_part, key, upload, number, data)
+        except BaseException:
+            self._slots.release()
+            raise
+        return future
+
+    def _upload_part(self, key: str, upload: Any, number: int, data: bytes) -> Any:
+        try:
+            record = self.store.upload_part(key, upload, number, data)
+            with self._lock:
+                self.bytes_uploaded += len(data)
+            return record
+        finally:
+            self._slots.release()
+
+    def put(self, key: str, data: bytes) -> None:
+        self._throttle.wait(len(data))
+        self.store.put_object(key, data)
+        with self._lock:
+            self.bytes_uploaded += len(data)
+
+    def track(self, key: str, upload: Any, is_open: bool) -> None:
+        with self._lock:
+            if is_open:
+                self._open_uploads[(key, upload)] = True
+            else:
+                self._open_uploads.pop((key, upload), None)
+
+    def abort(self) -> None:
+        """Stop uploading and abort every multipart upload left open; never raises."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            pending = list(self._open_uploads)
+            self._open_uploads.clear()
+        for key, upload in pending:
+            try:
+                self.store.abort_multipart(key, upload)
+                LOG.info("aborted the incomplete upload of %s", key)
+            except Exception as error:  # the backup has failed already; report and go on
+                LOG.warning("could not abort the upload of %s: %s", key, error)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+class ObjectWriter:
+    """A file-like sink for one object: parts of chunk_size, or one PUT if it stays small."""
+
+    def __init__(self, pool: UploadPool, key: str) -> None:
+        self.pool = pool
+        self.key = key
+        self.size = 0
+        self._buffer = bytearray()
+        self._upload: Any = None
+        self._parts: List["Future[Any]"] = []
+
+    def write(self, data: bytes) -> None:
+        self._buffer += data
+        self.size += len(data)
+        if len(self._buffer) >= self.pool.chunk_size:
+            self._send_part()
+
+    def _send_part(self) -> None:
+        self._raise_failed_part()
+        if self._upload is None:
+            self._upload = self.pool.store.create_multipart(self.key)
+            self.pool.track(self.key, self._upload, True)
+        data = bytes(self._buffer)
+        self._buffer = bytearray()
+        self._parts.append(self.pool.submit_part(self.key, self._upload, len(self._parts) + 1, data))
+
+    def _raise_failed_part(self) -> None:
+        for part in self._parts:
+            if part.done() and part.exception() is not None:
+                raise part.exception()  # type: ignore[misc]
+
+    def close(self) -> WrittenObject:
+        if self._upload is None:
+            self.pool.put(self.key, bytes(self._buffer))
+        else:
+            if self._buffer:
+                self._send_part()
+            records = [part.result() for part in self._parts]
+            self.pool.store.complete_multipart(self.key, self._upload, records)
+            self.pool.track(self.key, self._upload, False)
+        self._buffer = bytearray()
+        return WrittenObject(self.key, self.size)

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# One-time, idempotent set-up of a development/test machine:
+#  - PostgreSQL 15 server binaries (Debian packages);
+#  - a Python 3.12 interpreter copied to a prefix the postgres OS user can read (it runs
+#    barman-cloud-wal-archive as archive_command, and /root is mode 700);
+#  - a virtual environment there with ansible-core, the SDKs and the test tools;
+#  - the collection linked into a collections path so ansible-playbook finds pgcloud.backup;
+#  - the stand-in for ansible-test's pip bootstrap (this machine has no internet access).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+prefix=${PGCLOUD_PREFIX:-/opt/pgcloud-backup}
+python_src=${PGCLOUD_PYTHON:-}
+pg_bin=/usr/lib/postgresql/15/bin
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+if [ ! -x "$pg_bin/postgres" ] || ! command -v rsync >/dev/null; then
+    log "installing postgresql-15 and rsync"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq postgresql-15 postgresql-contrib rsync >/dev/null
+fi
+
+if [ -z "$python_src" ]; then
+    for candidate in "$HOME/.pyenv/versions/3.12.1" /root/.pyenv/versions/3.12.*; do
+        if [ -x "$candidate/bin/python3.12" ]; then python_src=$candidate; break; fi
+    done
+fi
+[ -n "$python_src" ] || { log "no Python 3.12 found: set PGCLOUD_PYTHON to its prefix"; exit 1; }
+
+mkdir -p "$prefix"
+if [ ! -x "$prefix/python/bin/python3.12" ]; then
+    log "copying Python 3.12 from $python_src to $prefix/python"
+    rm -rf "$prefix/python.tmp"
+    cp -a "$python_src" "$prefix/python.tmp"
+    mv "$prefix/python.tmp" "$prefix/python"
+fi
+# The copied binary looks for libpython at its original place; this makes it find its own.
+export LD_LIBRARY_PATH="$prefix/python/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+venv=$prefix/venv
+if [ ! -x "$venv/bin/python" ]; then
+    log "creating $venv"
+    "$prefix/python/bin/python3.12" -m venv "$venv"
+fi
+stamp=$venv/.requirements.sha
+want=$(cat "$here"/tests/requirements-*.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "installing Python requirements into $venv"
+    "$venv/bin/python" -m pip install -q --upgrade pip
+    "$venv/bin/python" -m pip install -q -r "$here/tests/requirements-dev.txt"
+    echo "$want" > "$stamp"
+fi
+chmod -R a+rX "$prefix"
+
+# The collection, seen by ansible-playbook and ansible-doc as pgcloud.backup.
+collections=$prefix/collections/ansible_collections/pgcloud
+mkdir -p "$collections"
+ln -sfn "$here" "$collections/backup"
+
+# ansible-test fetches get-pip.py from the internet to bootstrap its virtual environments;
+# this stand-in bootstraps pip from the interpreter's own ensurepip instead.
+cache=$HOME/.ansible/test/cache
+mkdir -p "$cache"
+for version in 24.3.1 25.0.1 25.1.1 25.2 25.3; do
+    cp "$here/tests/utils/get_pip_standin.py" "$cache/get_pip_${version//./_}.py"
+done
+
+cat > "$prefix/env.sh" <<ENV
+# Sourced by the project's scripts: the venv, its libpython and the collection path.
+export LD_LIBRARY_PATH="$prefix/python/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
+export PATH="$venv/bin:$pg_bin:\$PATH"
+export ANSIBLE_COLLECTIONS_PATH="$prefix/collections"
+export PGCLOUD_PREFIX="$prefix"
+ENV
+log "ready: source $prefix/env.sh"
