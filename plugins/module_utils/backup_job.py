@@ -148,7 +148,7 @@ class BaseBackupJob:
             copy_time = time.monotonic() - copy_started
             self._record_stop(info, stop, facts)
             info["copy_stats"] = self._copy_stats(groups, copy_time, time.monotonic() - started)
-            info["status"] = backup_info.DONE
+            info.update(status=backup_info.DONE, backup_name=self.backup.backup_name)
             self._put_info(backup_id, info)
         except BaseException as error:
             self._fail(backup_id, info, pool, session, error)
@@ -192,14 +192,17 @@ class BaseBackupJob:
         pool.abort()
         info["status"] = backup_info.FAILED
         info["error"] = "failure uploading data (%s)" % _first_line(error)
+        if self.backup.backup_name:
+            info["error"] += " while taking backup_name %s" % self.backup.backup_name
         try:
             self._put_info(backup_id, info)
         except Exception as put_error:  # the store may be what failed
             LOG.error("could not record backup %s as FAILED: %s", backup_id, put_error)
 
     def _initial_info(self, facts: ServerFacts) -> Dict[str, Any]:
+        # The name is recorded with DONE only: the restore tools refuse a name that several
+        # backups carry, and a retried named backup must not collide with its failed attempts.
         return {
-            "backup_name": self.backup.backup_name,
             "cluster_size": facts.cluster_size,
             "config_file": facts.config_file,
             "data_checksums": facts.data_checksums,
