@@ -64,7 +64,8 @@ class Catalog:
         if BACKUP_ID_PATTERN.match(wanted):
             matches = [fields for fields in backups if fields["backup_id"] == wanted]
         elif wanted in ("latest", "last", "oldest", "first"):
-            finished = [fields for fields in backups if fields.get("status") != backup_info.STARTED]
+            # Unreadable ones are invisible to the restore tools: never point at one of them.
+            finished = [fields for fields in backups if fields.get("status") not in (backup_info.STARTED, "UNREADABLE")]
             matches = finished[-1:] if wanted in ("latest", "last") else finished[:1]
         elif wanted == "last-failed":
             matches = [fields for fields in backups if fields.get("status") == backup_info.FAILED][-1:]

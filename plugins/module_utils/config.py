@@ -20,6 +20,9 @@ COMPRESSIONS = ("gzip", "bzip2", "snappy", "lz4", "zstd")
 RESERVED_BACKUP_NAMES = ("latest", "last", "oldest", "first", "last-failed", "latest-full", "last-full", "auto")
 BACKUP_ID_PATTERN = re.compile(r"^\d{8}T\d{6}$")
 MAX_TAGS = 10
+TAG_CHARACTERS = re.compile(r"^[A-Za-z0-9\s_.:/=+\-@]*$")
+ENCRYPTIONS = ("AES256", "aws:kms")
+ADDRESSING_STYLES = ("auto", "virtual", "path")
 
 _SIZE_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtpezy]?)(b|ib)?\s*$", re.IGNORECASE)
 _SIZE_EXPONENTS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6, "z": 7, "y": 8}
@@ -82,6 +85,10 @@ def validate_tags(tags: Mapping[str, Any]) -> Dict[str, str]:
                 "tags key %r must be 1 to 128 characters and must not start with 'aws:'" % key, "tags"
             )
         text = "" if value is None else str(value)
+        if not TAG_CHARACTERS.match(key) or not TAG_CHARACTERS.match(text):
+            raise ConfigurationError(
+                "tags %r: keys and values may only hold letters, digits, spaces and _ . : / = + - @" % key, "tags"
+            )
         if len(text) > 256:
             raise ConfigurationError("tags value of %r is longer than 256 characters" % key, "tags")
         result[key] = text
@@ -135,6 +142,15 @@ class StorageConfig:
         self._check_encryption()
 
     def _check_encryption(self) -> None:
+        if self.encryption not in (None,) + ENCRYPTIONS:
+            raise ConfigurationError(
+                "encryption=%r is not one of %s" % (self.encryption, ", ".join(ENCRYPTIONS)), "encryption"
+            )
+        if self.addressing_style not in (None,) + ADDRESSING_STYLES:
+            raise ConfigurationError(
+                "addressing_style=%r is not one of %s" % (self.addressing_style, ", ".join(ADDRESSING_STYLES)),
+                "addressing_style",
+            )
         if self.sse_kms_key_id and self.encryption != "aws:kms":
             raise ConfigurationError(
                 "sse_kms_key_id is only used with encryption=aws:kms; set encryption: aws:kms or remove sse_kms_key_id",

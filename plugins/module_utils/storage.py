@@ -10,6 +10,7 @@ the URL's path, the server name and the parts below it, as the reference layout 
 from __future__ import annotations
 
 import posixpath
+import re
 from dataclasses import dataclass
 from typing import Any, Iterator, List, Optional
 from urllib.parse import urlparse
@@ -18,6 +19,12 @@ from .config import StorageConfig
 from .errors import ConfigurationError
 
 TIB = 1 << 40
+
+# An access point ARN names the bucket and holds slashes itself: s3://ARN/path.
+_ACCESS_POINT = re.compile(
+    r"^(arn:[a-z-]+:(?:s3|s3-object-lambda):[a-z0-9-]*:\d{12}:accesspoint/[^/]+"
+    r"|arn:[a-z-]+:s3-outposts:[a-z0-9-]+:\d{12}:outpost/[^/]+/accesspoint/[^/]+)(/.*)?$"
+)
 
 
 @dataclass(frozen=True)
@@ -52,7 +59,12 @@ def parse_destination(config: StorageConfig) -> Destination:
                 "destination_url=%r is not an S3 URL: use s3://BUCKET/PATH (cloud_provider is aws-s3)" % url,
                 "destination_url",
             )
-        return Destination(url, config.cloud_provider, parsed.netloc, parsed.path.strip("/"), config.server_name)
+        access_point = _ACCESS_POINT.match(parsed.netloc + parsed.path)
+        if access_point:
+            bucket, path = access_point.group(1), access_point.group(2) or ""
+        else:
+            bucket, path = parsed.netloc, parsed.path
+        return Destination(url, config.cloud_provider, bucket, path.strip("/"), config.server_name)
     raise ConfigurationError(
         "cloud_provider=%s is not available in this release of pgcloud.backup; use aws-s3" % config.cloud_provider,
         "cloud_provider",

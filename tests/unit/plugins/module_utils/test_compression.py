@@ -1,0 +1,110 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the pgcloud.backup collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""compression.py: each archive object is exactly one stream, readable by the restore tool.
+
+The decoders are the ones barman-cloud-restore uses: zlib/gzip and bz2 of the standard
+library, python-snappy's StreamDecompressor, lz4.frame and zstandard's decompressobj. They
+decode only the first stream of an object, so a second stream would be silently lost.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+from ansible_collections.pgcloud.backup.plugins.module_utils import compression
+from ansible_collections.pgcloud.backup.plugins.module_utils.errors import MissingDependencyError
+
+
+def sample_pieces():
+    """Pieces like a tar stream's: headers, compressible and random blocks, some empty writes."""
+    generator = random.Random(42)
+    pieces = []
+    for number in range(60):
+        pieces.append(b"")
+        pieces.append(("header %d " % number).encode() * 20)
+        pieces.append(bytes(generator.getrandbits(8) for _byte in range(generator.randint(0, 3000))))
+        pieces.append(b"\0" * generator.randint(0, 200000))
+    return pieces
+
+
+def compress(name, pieces):
+    compressor = compression.new_compressor(name)
+    out = [compressor.compress(piece) for piece in pieces]
+    out.append(compressor.finish())
+    return b"".join(out)
+
+
+def test_extensions_are_the_ones_restore_recognises():
+    assert compression.EXTENSIONS == {
+        None: "tar",
+        "gzip": "tar.gz",
+        "bzip2": "tar.bz2",
+        "snappy": "tar.snappy",
+        "lz4": "tar.lz4",
+        "zstd": "tar.zst",
+    }
+
+
+@pytest.mark.parametrize("name", [None, "gzip", "bzip2", "snappy", "lz4", "zstd"])
+def test_round_trip_is_one_stream_decoded_by_the_restore_library(name, restore_decoders):
+    pieces = sample_pieces()
+    data = compress(name, pieces)
+    assert restore_decoders[name](data) == b"".join(pieces)
+    if name is not None:
+        assert len(data) < len(b"".join(pieces))
+
+
+@pytest.mark.parametrize("name", ["gzip", "bzip2", "snappy", "lz4", "zstd"])
+def test_large_single_piece_round_trip(name, restore_decoders):
+    piece = os.urandom(1 << 20) + b"x" * (3 << 20)
+    assert restore_decoders[name](compress(name, [piece])) == piece
+
+
+@pytest.mark.parametrize("name", ["gzip", "bzip2", "snappy", "lz4", "zstd"])
+def test_each_compressor_is_a_new_stream(name, restore_decoders):
+    """Two archives compressed one after the other are two standalone objects."""
+    first, second = compress(name, [b"first archive" * 1000]), compress(name, [b"second archive" * 1000])
+    assert restore_decoders[name](first) == b"first archive" * 1000
+    assert restore_decoders[name](second) == b"second archive" * 1000
+
+
+def test_gzip_output_is_a_gzip_file():
+    data = compress("gzip", [b"hello" * 100])
+    assert data[:2] == b"\x1f\x8b"
+
+
+def test_pass_through_changes_nothing():
+    compressor = compression.new_compressor(None)
+    assert compressor.compress(b"abc") == b"abc"
+    assert compressor.finish() == b""
+
+
+@pytest.mark.parametrize("name, attribute, library", [
+    ("zstd", "zstandard", "zstandard"),
+    ("lz4", "lz4_frame", "lz4"),
+    ("snappy", "cramjam", "cramjam"),
+])
+def test_missing_library_is_reported_before_the_backup(monkeypatch, name, attribute, library):
+    monkeypatch.setattr(compression, attribute, None)
+    with pytest.raises(MissingDependencyError) as caught:
+        compression.require(name)
+    assert caught.value.library == library
+    assert "pip install %s" % library in str(caught.value)
+    assert "compression: %s" % name in str(caught.value)
+
+
+@pytest.mark.parametrize("name", [None, "gzip", "bzip2", "snappy", "lz4", "zstd"])
+def test_require_passes_when_the_library_is_there(name):
+    compression.require(name)
+
+
+@pytest.mark.parametrize("name", ["gzip", "bzip2", "snappy", "lz4", "zstd"])
+def test_the_one_stream_check_catches_concatenated_streams(name, restore_decoders):
+    """What the restore tool would silently truncate is caught by the checks used in these tests."""
+    first, second = compress(name, [b"a" * 5000]), compress(name, [b"b" * 5000])
+    with pytest.raises(AssertionError, match="more than one"):
+        restore_decoders[name](first + second)
