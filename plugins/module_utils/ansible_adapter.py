@@ -22,7 +22,15 @@ from typing import Any, Dict, Iterator, List, Optional
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from .config import CLOUD_PROVIDERS, BackupConfig, PostgresConfig, StorageConfig, from_params
+from .config import (
+    ADDRESSING_STYLES,
+    CLOUD_PROVIDERS,
+    ENCRYPTIONS,
+    BackupConfig,
+    PostgresConfig,
+    StorageConfig,
+    from_params,
+)
 from .errors import BackupError, ConfigurationError, MissingDependencyError, PgCloudError
 from .version import COLLECTION_VERSION
 
@@ -31,9 +39,8 @@ ENGINE_LOGGER = "pgcloud.backup"
 # Deprecated aliases go away in the next major release.
 DEPRECATED_ALIAS_REMOVAL_VERSION = "2.0.0"
 
-ADDRESSING_STYLES = ("auto", "virtual", "path")
+# The engine has no Azure provider yet, so this choice list lives here for now.
 AZURE_CREDENTIALS = ("azure-cli", "managed-identity", "default")
-ENCRYPTIONS = ("AES256", "aws:kms")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 REDACTED = "********"

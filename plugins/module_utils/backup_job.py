@@ -36,15 +36,17 @@ MIB = 1 << 20
 class Progress:
     """Counts bytes read and logs a line every PROGRESS_INTERVAL seconds, for the journal."""
 
-    def __init__(self, backup_id: str, pool: UploadPool) -> None:
+    def __init__(self, backup_id: str, pool: UploadPool, session: PostgresSession) -> None:
         self.backup_id = backup_id
         self.pool = pool
+        self.session = session
         self.bytes_read = 0
         self.started = time.monotonic()
         self._last_report = self.started
         self._lock = threading.Lock()
 
     def add(self, size: int) -> None:
+        self.session.ensure_alive()
         with self._lock:
             self.bytes_read += size
             now = time.monotonic()
@@ -134,9 +136,10 @@ class BaseBackupJob:
             self._put_info(backup_id, info)
             copy_started = time.monotonic()
             session.start_keepalive(self.postgres.keepalive_interval)
-            progress = Progress(backup_id, pool)
+            progress = Progress(backup_id, pool, session)
             final = self._copy(backup_id, facts, pool, groups, progress)
             session.stop_keepalive()
+            session.ensure_alive()
             LOG.info("stopping backup %s", backup_id)
             stop = session.stop_backup()
             if not facts.in_recovery:

@@ -101,6 +101,7 @@ class PostgresSession:
         self._backup_running = False
         self._keepalive_stop = threading.Event()
         self._keepalive: Optional[threading.Thread] = None
+        self.lost: Optional[str] = None
         try:
             self.connection = psycopg2.connect(**connection_arguments(config))
         except psycopg2.Error as error:
@@ -221,11 +222,17 @@ class PostgresSession:
                 try:
                     self.query("SELECT 1")
                 except PostgresError as error:
-                    LOG.warning("keepalive query failed: %s", error)
+                    self.lost = str(error)
                     return
 
         self._keepalive = threading.Thread(target=loop, name="pgcloud-keepalive", daemon=True)
         self._keepalive.start()
+
+    def ensure_alive(self) -> None:
+        """Raise if the keepalive found the session gone: the server has ended the backup then."""
+        if self.lost:
+            raise PostgresError("the PostgreSQL session was lost during the backup (%s); the server has ended "
+                                "the backup, so this one cannot complete" % self.lost)
 
     def stop_keepalive(self) -> None:
         self._keepalive_stop.set()

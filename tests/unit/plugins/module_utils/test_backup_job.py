@@ -50,9 +50,14 @@ ID_PATTERN = re.compile(r"^\d{8}T\d{6}$")
 class RecordingSession:
     """Stands in for PostgresSession: records the calls, answers like PostgreSQL 15."""
 
-    def __init__(self, stop_error=None):
+    def __init__(self, stop_error=None, lost=None):
         self.events = []
         self.stop_error = stop_error
+        self.lost = lost
+
+    def ensure_alive(self):
+        if self.lost:
+            raise PostgresError("the PostgreSQL session was lost during the backup (%s)" % self.lost)
 
     def start_backup(self, label, fast):
         self.events.append(("start_backup", label, fast))
@@ -366,11 +371,24 @@ def test_plan_of_check_mode(store, facts):
 
 def test_progress_is_logged(store, monkeypatch, caplog):
     monkeypatch.setattr(backup_job, "PROGRESS_INTERVAL", 0.0)
-    progress = backup_job.Progress("20261125T023350", backup_job.UploadPool(store, 1, 1 << 20))
+    progress = backup_job.Progress("20261125T023350", backup_job.UploadPool(store, 1, 1 << 20), RecordingSession())
     with caplog.at_level(logging.INFO, logger="pgcloud.backup"):
         progress.add(3 << 20)
     assert progress.bytes_read == 3 << 20
     assert "backup 20261125T023350: 3 MiB read" in caplog.text
+
+
+def test_lost_session_fails_the_backup_and_aborts_uploads(store, facts):
+    """The server ends a backup whose session dies: the copy stops, FAILED is recorded, nothing stays open."""
+    store.min_chunk_size = 1024
+    session = RecordingSession(lost="server closed the connection unexpectedly")
+    with pytest.raises(BackupError) as caught:
+        make_job(store, compression_name=None, max_archive_size="1MB")._take(session, facts)
+    assert "session was lost" in str(caught.value)
+    assert "stop_backup" not in session.names()
+    started, failed = info_puts(store)
+    assert (started["status"], failed["status"]) == ("STARTED", "FAILED")
+    assert [upload for upload, state in store.uploads.items() if state["state"] == "open"] == []
 
 
 def test_storage_error_in_a_group_is_reported_with_the_backup(store, facts):

@@ -1,0 +1,142 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the pgcloud.backup collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Documentation of the destination and object store options that every module has."""
+
+from __future__ import annotations
+
+
+class ModuleDocFragment(object):
+
+    # The destination and the connection to the object store (storage_argument_spec()).
+    DOCUMENTATION = r"""
+options:
+  destination_url:
+    description:
+      - Where the backups of every server are kept, as a URL of the object store.
+      - For AWS S3 and S3-compatible stores V(s3://bucket/path/to/folder); an S3 access point
+        ARN may take the place of the bucket, as in
+        V(s3://arn:aws:s3:eu-west-1:123456789012:accesspoint/backups/path).
+      - For Azure Blob Storage V(azure://container/path) or
+        V(https://account.blob.core.windows.net/container/path).
+      - For Google Cloud Storage V(gs://bucket/path).
+      - The backups of O(server_name) are written under C(<destination_url>/<server_name>/),
+        in the layout that C(barman-cloud-restore) and C(barman-cloud-backup-list) read.
+      - Equivalent to the E(DESTINATION_URL) argument of C(barman-cloud-backup).
+    type: str
+    required: true
+  server_name:
+    description:
+      - The name the backups of this PostgreSQL server are filed under at O(destination_url).
+      - Use the same name for C(barman-cloud-wal-archive) and, later, for the restore.
+      - Must not contain V(/).
+      - Equivalent to the E(SERVER_NAME) argument of C(barman-cloud-backup).
+    type: str
+    required: true
+  cloud_provider:
+    description:
+      - The kind of object store O(destination_url) points to.
+      - This release talks to V(aws-s3) and S3-compatible stores (MinIO, Ceph, ...);
+        the other providers are accepted and reported as not supported yet.
+      - Equivalent to C(--cloud-provider) of C(barman-cloud-backup).
+    type: str
+    choices: [aws-s3, azure-blob-storage, google-cloud-storage]
+    default: aws-s3
+  endpoint_url:
+    description:
+      - The URL of the S3 API to use instead of the AWS default, for S3-compatible stores
+        or private endpoints, for example V(https://minio.example.com:9000).
+      - Equivalent to C(--endpoint-url) of C(barman-cloud-backup).
+    type: str
+  aws_profile:
+    description:
+      - A profile (a section name) of the AWS config and credentials files of the managed host.
+      - When unset, boto3 looks for credentials in its usual order (environment,
+        default profile, instance or task role).
+      - Cannot be combined with O(aws_irsa).
+      - Equivalent to C(-P/--aws-profile) of C(barman-cloud-backup); the alias O(profile)
+        matches its deprecated C(--profile) spelling and is deprecated as well.
+    type: str
+    aliases: [profile]
+  aws_irsa:
+    description:
+      - Use the IAM role of the Kubernetes service account (IRSA), for a module that runs
+        inside an Amazon EKS pod, rather than a profile.
+      - Requires the E(AWS_WEB_IDENTITY_TOKEN_FILE) environment that EKS sets in such pods.
+      - Equivalent to C(--aws-irsa) of C(barman-cloud-backup).
+    type: bool
+    default: false
+  aws_access_key:
+    description:
+      - An AWS access key id to use instead of the credentials boto3 would find on the host.
+      - Must be given together with O(aws_secret_key).
+      - Not an option of C(barman-cloud-backup), which reads credentials from the environment
+        and profiles only; handy for a key kept in Ansible Vault.
+    type: str
+    aliases: [access_key]
+  aws_secret_key:
+    description:
+      - The secret access key that goes with O(aws_access_key).
+      - Not an option of C(barman-cloud-backup).
+    type: str
+    aliases: [secret_key]
+  aws_session_token:
+    description:
+      - The session token of temporary credentials given by O(aws_access_key) and O(aws_secret_key).
+      - Not an option of C(barman-cloud-backup).
+    type: str
+    aliases: [session_token]
+  read_timeout:
+    description:
+      - How many seconds to wait for data on an open connection to the object store before
+        giving up on the request (which is then retried).
+      - Equivalent to C(--read-timeout) of C(barman-cloud-backup).
+    type: int
+    default: 60
+  addressing_style:
+    description:
+      - How the bucket appears in S3 request URLs.
+      - V(virtual) puts it in the host name (C(bucket.s3.amazonaws.com)), V(path) in the
+        path (C(s3.amazonaws.com/bucket)), as many S3-compatible stores need;
+        V(auto) lets boto3 choose.
+      - Equivalent to C(--addressing-style) of C(barman-cloud-backup).
+    type: str
+    choices: [auto, virtual, path]
+    default: auto
+  azure_credential:
+    description:
+      - Which kind of Azure credential to authenticate with.
+      - When unset, the storage credentials come from the environment (for example
+        E(AZURE_STORAGE_CONNECTION_STRING)), and the default Azure authentication chain
+        is used otherwise.
+      - Equivalent to C(--azure-credential) of C(barman-cloud-backup); the alias
+        O(credential) matches its deprecated C(--credential) spelling and is deprecated as well.
+    type: str
+    choices: [azure-cli, managed-identity, default]
+    aliases: [credential]
+notes:
+  - Credentials for the object store are found, as by C(barman-cloud-backup), in the
+    environment of the module, in the profiles of the managed host and in the provider's
+    default chain (instance roles, for example). Options that carry secrets are never logged
+    nor returned.
+requirements:
+  - python >= 3.9
+  - boto3 (for O(cloud_provider=aws-s3))
+"""
+
+    # The SSE-C key, kept apart because modules that only read backups need it too
+    # (sse_customer_key_argument_spec()).
+    SSE_CUSTOMER_KEY = r"""
+options:
+  sse_customer_key:
+    description:
+      - A key of your own (SSE-C) with which S3 encrypts the objects of the backup; the
+        same key is then needed to read them back, so every module that reads them takes it.
+      - Either a V(file://) URI of a file that holds the key in base64, for example
+        V(file:///etc/pgcloud/backup-key.b64), or the base64 text of the key itself.
+      - The key is 32 bytes (256 bits) long before base64 encoding.
+      - Cannot be combined with O(ignore:encryption) or O(ignore:sse_kms_key_id).
+      - Equivalent to C(--sse-customer-key) of C(barman-cloud-backup), which takes the
+        V(file://) form only.
+    type: str
+"""

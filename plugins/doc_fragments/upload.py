@@ -1,0 +1,78 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the pgcloud.backup collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Documentation of the options of the modules that write a backup."""
+
+from __future__ import annotations
+
+
+class ModuleDocFragment(object):
+
+    # upload_argument_spec(); the sse_customer_key option it includes is documented by
+    # pgcloud.backup.storage.sse_customer_key, which modules extend as well.
+    DOCUMENTATION = r"""
+options:
+  backup_name:
+    description:
+      - A name for the backup, which the restore and delete tools of barman-cloud accept
+        wherever they take a backup id.
+      - Makes the task idempotent. When a backup of that name is already DONE for
+        O(server_name) at O(destination_url), no new backup is taken and the task reports
+        that one, unchanged.
+      - Must not look like a backup id (V(YYYYMMDDTHHMMSS)) nor be one of the words the tools
+        reserve (V(latest), V(last), V(oldest), V(first), V(last-failed), V(latest-full),
+        V(last-full), V(auto)).
+      - Equivalent to C(-n/--name) of C(barman-cloud-backup).
+    type: str
+    aliases: [name]
+  tags:
+    description:
+      - Tags to put on every object the backup writes, as a dictionary of tag names to values.
+      - At most 10 tags; names of 1 to 128 characters that do not start with C(aws:), values of
+        at most 256 characters, both made of letters, digits, spaces and the characters C(_.:/=+-@).
+      - Equivalent to C(--tags) of C(barman-cloud-backup), which takes C(key,value) pairs.
+    type: dict
+  encryption:
+    description:
+      - Server-side encryption that S3 applies to the stored objects, with keys managed by S3
+        (V(AES256)) or by AWS KMS (V(aws:kms)).
+      - When unset, the bucket's default encryption applies.
+      - Equivalent to C(-e/--encryption) of C(barman-cloud-backup).
+    type: str
+    choices: [AES256, aws:kms]
+  sse_kms_key_id:
+    description:
+      - The KMS key for O(encryption=aws:kms), as a key id or a key ARN.
+      - When unset, the AWS managed key of S3 is used.
+      - Only valid with O(encryption=aws:kms).
+      - Equivalent to C(--sse-kms-key-id) of C(barman-cloud-backup).
+    type: str
+  encryption_scope:
+    description:
+      - The encryption scope of the Azure storage account to encrypt the stored data with.
+      - Equivalent to C(--encryption-scope) of C(barman-cloud-backup).
+    type: str
+  kms_key_name:
+    description:
+      - The Cloud KMS key to encrypt the data stored in Google Cloud Storage with.
+      - Equivalent to C(--kms-key-name) of C(barman-cloud-backup).
+    type: str
+  immediate_checkpoint:
+    description:
+      - Ask PostgreSQL for a fast checkpoint at the start of the backup, so that the copy
+        starts at once, at the cost of a burst of I/O.
+      - When false, the server spreads the checkpoint over its configured
+        C(checkpoint_completion_target), and the backup may wait for it.
+      - Equivalent to C(--immediate-checkpoint) of C(barman-cloud-backup).
+    type: bool
+    default: false
+  keepalive_interval:
+    description:
+      - Seconds between the trivial queries that keep the PostgreSQL session alive while the
+        files are uploaded; a connection that idles too long may be cut by a firewall or
+        C(idle_session_timeout), which would abort the backup.
+      - V(0) sends none.
+      - Equivalent to C(--keepalive-interval) of C(barman-cloud-backup).
+    type: int
+    default: 60
+"""

@@ -1,0 +1,261 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the pgcloud.backup collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: check
+short_description: Test the object store and the PostgreSQL server before backing up
+version_added: 0.1.0
+description:
+  - Tests that the object store at O(destination_url) answers and that its bucket exists,
+    and, unless O(check_postgres=false), that the PostgreSQL server accepts a connection
+    and a backup by this OS user and role.
+  - Fails, with the findings in the result, when any of these does not hold, so that a play
+    stops before it relies on backups that cannot be taken.
+  - Changes nothing, in check mode or not.
+  - The storage part is the equivalent of C(barman-cloud-backup --test); the PostgreSQL part
+    goes beyond it.
+author:
+  - pgcloud.backup contributors (@pgcloud)
+options:
+  check_postgres:
+    description:
+      - Also connect to PostgreSQL and check that a base backup could be taken (server
+        facts, backup privileges of O(user), read access to the data directory and the
+        tablespaces for the OS user the module runs as).
+      - Set to V(false) on a host that only needs the object store, for example one that
+        reads or prunes backups.
+    type: bool
+    default: true
+extends_documentation_fragment:
+  - pgcloud.backup.storage
+  - pgcloud.backup.postgres
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+  action_group:
+    support: full
+    membership: [pgcloud.backup.all]
+notes:
+  - A store that answers but refuses the credentials is reported with RV(storage.reachable=true)
+    and the refusal in RV(storage.error).
+  - When C(archive_mode) is off on the server, the module succeeds with a warning, because a
+    base backup is of no use for a restore without the WAL written during it.
+seealso:
+  - module: pgcloud.backup.base_backup
+  - module: pgcloud.backup.backup_info
+"""
+
+EXAMPLES = r"""
+- name: Check the bucket and the local server before the first backup
+  become: true
+  become_user: postgres
+  pgcloud.backup.check:
+    destination_url: s3://acme-backups/postgres
+    server_name: "{{ inventory_hostname }}"
+
+- name: Check an S3-compatible store only, with credentials from the vault
+  pgcloud.backup.check:
+    destination_url: s3://backups/pg
+    server_name: db1
+    endpoint_url: https://minio.internal:9000
+    addressing_style: path
+    aws_access_key: "{{ vault_minio_access_key }}"
+    aws_secret_key: "{{ vault_minio_secret_key }}"
+    check_postgres: false
+
+- name: Report the findings without failing the play
+  pgcloud.backup.check:
+    destination_url: s3://acme-backups/postgres
+    server_name: db1
+    port: 5433
+  register: backup_check
+  ignore_errors: true
+
+- name: Show why the check failed
+  ansible.builtin.debug:
+    msg: "{{ backup_check.storage.error or backup_check.postgres.error }}"
+  when: backup_check is failed
+"""
+
+RETURN = r"""
+ok:
+  description: Whether every check passed. The module fails when this is false.
+  returned: always
+  type: bool
+  sample: true
+msg:
+  description: A one-line summary of the findings, or the reasons of the failure.
+  returned: always
+  type: str
+  sample: "s3://acme-backups/postgres is reachable; PostgreSQL 15.4 at /var/lib/postgresql/15/main can be backed up"
+storage:
+  description: What was found at the destination.
+  returned: always
+  type: dict
+  contains:
+    cloud_provider:
+      description: The provider that was tested.
+      type: str
+      returned: always
+      sample: aws-s3
+    destination_url:
+      description: The destination, as parsed.
+      type: str
+      returned: always
+      sample: s3://acme-backups/postgres
+    bucket:
+      description: The bucket (or container) of the destination.
+      type: str
+      returned: always
+      sample: acme-backups
+    prefix:
+      description: The path inside the bucket, without the server name.
+      type: str
+      returned: always
+      sample: postgres
+    reachable:
+      description: Whether the store answered at all, even with a refusal.
+      type: bool
+      returned: always
+      sample: true
+    bucket_exists:
+      description: Whether the bucket exists; null when the store did not tell.
+      type: bool
+      returned: always
+      sample: true
+    error:
+      description: Why the store cannot be used, or null.
+      type: str
+      returned: always
+      sample: null
+postgres:
+  description: What was found on the PostgreSQL server; null when O(check_postgres=false).
+  returned: always
+  type: dict
+  contains:
+    connected:
+      description: Whether a session could be opened.
+      type: bool
+      returned: always
+      sample: true
+    server_version:
+      description: The server version as a number (C(server_version_num)), or null.
+      type: int
+      returned: always
+      sample: 150004
+    data_directory:
+      description: The data directory (PGDATA) the server reports, or null.
+      type: str
+      returned: always
+      sample: /var/lib/postgresql/15/main
+    in_recovery:
+      description: Whether the server is a standby, or null.
+      type: bool
+      returned: always
+      sample: false
+    backup_privileges:
+      description: Whether the role may start and stop a backup, or null.
+      type: bool
+      returned: always
+      sample: true
+    archive_mode:
+      description: The server's C(archive_mode) setting, or null.
+      type: str
+      returned: always
+      sample: "on"
+    error:
+      description: Why no backup could be taken from this server, or null.
+      type: str
+      returned: always
+      sample: null
+    warnings:
+      description: Findings that do not prevent a backup but deserve attention.
+      type: list
+      elements: str
+      returned: when the server was checked
+      sample: []
+log:
+  description:
+    - The engine's log lines; details are added from C(-vv) on.
+    - Each line is also written to the journal (or syslog) of the managed host.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+version:
+  description: The version of the pgcloud.backup collection that ran the module.
+  returned: always
+  type: str
+  sample: 0.1.0
+"""
+
+from typing import Any, Dict, Optional
+
+from ansible_collections.pgcloud.backup.plugins.module_utils.ansible_adapter import (
+    PgCloudModule,
+    merge_argument_specs,
+    postgres_argument_spec,
+    storage_argument_spec,
+    storage_rules,
+)
+from ansible_collections.pgcloud.backup.plugins.module_utils.operations import check_destination
+
+
+def argument_spec() -> Dict[str, Dict[str, Any]]:
+    return merge_argument_specs(
+        storage_argument_spec(),
+        postgres_argument_spec(),
+        {"check_postgres": {"type": "bool", "default": True}},
+    )
+
+
+def postgres_text(server_version: Optional[int]) -> str:
+    """server_version_num as people write it: 150004 is 15.4, 90624 is 9.6.24."""
+    if not server_version:
+        return "PostgreSQL"
+    major, minor = divmod(server_version, 10000)
+    if major >= 10:
+        return "PostgreSQL %d.%d" % (major, minor)
+    return "PostgreSQL %d.%d.%d" % (major, minor // 100, minor % 100)
+
+
+def summary(report: Dict[str, Any]) -> str:
+    storage, postgres = report["storage"], report["postgres"]
+    problems = []
+    if storage["error"]:
+        problems.append("storage: %s" % storage["error"])
+    if postgres is not None and postgres["error"]:
+        problems.append("postgres: %s" % postgres["error"])
+    if problems:
+        return "; ".join(problems)
+    text = "%s is reachable" % storage["destination_url"]
+    if postgres is not None:
+        text += "; %s at %s can be backed up" % (postgres_text(postgres["server_version"]), postgres["data_directory"])
+    return text
+
+
+def main() -> None:
+    module = PgCloudModule(argument_spec(), rules=storage_rules(), supports_check_mode=True)
+    with module.engine_errors():
+        storage = module.storage_config()
+        postgres = module.postgres_config() if module.params["check_postgres"] else None
+        report = check_destination(storage, postgres)
+    for warning in (report["postgres"] or {}).get("warnings") or []:
+        module.warn(warning)
+    if not report["ok"]:
+        module.fail_json(msg=summary(report), **report)
+    module.exit_json(changed=False, msg=summary(report), **report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the pgcloud.backup collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The three modules around a stand-in engine: what they pass to it and what they return."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.common import warnings as ansible_warnings
+
+from ansible_collections.pgcloud.backup.plugins.module_utils.errors import BackupError, BackupNotFoundError
+from ansible_collections.pgcloud.backup.plugins.module_utils.version import COLLECTION_VERSION
+from ansible_collections.pgcloud.backup.plugins.modules import backup_info, base_backup, check
+
+try:
+    from ansible.module_utils.testing import patch_module_args
+except ImportError:  # ansible-core before 2.19
+    import contextlib
+
+    @contextlib.contextmanager
+    def patch_module_args(args):
+        previous = basic._ANSIBLE_ARGS
+        basic._ANSIBLE_ARGS = json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode()
+        try:
+            yield
+        finally:
+            basic._ANSIBLE_ARGS = previous
+
+
+REQUIRED = {"destination_url": "s3://acme-backups/postgres", "server_name": "db1"}
+
+
+@pytest.fixture(autouse=True)
+def no_journal(monkeypatch):
+    monkeypatch.setattr(basic, "has_journal", False)
+    monkeypatch.setattr(basic, "HAS_SYSLOG", False)
+    for name in ("_global_warnings", "_global_deprecations"):
+        store = getattr(ansible_warnings, name, None)
+        if store is not None:
+            store.clear()
+
+
+@pytest.fixture
+def run(capsys):
+    """run(module, args) -> (exit code, result)."""
+
+    def run_module(module, args):
+        with patch_module_args(args):
+            with pytest.raises(SystemExit) as exited:
+                module.main()
+        return exited.value.code, json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+    return run_module
+
+
+def storage_report(error=None):
+    return {"cloud_provider": "aws-s3", "destination_url": "s3://acme-backups/postgres", "bucket": "acme-backups",
+            "prefix": "postgres", "reachable": error is None, "bucket_exists": None if error else True, "error": error}
+
+
+def postgres_report(error=None, warnings=()):
+    return {"connected": True, "server_version": 150004, "data_directory": "/var/lib/postgresql/15/main",
+            "in_recovery": False, "backup_privileges": error is None, "archive_mode": "on", "error": error,
+            "warnings": list(warnings)}
+
+
+# --- check -------------------------------------------------------------------------------
+
+
+def test_check_passes_and_changes_nothing(run, monkeypatch):
+    calls = []
+
+    def check_destination(storage, postgres):
+        calls.append((storage, postgres))
+        return {"ok": True, "storage": storage_report(), "postgres": postgres_report()}
+
+    monkeypatch.setattr(check, "check_destination", check_destination)
+    code, result = run(check, dict(REQUIRED, port=5433))
+    assert code == 0
+    assert result["changed"] is False and result["ok"] is True
+    assert result["msg"] == ("s3://acme-backups/postgres is reachable; PostgreSQL 15.4 at "
+                             "/var/lib/postgresql/15/main can be backed up")
+    assert result["version"] == COLLECTION_VERSION
+    assert calls[0][1].port == 5433
+
+
+def test_check_without_postgres_tests_the_store_only(run, monkeypatch):
+    calls = []
+
+    def check_destination(storage, postgres):
+        calls.append(postgres)
+        return {"ok": True, "storage": storage_report(), "postgres": None}
+
+    monkeypatch.setattr(check, "check_destination", check_destination)
+    code, result = run(check, dict(REQUIRED, check_postgres=False))
+    assert code == 0
+    assert calls == [None]
+    assert result["postgres"] is None
+
+
+def test_check_fails_with_the_findings(run, monkeypatch):
+    report = {"ok": False, "storage": storage_report("bucket 'acme-backups' does not exist"),
+              "postgres": postgres_report("the PostgreSQL role may not run backups")}
+    monkeypatch.setattr(check, "check_destination", lambda storage, postgres: report)
+    code, result = run(check, dict(REQUIRED))
+    assert code == 1
+    assert result["msg"] == ("storage: bucket 'acme-backups' does not exist; "
+                             "postgres: the PostgreSQL role may not run backups")
+    assert result["ok"] is False
+    assert result["storage"]["error"] == "bucket 'acme-backups' does not exist"
+    assert result["postgres"]["backup_privileges"] is False
+    assert result["changed"] is False
+
+
+def test_check_passes_postgres_warnings_on(run, monkeypatch):
+    report = {"ok": True, "storage": storage_report(), "postgres": postgres_report(warnings=["archive_mode is off"])}
+    monkeypatch.setattr(check, "check_destination", lambda storage, postgres: report)
+    code, result = run(check, dict(REQUIRED))
+    assert code == 0
+    assert any("archive_mode is off" in str(warning) for warning in result["warnings"])
+
+
+# --- base_backup -------------------------------------------------------------------------
+
+
+def backup_result(**overrides):
+    result = {"changed": True, "backup_id": "20260125T031500", "backup_name": None, "status": "DONE",
+              "destination": "s3://acme-backups/postgres/db1/base/20260125T031500/",
+              "keys": ["postgres/db1/base/20260125T031500/data.tar", "postgres/db1/base/20260125T031500/backup.info"],
+              "bytes_read": 10, "bytes_written": 10, "elapsed_seconds": 1.0, "begin_wal": "000000010000000000000002",
+              "end_wal": "000000010000000000000002", "begin_time": None, "end_time": None, "compression": None,
+              "tablespaces": [], "msg": "backup 20260125T031500 DONE"}
+    result.update(overrides)
+    return result
+
+
+def test_base_backup_passes_its_options_and_returns_the_objects(run, monkeypatch):
+    calls = []
+
+    def take_base_backup(storage, postgres, backup, check_mode=False):
+        calls.append((storage, postgres, backup, check_mode))
+        return backup_result()
+
+    monkeypatch.setattr(base_backup, "take_base_backup", take_base_backup)
+    code, result = run(base_backup, dict(REQUIRED, compression="zstd", jobs=4, max_bandwidth="20MB", name="nightly"))
+    assert code == 0, result
+    storage, postgres, backup, check_mode = calls[0]
+    assert (storage.jobs, storage.max_bandwidth) == (4, 20 * 1024 ** 2)
+    assert (backup.compression, backup.backup_name) == ("zstd", "nightly")
+    assert postgres.dbname == "postgres"
+    assert check_mode is False
+    assert result["changed"] is True
+    assert result["object_keys"][-1].endswith("backup.info")
+    assert "keys" not in result  # result.keys would be the dict method in Jinja
+
+
+def test_base_backup_in_check_mode_asks_the_engine_for_a_plan(run, monkeypatch):
+    calls = []
+
+    def take_base_backup(storage, postgres, backup, check_mode=False):
+        calls.append(check_mode)
+        return backup_result(backup_id=None, status=None, keys=[], plan={"jobs": 2})
+
+    monkeypatch.setattr(base_backup, "take_base_backup", take_base_backup)
+    code, result = run(base_backup, dict(REQUIRED, _ansible_check_mode=True))
+    assert code == 0
+    assert calls == [True]
+    assert result["plan"] == {"jobs": 2}
+
+
+def test_base_backup_failure_reports_the_backup_id(run, monkeypatch):
+    def take_base_backup(storage, postgres, backup, check_mode=False):
+        raise BackupError("backup 20260125T031500 failed: no space left on device", "20260125T031500")
+
+    monkeypatch.setattr(base_backup, "take_base_backup", take_base_backup)
+    code, result = run(base_backup, dict(REQUIRED))
+    assert code == 1
+    assert result["backup_id"] == "20260125T031500"
+    assert "no space left on device" in result["msg"]
+
+
+def test_base_backup_refuses_a_kms_key_without_encryption(run, monkeypatch):
+    monkeypatch.setattr(base_backup, "take_base_backup", lambda *args, **kwargs: pytest.fail("engine called"))
+    code, result = run(base_backup, dict(REQUIRED, sse_kms_key_id="alias/backups"))
+    assert code == 1
+    assert "sse_kms_key_id" in result["msg"] and "encryption" in result["msg"]
+
+
+def test_base_backup_refuses_a_kms_key_with_aes256(run, monkeypatch):
+    monkeypatch.setattr(base_backup, "take_base_backup", lambda *args, **kwargs: pytest.fail("engine called"))
+    code, result = run(base_backup, dict(REQUIRED, encryption="AES256", sse_kms_key_id="alias/backups"))
+    assert code == 1
+    assert result["parameter"] == "sse_kms_key_id"
+
+
+# --- backup_info -------------------------------------------------------------------------
+
+
+def test_backup_info_lists_without_a_backup(run, monkeypatch):
+    listing = [{"backup_id": "20260125T031500", "status": "DONE"}]
+    monkeypatch.setattr(backup_info, "list_backups", lambda storage: listing)
+    code, result = run(backup_info, dict(REQUIRED))
+    assert code == 0
+    assert result["backups"] == listing and "backup" not in result
+    assert result["changed"] is False
+
+
+def test_backup_info_shows_one_backup(run, monkeypatch):
+    asked = []
+
+    def show_backup(storage, wanted):
+        asked.append(wanted)
+        return {"backup_id": "20260125T031500", "status": "DONE", "objects": [], "size": 0}
+
+    monkeypatch.setattr(backup_info, "show_backup", show_backup)
+    code, result = run(backup_info, dict(REQUIRED, backup="latest"))
+    assert code == 0
+    assert asked == ["latest"]
+    assert result["backup"]["backup_id"] == "20260125T031500" and "backups" not in result
+
+
+def test_backup_info_fails_for_an_unknown_backup(run, monkeypatch):
+    def show_backup(storage, wanted):
+        raise BackupNotFoundError("no backup 'nightly' of server 'db1' at s3://acme-backups/postgres")
+
+    monkeypatch.setattr(backup_info, "show_backup", show_backup)
+    code, result = run(backup_info, dict(REQUIRED, backup="nightly"))
+    assert code == 1
+    assert result["msg"] == "no backup 'nightly' of server 'db1' at s3://acme-backups/postgres"
