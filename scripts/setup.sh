@@ -15,11 +15,11 @@ pg_bin=/usr/lib/postgresql/15/bin
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-if [ ! -x "$pg_bin/postgres" ] || ! command -v rsync >/dev/null; then
+if [ ! -x "$pg_bin/postgres" ] || ! command -v rsync >/dev/null || ! command -v shellcheck >/dev/null; then
     log "installing postgresql-15 and rsync"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq postgresql-15 postgresql-contrib rsync >/dev/null
+    apt-get install -y -qq postgresql-15 postgresql-contrib rsync shellcheck >/dev/null
 fi
 
 if [ -z "$python_src" ]; then

@@ -75,8 +75,7 @@ def parse(data: bytes) -> Dict[str, Any]:
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
-        name, _, text = line.partition("=")
-        name, text = name.strip(), text.strip()
+        name, text = (part.strip() for part in line.split("=", 1))
         fields[name] = _decode(name, text) if name in FIELDS else text
     return fields
 

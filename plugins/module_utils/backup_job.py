@@ -69,7 +69,7 @@ def new_backup_id(catalog: Catalog) -> str:
 
 
 def check_readable(facts: ServerFacts) -> None:
-    for path in [facts.data_directory] + [location for _, _, location in facts.tablespaces]:
+    for path in [facts.data_directory] + [tablespace[2] for tablespace in facts.tablespaces]:
         if not os.access(path, os.R_OK | os.X_OK):
             raise PostgresError(
                 "cannot read %s as OS user %s: run the backup as the PostgreSQL OS user "
@@ -170,7 +170,7 @@ class BaseBackupJob:
         LOG.info("archiving PGDATA %s", facts.data_directory)
         data = self._group(pool, folder, "data")
         groups.append(data)
-        data.build(walk_data_directory(facts.data_directory, [loc for _, _, loc in facts.tablespaces]),
+        data.build(walk_data_directory(facts.data_directory, [tablespace[2] for tablespace in facts.tablespaces]),
                    self.builders, progress.add)
         final = data.new_archive()
         control = os.path.join(facts.data_directory, PG_CONTROL)

@@ -57,8 +57,9 @@ def _check_postgres(postgres: PostgresConfig) -> Dict[str, Any]:
                       backup_privileges=facts.backup_privileges, archive_mode=facts.archive_mode)
         check_readable(facts)
         if facts.archive_mode == "off":
-            report["warnings"].append("archive_mode is off: a base backup cannot be restored without its WAL; "
-                               "archive WAL (for example with barman-cloud-wal-archive) before relying on backups")
+            report["warnings"].append(
+                "archive_mode is off: a base backup cannot be restored without its WAL; "
+                "archive WAL (for example with barman-cloud-wal-archive) before relying on backups")
     except PgCloudError as error:
         report["error"] = str(error)
     finally:

@@ -33,7 +33,7 @@ APPLICATION_NAME = "pgcloud_backup"
 
 
 def parse_lsn(text: str) -> int:
-    high, _, low = text.partition("/")
+    high, low = text.split("/", 1)
     return (int(high, 16) << 32) + int(low, 16)
 
 

@@ -52,11 +52,11 @@ def shell_environment_prefix() -> str:
 def run(command: List[str], user: Optional[str] = None, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
     if user:
         command = ["runuser", "-u", user, "--"] + command
-    result = subprocess.run(command, env=kwargs.pop("env", tool_environment()), capture_output=True, text=True,
-                            **kwargs)
+    environment = kwargs.pop("env", tool_environment())
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, check=False, **kwargs)
     if check and result.returncode != 0:
-        raise AssertionError("%s failed (%d):\n%s\n%s" % (" ".join(command), result.returncode, result.stdout,
-                                                         result.stderr))
+        raise AssertionError("%s failed (%d):\n%s\n%s"
+                             % (" ".join(command), result.returncode, result.stdout, result.stderr))
     return result
 
 
@@ -142,9 +142,9 @@ class PostgresCluster:
         shutil.chown(path, "postgres", "postgres")
 
     def archive_to(self, moto: MotoServer, url: str, server_name: str) -> None:
-        self.configure(archive_mode="on", archive_timeout="0", archive_command="%s %s/barman-cloud-wal-archive "
-                       "--endpoint-url %s %s %s %%p" % (shell_environment_prefix(), VENV_BIN, moto.endpoint_url,
-                                                       url, server_name))
+        command = "%s %s/barman-cloud-wal-archive --endpoint-url %s %s %s %%p" % (
+            shell_environment_prefix(), VENV_BIN, moto.endpoint_url, url, server_name)
+        self.configure(archive_mode="on", archive_timeout="0", archive_command=command)
 
     def start(self) -> None:
         run([os.path.join(PG_BIN, "pg_ctl"), "-D", self.pgdata, "-l", self.log_path, "-w", "-t", "120", "start"],
@@ -240,8 +240,9 @@ def restore_and_fingerprint(moto: MotoServer, url: str, server: str, backup: str
            target.pgdata)
     run(["chown", "-R", "postgres:postgres", scratch])
     os.chmod(target.pgdata, 0o700)
-    target.configure(archive_mode="off", restore_command="%s %s/barman-cloud-wal-restore --endpoint-url %s %s %s %%f %%p"
-                     % (shell_environment_prefix(), VENV_BIN, moto.endpoint_url, url, server))
+    restore_command = "%s %s/barman-cloud-wal-restore --endpoint-url %s %s %s %%f %%p" % (
+        shell_environment_prefix(), VENV_BIN, moto.endpoint_url, url, server)
+    target.configure(archive_mode="off", restore_command=restore_command)
     open(os.path.join(target.pgdata, "recovery.signal"), "w").close()
     try:
         target.start()

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Every test of the collection, on a fresh machine too: set-up, ansible-test sanity and
+# units, the collection tarball, and the integration tests (real PostgreSQL 15, moto S3 on
+# loopback, barman-cloud-restore as the judge). Exits non-zero if any step fails.
+set -uo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$here"
+"$here/scripts/setup.sh" || exit 1
+# shellcheck source=/dev/null
+source "${PGCLOUD_PREFIX:-/opt/pgcloud-backup}/env.sh"
+
+failed=()
+step() {
+    local name=$1
+    shift
+    printf '\n===== %s =====\n' "$name"
+    local started=$SECONDS
+    if "$@"; then
+        printf '===== %s: passed in %ds =====\n' "$name" $((SECONDS - started))
+    else
+        printf '===== %s: FAILED in %ds =====\n' "$name" $((SECONDS - started))
+        failed+=("$name")
+    fi
+}
+
+build_and_install() {
+    local scratch
+    scratch=$(mktemp -d)
+    ansible-galaxy collection build --output-path "$scratch" . >/dev/null &&
+        ansible-galaxy collection install -p "$scratch/collections" "$scratch"/pgcloud-backup-*.tar.gz >/dev/null &&
+        ANSIBLE_COLLECTIONS_PATH="$scratch/collections" ansible-doc pgcloud.backup.base_backup >/dev/null &&
+        ! tar tzf "$scratch"/pgcloud-backup-*.tar.gz | grep -E '(^|/)(tests/output|\.pytest_cache|__pycache__|benchmarks/results)/'
+    local status=$?
+    rm -rf "$scratch"
+    return $status
+}
+
+step "ansible-test sanity" scripts/ansible-test.sh sanity --venv --python 3.12
+step "ansible-test units" scripts/ansible-test.sh units --venv --python 3.12
+step "collection build and install" build_and_install
+step "integration tests" python -m pytest tests/integration -v -p no:cacheprovider --durations=10
+
+if [ ${#failed[@]} -gt 0 ]; then
+    printf '\nFAILED: %s\n' "${failed[@]}"
+    exit 1
+fi
+printf '\nall tests passed\n'
