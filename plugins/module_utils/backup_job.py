@@ -178,8 +178,11 @@ class BaseBackupJob:
             raise PostgresError("%s is missing: is %s a PostgreSQL data directory?" % (control, facts.data_directory))
         for entry in external_config_files(facts.data_directory, (facts.config_file, facts.hba_file, facts.ident_file)):
             final.add(entry)
+        pgdata = os.path.realpath(facts.data_directory) + os.sep
         for path in facts.included_files:
-            LOG.warning("configuration file %s is included by the server's configuration but not backed up", path)
+            if not os.path.realpath(path).startswith(pgdata):
+                LOG.warning("configuration file %s is included by the server's configuration but lies outside "
+                            "PGDATA, so it is not in the backup", path)
         return final
 
     def _group(self, pool: UploadPool, folder: str, base: str) -> ArchiveGroup:
