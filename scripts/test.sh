@@ -4,7 +4,7 @@
 # loopback, barman-cloud-restore as the judge). Exits non-zero if any step fails.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$here"
+cd "$here" || exit 1
 "$here/scripts/setup.sh" || exit 1
 # shellcheck source=/dev/null
 source "${PGCLOUD_PREFIX:-/opt/pgcloud-backup}/env.sh"
