@@ -35,6 +35,19 @@ build_and_install() {
     return $status
 }
 
+# Managed hosts may run Python 3.9 (tests/config.yml): the plugins must compile and the engine
+# must import there, its optional SDKs absent.
+python39_check() {
+    local candidates=("$HOME"/.pyenv/versions/3.9.*/bin/python3.9)
+    local python39=${PGCLOUD_PYTHON39:-${candidates[-1]}}
+    [ -x "$python39" ] || { echo "no Python 3.9 found: set PGCLOUD_PYTHON39" >&2; return 1; }
+    "$python39" -m compileall -q plugins &&
+        PYTHONPATH="$PGCLOUD_PREFIX/collections" "$python39" -c "
+from ansible_collections.pgcloud.backup.plugins.module_utils import operations, backup_job, storage_s3
+print('engine imports on', __import__('sys').version.split()[0])"
+}
+
+step "plugins on Python 3.9" python39_check
 step "ansible-test sanity" scripts/ansible-test.sh sanity --venv --python 3.12
 step "ansible-test units" scripts/ansible-test.sh units --venv --python 3.12
 step "collection build and install" build_and_install
