@@ -1,71 +1,108 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to the pgcloud.backup collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Session-wide real parts: one moto server and one PostgreSQL 15 cluster with a tablespace,
-pgbench data and WAL archived by barman-cloud-wal-archive to the destination the tests
-back up to (a restore needs the WAL next to the base backup)."""
+"""Fixtures of the integration tests (the parts themselves are in testbed.py).
+
+One moto server and one source cluster per session; a bucket of its own per test, into
+which the source also archives its WAL during that test, so that tests never see each
+other's backups and every backup has its WAL next to it.
+
+Run as root on a machine set up by scripts/setup.sh:
+
+    source /opt/pgcloud-backup/env.sh && python -m pytest tests/integration
+
+PGCLOUD_TEST_SCALE sets the pgbench scale of the source cluster (default 5, about 80 MB).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
+import re
 import sys
-import tempfile
-import uuid
+from typing import Any, Callable, Dict, Iterator
 
 import pytest
 
+# testbed.py sits next to this file; pytest puts this folder on sys.path too, but the
+# import must not depend on how pytest was started.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from testbed import MotoServer, PostgresCluster  # noqa: E402  pylint: disable=wrong-import-position
+from testbed import (  # noqa: E402  pylint: disable=wrong-import-position
+    INTEGRATION_DIR,
+    MotoServer,
+    PlaybookResult,
+    PostgresCluster,
+    StorageTarget,
+    run_playbook,
+)
 
 SCALE = int(os.environ.get("PGCLOUD_TEST_SCALE", "5"))
-BUCKET = "pgcloud-it"
-URL = "s3://%s/clusters" % BUCKET
-SERVER = "it"
-TABLESPACE = "ts_it"
-
-
-class Bed:
-    """What the tests share: the store, the source cluster, and where its backups go."""
-
-    def __init__(self, workdir, moto, cluster):
-        self.workdir = workdir
-        self.moto = moto
-        self.cluster = cluster
-        self.url = URL
-        self.server = SERVER
-        self.bucket = BUCKET
-        self.tablespace = TABLESPACE
-
-    def variables(self, **extra):
-        """Extra variables for the test playbooks: destination, store and server."""
-        base = {"destination_url": self.url, "server_name": self.server, "endpoint_url": self.moto.endpoint_url,
-                "pg_host": self.cluster.workdir, "pg_port": self.cluster.port}
-        base.update(extra)
-        return base
-
-    def fresh_destination(self):
-        """A server name of its own, for tests that look at everything under it."""
-        return "solo-" + uuid.uuid4().hex[:8]
+SERVER_NAME = "source"
+TABLESPACE = "testbed_space"
+PLAYBOOKS = INTEGRATION_DIR / "playbooks"
+# moto's memory only grows (see MotoServer): past this, the next test gets a fresh one.
+MOTO_MEMORY_LIMIT = int(os.environ.get("PGCLOUD_MOTO_MEMORY_LIMIT", str(4 << 30)))
 
 
 @pytest.fixture(scope="session")
-def bed():
-    workdir = tempfile.mkdtemp(prefix="pgcloud-it-")
-    shutil.chown(workdir, "postgres", "postgres")
-    os.chmod(workdir, 0o755)
-    moto = MotoServer(workdir).start()
-    cluster = PostgresCluster(workdir)
-    try:
-        moto.create_bucket(BUCKET)
-        cluster.initdb()
-        cluster.archive_to(moto, URL, SERVER)
-        cluster.start()
-        cluster.create_tablespace(TABLESPACE)
-        cluster.load_data(SCALE, TABLESPACE)
-        yield Bed(workdir, moto, cluster)
-    finally:
-        cluster.stop("immediate")
-        moto.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+def moto() -> Iterator[MotoServer]:
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def session_wal_target(moto: MotoServer) -> StorageTarget:
+    """Where the source's WAL goes outside the tests (while its data is loaded, between tests)."""
+    return moto.target(moto.create_bucket("pgcloud-session-wal"), "session", SERVER_NAME)
+
+
+@pytest.fixture(scope="session")
+def source_cluster(session_wal_target: StorageTarget) -> Iterator[PostgresCluster]:
+    """PostgreSQL 15 with a tablespace, pgbench data at SCALE and WAL archiving on."""
+    with PostgresCluster(SERVER_NAME, tablespace=TABLESPACE, archive_target=session_wal_target) as cluster:
+        cluster.load_data(SCALE)
+        yield cluster
+
+
+@pytest.fixture
+def storage(request: pytest.FixtureRequest, moto: MotoServer, source_cluster: PostgresCluster,
+            session_wal_target: StorageTarget) -> Iterator[StorageTarget]:
+    """A bucket of this test's own, where the source archives its WAL during the test."""
+    if moto.memory_bytes() > MOTO_MEMORY_LIMIT:
+        moto.restart()
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:60]
+    target = moto.target(moto.create_bucket(), "pg/%s" % name, SERVER_NAME)
+    source_cluster.archive_to(target)
+    yield target
+    # WAL goes back to the session bucket before this one is deleted, so that no WAL file
+    # is sent to a bucket that is gone (the archiver would retry it and fall behind).
+    source_cluster.archive_to(session_wal_target)
+    with contextlib.suppress(Exception):
+        moto.delete_bucket(target.bucket)
+
+
+@pytest.fixture
+def playbook(source_cluster: PostgresCluster) -> Callable[..., PlaybookResult]:
+    """playbook(name, extravars, check=False): run playbooks/<name>.yml against the source.
+
+    The source's connection is passed as pg_host, pg_port and pg_user.
+    """
+
+    def run(name: str, extravars: Dict[str, Any], check: bool = False) -> PlaybookResult:
+        params = source_cluster.connection_params
+        variables = {"pg_host": params["host"], "pg_port": params["port"], "pg_user": params["user"]}
+        variables.update(extravars)
+        return run_playbook(PLAYBOOKS / ("%s.yml" % name), variables, check=check)
+
+    return run
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """The test bed's own proof (test_testbed.py) first: when it fails, the verdicts of the
+    other tests mean nothing, and the report should show that failure at the top."""
+    items.sort(key=lambda item: item.path.name != "test_testbed.py")
+
+
+def pytest_report_header(config: pytest.Config) -> str:  # pylint: disable=unused-argument
+    return "pgcloud.backup integration tests: source cluster at pgbench scale %d" % SCALE

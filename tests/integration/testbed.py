@@ -1,11 +1,25 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to the pgcloud.backup collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Real parts for the integration tests: a PostgreSQL 15 cluster, moto's S3 on loopback,
-the real barman-cloud tools as the judge, and ansible-playbook to run the modules.
+"""The integration test bed: a local S3 store, PostgreSQL 15 clusters and the reference tools.
 
-Plain Python without pytest, so that scripts can use it too. Needs what scripts/setup.sh
-installs under /opt/pgcloud-backup; runs as root and starts clusters as the postgres user.
+Plain Python (no pytest), shared by the integration tests, the demo helper and the
+benchmarks. Everything runs on loopback and in scratch folders under /tmp, and cleans up
+after itself (servers stopped, folders removed), on failure too.
+
+* `MotoServer`: `moto_server` on a free loopback port; buckets, keys, multipart uploads.
+* `PostgresCluster`: a PostgreSQL 15 cluster run by the `postgres` OS user, with a tablespace,
+  pgbench data, and WAL archived by `barman-cloud-wal-archive` to a destination that can be
+  switched at any time (`archive_to`), so that WAL lands where the backup under test lands.
+* `restore_and_verify`: the real `barman-cloud-restore`, WAL replayed by
+  `barman-cloud-wal-restore`, PostgreSQL started on the copy, `pg_amcheck`, a data fingerprint.
+* `reference_backup`, `backup_list`, `backup_show`: the barman-cloud tools themselves.
+* `run_playbook`: `ansible-playbook` with the collection of this checkout, every task's
+  result parsed from JSON.
+
+Expects the machine prepared by scripts/setup.sh (the venv with barman and moto in
+/opt/pgcloud-backup, PostgreSQL 15 in /usr/lib/postgresql/15/bin), and runs as root
+(clusters are created and run by the `postgres` OS user) or as `postgres` itself.
 """
 
 from __future__ import annotations
@@ -13,271 +27,899 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
+import re
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
-from typing import Any, Dict, Iterator, List, Optional
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-PREFIX = os.environ.get("PGCLOUD_PREFIX", "/opt/pgcloud-backup")
-VENV_BIN = os.path.join(PREFIX, "venv", "bin")
-PG_BIN = "/usr/lib/postgresql/15/bin"
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                    "AWS_DEFAULT_REGION": "us-east-1"}
+import boto3
+import botocore.config
+import psycopg2
+
+PREFIX = Path(os.environ.get("PGCLOUD_PREFIX", "/opt/pgcloud-backup"))
+VENV_BIN = PREFIX / "venv" / "bin"
+VENV_PYTHON = VENV_BIN / "python"
+# The copied interpreter looks for libpython3.12.so at its original place (under /root, which
+# the postgres user cannot read): every venv tool gets the copy's lib/ in LD_LIBRARY_PATH.
+PYTHON_LIB = PREFIX / "python" / "lib"
+PG_BIN = Path(os.environ.get("PGCLOUD_PG_BIN", "/usr/lib/postgresql/15/bin"))
+POSTGRES_USER = "postgres"
+INTEGRATION_DIR = Path(__file__).resolve().parent
+# The collection under test: this checkout (tests/integration/testbed.py -> ../..).
+COLLECTION_ROOT = Path(os.environ.get("PGCLOUD_COLLECTION_ROOT", INTEGRATION_DIR.parents[1]))
+CALLBACK_DIR = INTEGRATION_DIR / "callback_plugins"
+# Sessions of the test bed itself carry this name, so that they are told apart from the
+# sessions of the code under test (see PostgresCluster.client_sessions).
+TESTBED_APPLICATION = "pgcloud-testbed"
+
+# moto accepts any credentials; fixed fake ones keep the runner's real ones out of the tests.
+FAKE_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+PGBENCH_TABLES = ("pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history")
+# Extra tables of the fingerprint: one in the default tablespace with TOASTed values, one in
+# the test tablespace; and a database whose default tablespace is the test tablespace.
+NOTES_TABLE = "testbed_notes"
+TABLESPACE_NOTES_TABLE = "testbed_ts_notes"
+TABLESPACE_DB = "testbed_tsdb"
+TABLESPACE_DB_TABLE = "testbed_items"
+
+
+class TestBedError(RuntimeError):
+    """A step of the test bed failed; the message carries the command's output or the log."""
+
+    __test__ = False  # not a pytest test class, despite its name
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes, users, folders
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A TCP port free on loopback right now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
-def tool_environment() -> Dict[str, str]:
-    """What the venv's tools need: the copied interpreter's libpython and the fake credentials."""
-    env = dict(os.environ, **FAKE_CREDENTIALS)
-    env["LD_LIBRARY_PATH"] = os.path.join(PREFIX, "python", "lib")
-    env["PATH"] = VENV_BIN + ":" + PG_BIN + ":" + env.get("PATH", "")
-    return env
+def as_postgres(command: Sequence[str]) -> List[str]:
+    """Prefix a command so that it runs as the postgres OS user (initdb refuses root)."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", POSTGRES_USER, "--", *command]
+    if pwd.getpwuid(os.geteuid()).pw_name == POSTGRES_USER:
+        return list(command)
+    raise TestBedError("the test bed must run as root or as the postgres user")
 
 
-def shell_environment_prefix() -> str:
-    """The same, as a prefix of a command that PostgreSQL runs (archive and restore commands)."""
-    env = dict(FAKE_CREDENTIALS, LD_LIBRARY_PATH=os.path.join(PREFIX, "python", "lib"))
-    return " ".join("%s=%s" % item for item in sorted(env.items()))
+def tool_env() -> Dict[str, str]:
+    """The whole environment of a venv tool (barman-cloud-*, moto_server).
+
+    Built from scratch rather than inherited, so that the runner's AWS profile or PG*
+    variables never leak into a test, and so that the same env works for root and postgres.
+    """
+    return {
+        "PATH": "%s:%s:/usr/sbin:/usr/bin:/sbin:/bin" % (VENV_BIN, PG_BIN),
+        "LD_LIBRARY_PATH": str(PYTHON_LIB),
+        "LANG": "C.UTF-8",
+        "HOME": "/tmp",
+        **FAKE_AWS_ENV,
+    }
 
 
-def run(command: List[str], user: Optional[str] = None, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    if user:
-        command = ["runuser", "-u", user, "--"] + command
-    environment = kwargs.pop("env", tool_environment())
-    result = subprocess.run(command, env=environment, capture_output=True, text=True, check=False, **kwargs)
+def env_command(env: Mapping[str, str], command: Sequence[str]) -> List[str]:
+    """`env -i K=V ... command`: the environment survives runuser and shell quoting alike."""
+    return ["env", "-i", *("%s=%s" % item for item in sorted(env.items())), *command]
+
+
+def run(command: Sequence[str], *, env: Optional[Mapping[str, str]] = None, check: bool = True,
+        timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a command to completion, capturing its output; on failure raise with that output."""
+    try:
+        result = subprocess.run(list(command), env=dict(env) if env is not None else None, capture_output=True,
+                                text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as error:
+        raise TestBedError("timed out after %ss: %s\n%s\n%s" % (
+            timeout, shlex.join(command), error.stdout or "", error.stderr or "")) from error
     if check and result.returncode != 0:
-        raise AssertionError("%s failed (%d):\n%s\n%s"
-                             % (" ".join(command), result.returncode, result.stdout, result.stderr))
+        raise TestBedError("exit %d: %s\n--- stdout\n%s\n--- stderr\n%s" % (
+            result.returncode, shlex.join(command), result.stdout, result.stderr))
     return result
 
 
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.2) -> None:
+def scratch_dir(prefix: str) -> Path:
+    """A new folder under /tmp owned by postgres (it writes clusters and sockets there).
+
+    /tmp rather than a pytest tmp_path: on this machine those live under /root (mode 700),
+    which the postgres user cannot reach.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    chown_postgres(path)
+    path.chmod(0o755)  # root and postgres both walk in; PGDATA has its own 0700
+    return path
+
+
+def chown_postgres(path: Path) -> None:
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam(POSTGRES_USER)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def postgres_dir(path: Path, mode: int = 0o700) -> Path:
+    """Create a new folder owned by postgres (a tablespace location, a restore target)."""
+    path.mkdir(parents=True)
+    chown_postgres(path)
+    path.chmod(mode)
+    return path
+
+
+def remove_tree(path: Optional[Path]) -> None:
+    if path is not None:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    """The end of a log file, for error messages."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no %s)" % path
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "condition") -> Any:
+    """Poll predicate() until it returns something truthy; raise TestBedError on timeout."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TestBedError("timed out after %ss waiting for %s" % (timeout, what))
         time.sleep(interval)
-    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+
+
+# ---------------------------------------------------------------------------------------------
+# S3 store
+
+
+@dataclass(frozen=True)
+class StorageTarget:
+    """Where a backup (and the WAL archived with it) goes: s3://bucket/prefix, server name."""
+
+    endpoint_url: str
+    bucket: str
+    prefix: str
+    server_name: str
+
+    @property
+    def url(self) -> str:
+        return "s3://%s/%s" % (self.bucket, self.prefix) if self.prefix else "s3://%s" % self.bucket
+
+    @property
+    def server_prefix(self) -> str:
+        """The key prefix of everything of this server: <prefix>/<server>/."""
+        return "/".join(part for part in (self.prefix, self.server_name) if part) + "/"
+
+    def backup_prefix(self, backup_id: str) -> str:
+        return "%sbase/%s/" % (self.server_prefix, backup_id)
+
+    def module_params(self) -> Dict[str, str]:
+        """The storage parameters of the pgcloud.backup modules for this target."""
+        return {"destination_url": self.url, "server_name": self.server_name, "endpoint_url": self.endpoint_url}
+
+    def with_server(self, server_name: str) -> "StorageTarget":
+        return StorageTarget(self.endpoint_url, self.bucket, self.prefix, server_name)
 
 
 class MotoServer:
-    """moto's S3 (and EC2) over HTTP on loopback."""
+    """`moto_server` (S3) on a loopback port, as a child process.
 
-    def __init__(self, workdir: str) -> None:
-        self.port = free_port()
-        self.endpoint_url = "http://127.0.0.1:%d" % self.port
-        self.log_path = os.path.join(workdir, "moto-%d.log" % self.port)
-        self.process: Optional[subprocess.Popen] = None
+    moto keeps everything in memory, and its memory grows with every backup even after a
+    reset: `restart()` starts a fresh one on the same port (same endpoint_url) and re-creates
+    the buckets created through this object, empty.
+    """
 
-    def start(self) -> "MotoServer":
-        log = open(self.log_path, "w")
-        self.process = subprocess.Popen([os.path.join(VENV_BIN, "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
-                                        stdout=log, stderr=subprocess.STDOUT, env=tool_environment())
-        wait_until(self._answers, 60, "moto on port %d" % self.port)
+    def __init__(self, port: Optional[int] = None) -> None:
+        self.port = port or free_port()
+        self.log_dir = Path(tempfile.mkdtemp(prefix="pgcloud-moto-", dir="/tmp"))
+        self.log_file = self.log_dir / "moto.log"
+        self.buckets: List[str] = []
+        self._process: Optional[subprocess.Popen] = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return "http://127.0.0.1:%d" % self.port
+
+    def start(self, timeout: float = 60) -> "MotoServer":
+        if self._process is not None:
+            return self
+        with open(self.log_file, "ab") as log:
+            # A process group of its own, so that stop() ends it and anything it started.
+            self._process = subprocess.Popen(
+                [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
+                env=tool_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for(self._answers, timeout, what="moto_server on port %d" % self.port)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _answers(self) -> bool:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
-            return True
-        return False
+        if self._process is not None and self._process.poll() is not None:
+            raise TestBedError("moto_server exited with %s:\n%s" % (self._process.returncode, tail(self.log_file)))
+        try:
+            with urllib.request.urlopen(self.endpoint_url + "/", timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(20)
+        process, self._process = self._process, None
+        if process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=15)
 
-    def client(self):
-        import boto3
+    def restart(self) -> None:
+        """A fresh moto (memory released) on the same port, with this object's buckets, empty."""
+        self.stop()
+        self.start()
+        for bucket in self.buckets:
+            self.client().create_bucket(Bucket=bucket)
 
-        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1",
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+    def close(self) -> None:
+        """Stop the server and remove its log folder."""
+        self.stop()
+        remove_tree(self.log_dir)
 
-    def create_bucket(self, name: str) -> str:
+    def __enter__(self) -> "MotoServer":
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def memory_bytes(self) -> int:
+        """Resident memory of the moto process, to decide when to restart it."""
+        if self._process is not None:
+            with contextlib.suppress(OSError):
+                for line in Path("/proc/%d/status" % self._process.pid).read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) * 1024
+        return 0
+
+    def client(self) -> Any:
+        """A boto3 S3 client for this server, with the fake credentials."""
+        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name=FAKE_AWS_ENV["AWS_DEFAULT_REGION"],
+                            aws_access_key_id=FAKE_AWS_ENV["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=FAKE_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+                            config=botocore.config.Config(retries={"max_attempts": 3}))
+
+    def create_bucket(self, name: Optional[str] = None) -> str:
+        """Create a bucket (with a unique name when none is given); return its name."""
+        name = name or "pgcloud-test-%s" % uuid.uuid4().hex[:12]
         self.client().create_bucket(Bucket=name)
+        self.buckets.append(name)
         return name
 
-    def keys(self, bucket: str, prefix: str = "") -> List[str]:
-        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        return sorted(item["Key"] for page in pages for item in page.get("Contents", ()))
+    def delete_bucket(self, name: str) -> None:
+        """Abort its uploads, delete its objects, then the bucket (frees moto's memory)."""
+        client = self.client()
+        for upload in self.multipart_uploads(name):
+            client.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])
+        keys = self.list_keys(name)
+        for start in range(0, len(keys), 1000):
+            client.delete_objects(Bucket=name, Delete={"Objects": [{"Key": key} for key in keys[start:start + 1000]]})
+        client.delete_bucket(Bucket=name)
+        if name in self.buckets:
+            self.buckets.remove(name)
 
-    def open_multipart_uploads(self, bucket: str) -> List[str]:
-        return [upload["Key"] for upload in self.client().list_multipart_uploads(Bucket=bucket).get("Uploads", ())]
+    def list_objects(self, bucket: str, prefix: str = "") -> Dict[str, int]:
+        """Every object under prefix, with its size."""
+        sizes: Dict[str, int] = {}
+        for page in self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            sizes.update((item["Key"], int(item["Size"])) for item in page.get("Contents", []))
+        return sizes
+
+    def list_keys(self, bucket: str, prefix: str = "") -> List[str]:
+        """Every object key under prefix, sorted."""
+        return sorted(self.list_objects(bucket, prefix))
+
+    def get_object(self, bucket: str, key: str) -> bytes:
+        return self.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def multipart_uploads(self, bucket: str, prefix: str = "") -> List[Dict[str, Any]]:
+        """Multipart uploads started and neither completed nor aborted (each with Key, UploadId)."""
+        return list(self.client().list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", []))
+
+    def target(self, bucket: str, prefix: str, server_name: str) -> StorageTarget:
+        return StorageTarget(self.endpoint_url, bucket, prefix, server_name)
+
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL
+
+
+def fingerprint_tables(connection: Any, tables: Sequence[str]) -> Dict[str, Tuple[int, str]]:
+    """(row count, md5 of all rows in a fixed order) of each table.
+
+    Rows are ordered by their text form in the "C" collation, so the digest depends neither
+    on the physical row order (which differs after vacuum or WAL replay) nor on the locale.
+    """
+    result = {}
+    with connection.cursor() as cursor:
+        for table in tables:
+            cursor.execute("SELECT count(*), coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text COLLATE \"C\")),"
+                           " '') FROM %s AS t" % table)
+            count, digest = cursor.fetchone()
+            result[table] = (int(count), digest)
+    return result
+
+
+def data_fingerprint(connect: Callable[[str], Any]) -> Dict[str, Any]:
+    """What a faithful restore must reproduce: the tablespace names, and the row count and
+    digest of the pgbench tables, of the extra tables and of the tablespace database's table."""
+    fingerprint: Dict[str, Any] = {}
+    with contextlib.closing(connect("postgres")) as connection:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT spcname FROM pg_tablespace ORDER BY 1")
+            fingerprint["tablespaces"] = [row[0] for row in cursor.fetchall()]
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (TABLESPACE_DB,))
+            has_tablespace_db = cursor.fetchone() is not None
+        fingerprint["postgres"] = fingerprint_tables(connection, PGBENCH_TABLES + (NOTES_TABLE, TABLESPACE_NOTES_TABLE))
+    if has_tablespace_db:
+        with contextlib.closing(connect(TABLESPACE_DB)) as connection:
+            fingerprint[TABLESPACE_DB] = fingerprint_tables(connection, (TABLESPACE_DB_TABLE,))
+    return fingerprint
+
+
+def connector(host: str, port: int) -> Callable[[str], Any]:
+    """connect(dbname) for a server: autocommit psycopg2 sessions named after the test bed."""
+
+    def connect(dbname: str = "postgres") -> Any:
+        connection = psycopg2.connect(host=host, port=port, user=POSTGRES_USER, dbname=dbname, connect_timeout=10,
+                                      application_name=TESTBED_APPLICATION)
+        connection.autocommit = True
+        return connection
+
+    return connect
+
+
+@dataclass
+class PgbenchRun:
+    """What a background pgbench did: pgbench_history rows before and after it ran."""
+
+    history_before: int
+    history_after: int = -1
+    log_file: Optional[Path] = None
+
+    @property
+    def transactions(self) -> int:
+        """Transactions committed while it ran (each one adds a pgbench_history row)."""
+        return self.history_after - self.history_before
 
 
 class PostgresCluster:
-    """A PostgreSQL 15 cluster owned by the postgres OS user, on a unix socket in its work dir."""
+    """A PostgreSQL 15 cluster in a scratch folder under /tmp, run by the postgres OS user.
 
-    def __init__(self, workdir: str, name: str = "source") -> None:
-        self.workdir = workdir
-        self.pgdata = os.path.join(workdir, name)
-        self.port = free_port()
-        self.log_path = os.path.join(workdir, name + ".log")
+    Listens on 127.0.0.1 and on a unix socket in its folder, on a free port. With an
+    `archive_target`, archive_mode is on and every WAL file goes through
+    `barman-cloud-wal-archive` to that target; `archive_to()` switches the target (the tests
+    point it at their own bucket so that the WAL lands next to the backup they take).
+    """
 
-    @property
-    def connection(self) -> Dict[str, Any]:
-        return {"host": self.workdir, "port": self.port, "user": "postgres"}
+    def __init__(self, name: str = "source", *, tablespace: Optional[str] = "testbed_space",
+                 archive_target: Optional[StorageTarget] = None, port: Optional[int] = None) -> None:
+        self.name = name
+        self.port = port or free_port()
+        self.tablespace = tablespace
+        self.root = scratch_dir("pgcloud-tests-%s-" % name)
+        self.pgdata = self.root / "pgdata"
+        self.socket_dir = self.root
+        self.tablespace_dir = self.root / "tablespace" if tablespace else None
+        self.log_file = self.root / "postgres.log"
+        self.archive_target = archive_target
+        self._archive_env = self.root / "archive-target.env"
+        self._archive_script = self.root / "archive-wal.sh"
 
-    def initdb(self) -> "PostgresCluster":
-        run([os.path.join(PG_BIN, "initdb"), "-D", self.pgdata, "-A", "trust", "--data-checksums", "-U", "postgres"],
-            user="postgres")
+    # -- life cycle
+
+    def create(self) -> "PostgresCluster":
+        """initdb, settings, start, tablespace; the whole folder is removed if a step fails."""
+        try:
+            run(as_postgres([str(PG_BIN / "initdb"), "-D", str(self.pgdata), "-A", "trust", "-U", POSTGRES_USER,
+                             "--data-checksums", "-E", "UTF8", "--locale", "C.UTF-8"]))
+            if self.archive_target is not None:
+                self._write_archive_script()
+                self.archive_to(self.archive_target)
+            self._append_settings(self._settings())
+            self.start()
+            if self.tablespace:
+                postgres_dir(self.tablespace_dir)
+                self.execute("CREATE TABLESPACE %s LOCATION '%s'" % (self.tablespace, self.tablespace_dir))
+        except BaseException:
+            self.destroy()
+            raise
         return self
 
-    def configure(self, **settings: Any) -> None:
-        base = {"port": self.port, "listen_addresses": "", "unix_socket_directories": self.workdir,
-                "fsync": "off", "full_page_writes": "on", "checkpoint_timeout": "30min"}
-        base.update(settings)
-        lines = ["%s = '%s'" % (key, str(value).replace("'", "''")) for key, value in base.items()]
-        path = os.path.join(self.pgdata, "postgresql.auto.conf")
-        with open(path, "w") as handle:
-            handle.write("\n".join(lines) + "\n")
-        shutil.chown(path, "postgres", "postgres")
+    def _settings(self) -> Dict[str, str]:
+        settings = {
+            "port": str(self.port),
+            "listen_addresses": "'127.0.0.1'",
+            "unix_socket_directories": "'%s'" % self.socket_dir,
+            # The source never crashes in a test, and pgbench -i is much faster without fsync.
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "max_connections": "50",
+            "log_line_prefix": "'%m [%p] %q%a '",
+        }
+        if self.archive_target is not None:
+            settings.update({"archive_mode": "on", "archive_command": "'%s %%p'" % self._archive_script})
+        return settings
 
-    def archive_to(self, moto: MotoServer, url: str, server_name: str) -> None:
-        command = "%s %s/barman-cloud-wal-archive --endpoint-url %s %s %s %%p" % (
-            shell_environment_prefix(), VENV_BIN, moto.endpoint_url, url, server_name)
-        self.configure(archive_mode="on", archive_timeout="0", archive_command=command)
+    def _append_settings(self, settings: Mapping[str, str]) -> None:
+        with open(self.pgdata / "postgresql.conf", "a") as config:
+            config.write("\n# pgcloud.backup test bed\n")
+            config.writelines("%s = %s\n" % item for item in settings.items())
+
+    def _write_archive_script(self) -> None:
+        """archive_command: barman-cloud-wal-archive to the target named in archive-target.env.
+
+        A script that reads the target at each call, rather than the command inline, so that
+        the target can change between tests without a reload (whose pick-up by the archiver
+        cannot be observed). It runs as postgres: hence the explicit environment, with the
+        copied interpreter's LD_LIBRARY_PATH and the venv in /opt rather than under /root.
+        """
+        tool = env_command(tool_env(), [str(VENV_BIN / "barman-cloud-wal-archive")])
+        self._archive_script.write_text(
+            "#!/bin/sh\n"
+            "# archive_command of the %s test cluster (written by tests/integration/testbed.py)\n"
+            "set -e\n"
+            ". %s\n"
+            'exec %s --endpoint-url "$ENDPOINT_URL" "$DESTINATION_URL" "$SERVER_NAME" "$1"\n'
+            % (self.name, self._archive_env, shlex.join(tool)))
+        self._archive_script.chmod(0o755)
+
+    def archive_to(self, target: StorageTarget) -> None:
+        """Send every WAL file completed from now on to target (the switch is atomic)."""
+        staging = self._archive_env.with_suffix(".tmp")
+        staging.write_text("ENDPOINT_URL=%s\nDESTINATION_URL=%s\nSERVER_NAME=%s\n" % (
+            shlex.quote(target.endpoint_url), shlex.quote(target.url), shlex.quote(target.server_name)))
+        staging.chmod(0o644)
+        staging.replace(self._archive_env)
+        self.archive_target = target
 
     def start(self) -> None:
-        run([os.path.join(PG_BIN, "pg_ctl"), "-D", self.pgdata, "-l", self.log_path, "-w", "-t", "120", "start"],
-            user="postgres")
+        try:
+            run(as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.pgdata), "-l", str(self.log_file), "-w",
+                             "-t", "120", "start"]), timeout=180)
+        except TestBedError as error:
+            raise TestBedError("%s\n--- %s\n%s" % (error, self.log_file, tail(self.log_file))) from None
 
     def stop(self, mode: str = "fast") -> None:
-        if os.path.exists(os.path.join(self.pgdata, "postmaster.pid")):
-            run([os.path.join(PG_BIN, "pg_ctl"), "-D", self.pgdata, "-m", mode, "-w", "stop"], user="postgres",
-                check=False)
+        if (self.pgdata / "postmaster.pid").exists():
+            run(as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.pgdata), "-m", mode, "-w", "-t", "120", "stop"]),
+                check=False, timeout=180)
 
-    def psql(self, sql: str, dbname: str = "postgres") -> str:
-        result = run([os.path.join(PG_BIN, "psql"), "-h", self.workdir, "-p", str(self.port), "-U", "postgres",
-                      "-d", dbname, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        return result.stdout.strip()
+    def destroy(self) -> None:
+        """Stop the server (immediately: nothing to keep) and remove every file of the cluster."""
+        with contextlib.suppress(Exception):
+            self.stop("immediate")
+        remove_tree(self.root)
 
-    def create_tablespace(self, name: str) -> str:
-        location = os.path.join(self.workdir, "tablespace-" + name)
-        os.makedirs(location, exist_ok=True)
-        shutil.chown(location, "postgres", "postgres")
-        self.psql("CREATE TABLESPACE %s LOCATION '%s'" % (name, location))
-        return location
+    def __enter__(self) -> "PostgresCluster":
+        return self.create()
 
-    def load_data(self, scale: int, tablespace: str) -> None:
-        """pgbench tables (accounts in the tablespace) and a table of text in the tablespace."""
-        run([os.path.join(PG_BIN, "pgbench"), "-h", self.workdir, "-p", str(self.port), "-U", "postgres", "-i", "-q",
-             "-s", str(scale), "postgres"])
-        self.psql("ALTER TABLE pgbench_accounts SET TABLESPACE %s" % tablespace)
-        self.psql("CREATE TABLE notes TABLESPACE %s AS SELECT g AS id, md5(g::text) || repeat('x', g %% 100) AS note "
-                  "FROM generate_series(1, 100000) g" % tablespace)
-        self.psql("CREATE INDEX notes_note ON notes (note)")
+    def __exit__(self, *exc_info: Any) -> None:
+        self.destroy()
+
+    # -- SQL
+
+    @property
+    def connection_params(self) -> Dict[str, Any]:
+        """host/port/user as the modules (and libpq) take them: host is the socket folder."""
+        return {"host": str(self.socket_dir), "port": self.port, "user": POSTGRES_USER}
+
+    def connect(self, dbname: str = "postgres") -> Any:
+        return connector(str(self.socket_dir), self.port)(dbname)
+
+    def psql(self, sql: str, params: Optional[Sequence[Any]] = None, dbname: str = "postgres") -> List[tuple]:
+        """Run one statement (autocommit); return its rows, [] when it returns none."""
+        with contextlib.closing(self.connect(dbname)) as connection, connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall() if cursor.description is not None else []
+
+    def execute(self, sql: str, dbname: str = "postgres") -> None:
+        self.psql(sql, dbname=dbname)
+
+    def scalar(self, sql: str, params: Optional[Sequence[Any]] = None, dbname: str = "postgres") -> Any:
+        rows = self.psql(sql, params, dbname)
+        return rows[0][0] if rows else None
+
+    def client_sessions(self) -> List[Dict[str, Any]]:
+        """Client sessions other than the test bed's own: a backup session left behind shows here."""
+        rows = self.psql("SELECT pid, application_name, state, query FROM pg_stat_activity "
+                         "WHERE backend_type = 'client backend' AND application_name <> %s", (TESTBED_APPLICATION,))
+        return [dict(zip(("pid", "application_name", "state", "query"), row)) for row in rows]
+
+    def tablespace_oids(self) -> Dict[str, int]:
+        return {name: int(oid) for name, oid in self.psql(
+            "SELECT spcname, oid FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')")}
+
+    # -- data
+
+    def pgbench(self, *arguments: str, timeout: float = 900) -> subprocess.CompletedProcess:
+        return run([str(PG_BIN / "pgbench"), "-h", str(self.socket_dir), "-p", str(self.port), "-U", POSTGRES_USER,
+                    *arguments, "postgres"], timeout=timeout)
+
+    def load_data(self, scale: int) -> None:
+        """pgbench tables at scale (their indexes and history in the tablespace), extra tables."""
+        arguments = ["-i", "-q", "-s", str(scale)]
+        if self.tablespace:
+            arguments.append("--index-tablespace=%s" % self.tablespace)
+        self.pgbench(*arguments)
+        in_tablespace = " TABLESPACE %s" % self.tablespace if self.tablespace else ""
+        if self.tablespace:
+            # pgbench inserts history rows: with the table in the tablespace, a running pgbench
+            # changes files there during a backup.
+            self.execute("ALTER TABLE pgbench_history SET TABLESPACE %s" % self.tablespace)
+        # Every 200th note carries 32 kB of text, so that TOAST tables are covered too.
+        self.execute("CREATE TABLE %s (id int PRIMARY KEY, note text NOT NULL, big text);"
+                     "INSERT INTO %s SELECT g, md5(g::text), CASE WHEN g %% 200 = 0 THEN "
+                     "(SELECT string_agg(md5((g * 1000 + i)::text), '') FROM generate_series(1, 1000) i) END "
+                     "FROM generate_series(1, 20000) g" % (NOTES_TABLE, NOTES_TABLE))
+        self.execute("CREATE TABLE %s (id int PRIMARY KEY, note text NOT NULL)%s;"
+                     "INSERT INTO %s SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 50000) g"
+                     % (TABLESPACE_NOTES_TABLE, in_tablespace, TABLESPACE_NOTES_TABLE))
+        if self.tablespace:
+            self.execute("CREATE DATABASE %s TABLESPACE %s" % (TABLESPACE_DB, self.tablespace))
+            self.execute("CREATE TABLE %s (id int PRIMARY KEY, label text);"
+                         "INSERT INTO %s SELECT g, 'item ' || g FROM generate_series(1, 10000) g"
+                         % (TABLESPACE_DB_TABLE, TABLESPACE_DB_TABLE), dbname=TABLESPACE_DB)
+        self.execute("CHECKPOINT")
 
     @contextlib.contextmanager
-    def pgbench_running(self, clients: int = 2) -> Iterator[subprocess.Popen]:
-        """pgbench writing until the block ends."""
-        process = subprocess.Popen(
-            [os.path.join(PG_BIN, "pgbench"), "-h", self.workdir, "-p", str(self.port), "-U", "postgres",
-             "-c", str(clients), "-T", "600", "postgres"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=tool_environment())
+    def pgbench_running(self, clients: int = 2, rate: int = 200) -> Iterator[PgbenchRun]:
+        """pgbench writing in the background for the duration of the block.
+
+        Rate-limited (transactions per second) so that it writes throughout a backup without
+        taking the machine's two cores from the backup. The block starts once pgbench has
+        committed; on exit, raises if pgbench stopped early or committed nothing.
+        """
+        record = PgbenchRun(history_before=int(self.scalar("SELECT count(*) FROM pgbench_history")),
+                            log_file=self.root / ("pgbench-%s.log" % uuid.uuid4().hex[:8]))
+        with open(record.log_file, "wb") as log:
+            process = subprocess.Popen(
+                [str(PG_BIN / "pgbench"), "-h", str(self.socket_dir), "-p", str(self.port), "-U", POSTGRES_USER,
+                 "-n", "-c", str(clients), "-j", "1", "-R", str(rate), "-T", "3600", "postgres"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        early_exit: Optional[int] = None
         try:
-            time.sleep(1)
-            assert process.poll() is None, "pgbench stopped early: %s" % process.stderr.read()
-            yield process
+            wait_for(lambda: process.poll() is not None
+                     or self.scalar("SELECT count(*) FROM pgbench_history") > record.history_before,
+                     timeout=30, what="pgbench to commit")
+            if process.poll() is not None:
+                raise TestBedError("pgbench exited early:\n%s" % tail(record.log_file))
+            yield record
         finally:
-            process.send_signal(signal.SIGINT)
+            early_exit = process.poll()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGINT)
             try:
-                process.wait(30)
+                process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        record.history_after = int(self.scalar("SELECT count(*) FROM pgbench_history"))
+        if early_exit is not None:
+            raise TestBedError("pgbench stopped during the block (exit %s):\n%s" % (early_exit, tail(record.log_file)))
+        if record.transactions <= 0:
+            raise TestBedError("pgbench committed nothing:\n%s" % tail(record.log_file))
 
-    def fingerprint(self) -> Dict[str, str]:
-        """Counts and checksums a restore must reproduce exactly."""
-        queries = {
-            "accounts": "SELECT count(*) || ':' || sum(abalance) FROM pgbench_accounts",
-            "branches": "SELECT md5(string_agg(bid || ':' || bbalance, ',' ORDER BY bid)) FROM pgbench_branches",
-            "tellers": "SELECT md5(string_agg(tid || ':' || tbalance, ',' ORDER BY tid)) FROM pgbench_tellers",
-            "history": "SELECT count(*) || ':' || coalesce(sum(delta), 0) FROM pgbench_history",
-            "notes": "SELECT md5(string_agg(note, ',' ORDER BY id)) FROM notes",
-        }
-        return {name: self.psql(sql) for name, sql in queries.items()}
+    def fingerprint(self) -> Dict[str, Any]:
+        """See data_fingerprint."""
+        return data_fingerprint(self.connect)
 
-    def switch_wal_and_wait_archived(self, timeout: float = 60) -> None:
-        """Close the current WAL segment and wait until archive_command has shipped it."""
-        self.psql("CHECKPOINT")
-        segment = self.psql("SELECT pg_walfile_name(pg_switch_wal())")
-        wait_until(lambda: self.psql("SELECT coalesce(last_archived_wal >= '%s', false) FROM pg_stat_archiver"
-                                     % segment) == "t", timeout, "WAL segment %s to be archived" % segment)
+    def switch_wal_and_wait(self, timeout: float = 120) -> str:
+        """Close the current WAL file and wait until it is archived; return its name.
 
-    def backup_sessions(self) -> int:
-        """Sessions of the backup engine still connected."""
-        return int(self.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgcloud_backup'"))
+        Everything committed before this call is then in the archive, so a restore that
+        replays all archived WAL must reach the data as it is now.
+        """
+        segment = self.scalar("SELECT pg_walfile_name(pg_switch_wal())")
 
+        def archived() -> bool:
+            last = self.scalar("SELECT last_archived_wal FROM pg_stat_archiver")
+            # A .backup history file name starts with its segment's name, hence [:24].
+            return last is not None and last[:24] >= segment
 
-def barman(tool: str, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run([os.path.join(VENV_BIN, tool)] + list(arguments), check=check)
-
-
-def barman_json(tool: str, moto: MotoServer, url: str, server: str, *extra: str) -> Any:
-    result = barman(tool, "--endpoint-url", moto.endpoint_url, "--format", "json", url, server, *extra)
-    return json.loads(result.stdout)
+        try:
+            wait_for(archived, timeout, interval=0.3, what="WAL file %s to be archived" % segment)
+        except TestBedError as error:
+            failed = self.psql("SELECT last_failed_wal, last_failed_time FROM pg_stat_archiver")
+            raise TestBedError("%s (last failure: %s)\n--- %s\n%s" % (
+                error, failed, self.log_file, tail(self.log_file))) from None
+        return segment
 
 
-def restore_and_fingerprint(moto: MotoServer, url: str, server: str, backup: str, workdir: str,
-                            tablespaces: Dict[str, str]) -> Dict[str, Any]:
-    """Restore with the real barman-cloud-restore, replay the archived WAL, start, check and fingerprint."""
-    scratch = tempfile.mkdtemp(prefix="restore-", dir=workdir)
-    shutil.chown(scratch, "postgres", "postgres")
-    target = PostgresCluster(scratch, "pgdata")
-    relocations = []
-    for name in tablespaces:
-        location = os.path.join(scratch, "tablespace-" + name)
-        relocations += ["--tablespace", "%s:%s" % (name, location)]
-    barman("barman-cloud-restore", "--endpoint-url", moto.endpoint_url, *relocations, url, server, backup,
-           target.pgdata)
-    run(["chown", "-R", "postgres:postgres", scratch])
-    os.chmod(target.pgdata, 0o700)
-    restore_command = "%s %s/barman-cloud-wal-restore --endpoint-url %s %s %s %%f %%p" % (
-        shell_environment_prefix(), VENV_BIN, moto.endpoint_url, url, server)
-    target.configure(archive_mode="off", restore_command=restore_command)
-    open(os.path.join(target.pgdata, "recovery.signal"), "w").close()
+# ---------------------------------------------------------------------------------------------
+# barman-cloud tools
+
+
+def barman_cloud(tool: str, *arguments: str, endpoint_url: str, check: bool = True,
+                 timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run barman-cloud-<tool> from the venv as the postgres user, as in production."""
+    command = env_command(tool_env(), [str(VENV_BIN / ("barman-cloud-" + tool)), "--endpoint-url", endpoint_url,
+                                       *arguments])
+    return run(as_postgres(command), check=check, timeout=timeout)
+
+
+def backup_list(target: StorageTarget) -> List[Dict[str, Any]]:
+    """`barman-cloud-backup-list --format json`: the backups as the reference tools see them."""
+    result = barman_cloud("backup-list", "--format", "json", target.url, target.server_name,
+                          endpoint_url=target.endpoint_url)
+    return list(json.loads(result.stdout)["backups_list"])
+
+
+def backup_show(target: StorageTarget, backup: str) -> Dict[str, Any]:
+    """`barman-cloud-backup-show --format json` of a backup id or name."""
+    result = barman_cloud("backup-show", "--format", "json", target.url, target.server_name, backup,
+                          endpoint_url=target.endpoint_url)
+    shown = json.loads(result.stdout)
+    if "backup_id" not in shown and len(shown) == 1:
+        # Some versions key the document by the server name ("cloud" for cloud backups).
+        shown = next(iter(shown.values()))
+    return dict(shown)
+
+
+REFERENCE_COMPRESSION_FLAGS = {None: [], "none": [], "gzip": ["--gzip"], "bzip2": ["--bzip2"],
+                               "snappy": ["--snappy"], "lz4": ["--lz4"], "zstd": ["--zstd"]}
+
+
+def reference_backup(target: StorageTarget, cluster: PostgresCluster, *, compression: Optional[str] = None,
+                     name: Optional[str] = None, extra_arguments: Sequence[str] = ()) -> str:
+    """Take a backup with the reference `barman-cloud-backup` (as postgres); return its id."""
+    before = {backup["backup_id"] for backup in backup_list(target)}
+    arguments = ["-h", str(cluster.socket_dir), "-p", str(cluster.port), "-U", POSTGRES_USER,
+                 "--immediate-checkpoint", *REFERENCE_COMPRESSION_FLAGS[compression], *extra_arguments]
+    if name:
+        arguments += ["-n", name]
+    barman_cloud("backup", *arguments, target.url, target.server_name, endpoint_url=target.endpoint_url)
+    new = sorted({backup["backup_id"] for backup in backup_list(target)} - before)
+    if len(new) != 1:
+        raise TestBedError("expected one new backup in %s, found %s" % (target.url, new))
+    return new[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Restore
+
+
+@dataclass
+class RestoreResult:
+    """What a restore produced: the data fingerprint, pg_amcheck's verdict, the tablespaces."""
+
+    fingerprint: Dict[str, Any]
+    amcheck_returncode: int
+    amcheck_output: str
+    # tablespace oid -> where pg_tblspc/<oid> points, as barman-cloud-restore left it
+    tablespace_links: Dict[int, str] = field(default_factory=dict)
+    # tablespace name -> the fresh folder given to --tablespace NAME:LOCATION
+    relocations: Dict[str, str] = field(default_factory=dict)
+    # tablespace name -> pg_tablespace_location() on the restored server
+    tablespace_locations: Dict[str, str] = field(default_factory=dict)
+    restore_output: str = ""
+
+    @property
+    def amcheck_passed(self) -> bool:
+        return self.amcheck_returncode == 0
+
+
+def restore_and_verify(target: StorageTarget, backup_id: str, *, tablespaces: Sequence[str] = (),
+                       timeout: float = 300, keep: bool = False) -> RestoreResult:
+    """Restore a backup with the real tools, start PostgreSQL on it, check it, fingerprint it.
+
+    1. `barman-cloud-restore` (as postgres) into a fresh folder, each tablespace named in
+       `tablespaces` relocated to a fresh folder with `--tablespace NAME:LOCATION`;
+    2. recovery.signal and a restore_command running `barman-cloud-wal-restore` from the same
+       target, with no recovery target: recovery replays every archived WAL file, then
+       promotes. So after `switch_wal_and_wait()` on the source, the restored data must equal
+       the source's at that call (a recovery target of 'immediate' would only prove the
+       backup consistent, not that it holds the data);
+    3. PostgreSQL on another port until recovery ends, `pg_amcheck --all --heapallindexed`,
+       and the fingerprint. The restored server is always stopped, and its folder removed
+       unless keep.
+    """
+    root = scratch_dir("pgcloud-tests-restore-")
+    pgdata = root / "pgdata"
+    log_file = root / "postgres.log"
+    port = free_port()
     try:
-        target.start()
-        wait_until(lambda: target.psql("SELECT pg_is_in_recovery()") == "f", 180, "the restored server to promote")
-        amcheck = run([os.path.join(PG_BIN, "pg_amcheck"), "-h", scratch, "-p", str(target.port), "-U", "postgres",
-                       "--all", "--heapallindexed", "--install-missing"], check=False)
-        links = {name: os.readlink(os.path.join(target.pgdata, "pg_tblspc", oid))
-                 for name, oid in (line.split("|") for line in target.psql(
-                     "SELECT spcname, oid FROM pg_tablespace WHERE pg_tablespace_location(oid) <> ''").splitlines())}
-        return {"fingerprint": target.fingerprint(), "amcheck_rc": amcheck.returncode,
-                "amcheck_output": amcheck.stdout + amcheck.stderr, "tablespace_links": links,
-                "relocated": {name: os.path.join(scratch, "tablespace-" + name) for name in tablespaces}}
+        postgres_dir(pgdata)
+        relocations = {name: postgres_dir(root / ("tablespace-%s" % name)) for name in tablespaces}
+        arguments: List[str] = []
+        for name, location in relocations.items():
+            arguments += ["--tablespace", "%s:%s" % (name, location)]
+        restored = barman_cloud("restore", *arguments, target.url, target.server_name, backup_id, str(pgdata),
+                                endpoint_url=target.endpoint_url)
+        tblspc = pgdata / "pg_tblspc"
+        links = {int(link.name): os.readlink(link) for link in tblspc.iterdir() if link.is_symlink()} \
+            if tblspc.is_dir() else {}
+        write_recovery_settings(pgdata, target, port=port, socket_dir=root)
+        try:
+            run(as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(pgdata), "-l", str(log_file), "-w",
+                             "-t", str(int(timeout)), "start"]), timeout=timeout + 30)
+        except TestBedError as error:
+            raise TestBedError("the restored server did not start: %s\n--- %s\n%s" % (
+                error, log_file, tail(log_file, 60))) from None
+        connect = connector(str(root), port)
+
+        def promoted() -> bool:
+            with contextlib.closing(connect("postgres")) as connection, connection.cursor() as cursor:
+                cursor.execute("SELECT pg_is_in_recovery()")
+                return not cursor.fetchone()[0]
+
+        try:
+            wait_for(promoted, timeout, interval=0.5, what="the recovery of the restored server to end")
+        except TestBedError as error:
+            raise TestBedError("%s\n--- %s\n%s" % (error, log_file, tail(log_file, 60))) from None
+        amcheck = run([str(PG_BIN / "pg_amcheck"), "-h", str(root), "-p", str(port), "-U", POSTGRES_USER,
+                       "--all", "--heapallindexed", "--install-missing"], check=False, timeout=timeout)
+        with contextlib.closing(connect("postgres")) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT spcname, pg_tablespace_location(oid) FROM pg_tablespace "
+                           "WHERE spcname NOT IN ('pg_default', 'pg_global')")
+            locations = dict(cursor.fetchall())
+        return RestoreResult(fingerprint=data_fingerprint(connect), amcheck_returncode=amcheck.returncode,
+                             amcheck_output=amcheck.stdout + amcheck.stderr, tablespace_links=links,
+                             relocations={name: str(path) for name, path in relocations.items()},
+                             tablespace_locations=locations, restore_output=restored.stdout + restored.stderr)
     finally:
-        target.stop("immediate")
-        shutil.rmtree(scratch, ignore_errors=True)
+        if (pgdata / "postmaster.pid").exists():
+            run(as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(pgdata), "-m", "immediate", "-w", "stop"]),
+                check=False, timeout=120)
+        if not keep:
+            remove_tree(root)
 
 
-def run_playbook(playbook: str, extravars: Dict[str, Any], check_mode: bool = False) -> Dict[str, Any]:
-    """Run one of tests/integration/playbooks; it writes the registered module result to a file."""
-    with tempfile.TemporaryDirectory() as scratch:
-        result_path = os.path.join(scratch, "result.json")
-        variables = dict(extravars, result_file=result_path)
-        command = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", "localhost,", "-c", "local",
-                   os.path.join(REPO, "tests", "integration", "playbooks", playbook),
-                   "-e", json.dumps(variables), "-e", "ansible_python_interpreter=%s/python" % VENV_BIN]
-        if check_mode:
+def write_recovery_settings(pgdata: Path, target: StorageTarget, *, port: int, socket_dir: Path) -> None:
+    """Settings of a restored copy: its own port and socket, WAL from the target, no archiving.
+
+    Appended to postgresql.auto.conf, which PostgreSQL reads after postgresql.conf: the
+    restored postgresql.conf is the source's (its port, its archive_command) and stays as it
+    is. archive_mode is off so that the promoted copy never writes into the source's archive.
+    """
+    restore = env_command(tool_env(), [str(VENV_BIN / "barman-cloud-wal-restore"), "--endpoint-url",
+                                       target.endpoint_url, target.url, target.server_name, "%f", "%p"])
+    settings = {
+        "port": str(port),
+        "listen_addresses": "''",
+        "unix_socket_directories": "'%s'" % socket_dir,
+        "archive_mode": "off",
+        "restore_command": "'%s'" % shlex.join(restore).replace("'", "''"),
+        "recovery_target_timeline": "'latest'",
+    }
+    auto_conf = pgdata / "postgresql.auto.conf"
+    with open(auto_conf, "a") as config:
+        config.write("\n# restored by the pgcloud.backup test bed\n")
+        config.writelines("%s = %s\n" % item for item in settings.items())
+    signal_file = pgdata / "recovery.signal"
+    signal_file.touch()
+    for path in (auto_conf, signal_file):
+        chown_postgres(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# ansible-playbook
+
+
+@dataclass
+class TaskResult:
+    """One task's result on one host: what the module returned, plus Ansible's own keys."""
+
+    name: str
+    action: str
+    status: str  # ok, changed, failed, skipped or unreachable
+    result: Dict[str, Any]
+
+
+@dataclass
+class PlaybookResult:
+    """An ansible-playbook run: exit status, output, and each task's result in order."""
+
+    rc: int
+    stdout: str
+    stderr: str
+    tasks: List[TaskResult]
+    stats: Dict[str, Any]
+
+    def task(self, name: str) -> Dict[str, Any]:
+        """The result of the last task of that name; KeyError (with the output) if none ran."""
+        for task in reversed(self.tasks):
+            if task.name == name:
+                return task.result
+        raise KeyError("no task %r ran; tasks: %s\n%s" % (name, [task.name for task in self.tasks], self.output))
+
+    def ran(self, name: str) -> bool:
+        return any(task.name == name for task in self.tasks)
+
+    @property
+    def output(self) -> str:
+        """What ansible-playbook printed, for assertion messages."""
+        return "--- ansible-playbook stdout\n%s\n--- stderr\n%s" % (self.stdout[-6000:], self.stderr[-3000:])
+
+
+def run_playbook(playbook: Path, extravars: Optional[Mapping[str, Any]] = None, *, check: bool = False,
+                 timeout: float = 900, env: Optional[Mapping[str, str]] = None) -> PlaybookResult:
+    """Run a playbook against localhost (connection local) with the collection of this checkout.
+
+    The collection is linked into a scratch collections path, so that the run tests this
+    checkout whatever setup.sh linked last; modules run with the venv's python; every task
+    result is captured by the test bed's `pgcloud_results` callback into a JSON file
+    (ansible-core ships no JSON callback: that one is in ansible.posix), and the normal output
+    stays on stdout for failure messages. A failing play is returned, not raised.
+    """
+    work = Path(tempfile.mkdtemp(prefix="pgcloud-playbook-", dir="/tmp"))
+    try:
+        collection = work / "collections" / "ansible_collections" / "pgcloud" / "backup"
+        collection.parent.mkdir(parents=True)
+        collection.symlink_to(COLLECTION_ROOT)
+        vars_file = work / "extravars.json"
+        vars_file.write_text(json.dumps({"ansible_python_interpreter": str(VENV_PYTHON), **(extravars or {})}))
+        results_file = work / "results.json"
+        run_env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "ANSIBLE_", "PG"))}
+        run_env.update(FAKE_AWS_ENV)
+        run_env.update({
+            "PATH": "%s:%s" % (VENV_BIN, os.environ.get("PATH", "/usr/bin:/bin")),
+            "LD_LIBRARY_PATH": str(PYTHON_LIB),
+            "ANSIBLE_COLLECTIONS_PATH": str(work / "collections"),
+            "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACK_DIR),
+            "ANSIBLE_CALLBACKS_ENABLED": "pgcloud_results",
+            "PGCLOUD_RESULTS_FILE": str(results_file),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_RETRY_FILES_ENABLED": "0",
+            "ANSIBLE_LOCALHOST_WARNING": "0",
+            "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+            "ANSIBLE_LOCAL_TEMP": str(work / "tmp"),
+            **(env or {}),
+        })
+        command = [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", "-e", "@%s" % vars_file,
+                   str(playbook)]
+        if check:
             command.append("--check")
-        env = tool_environment()
-        env["ANSIBLE_COLLECTIONS_PATH"] = os.path.join(PREFIX, "collections")
-        env["ANSIBLE_NOCOLOR"] = "1"
-        completed = run(command, env=env, check=False)
-        text = open(result_path).read() if os.path.exists(result_path) else ""
-        if not text:
-            raise AssertionError("ansible-playbook wrote no result (%d):\n%s\n%s"
-                                 % (completed.returncode, completed.stdout, completed.stderr))
-        result = json.loads(text)
-        result["_playbook_output"] = completed.stdout
-        return result
+        process = run(command, env=run_env, check=False, timeout=timeout)
+        try:
+            document = json.loads(results_file.read_text())
+        except (OSError, ValueError) as error:
+            raise TestBedError("ansible-playbook wrote no results (%s), exit %d:\n%s\n%s" % (
+                error, process.returncode, process.stdout[-4000:], process.stderr[-4000:])) from None
+        tasks = [TaskResult(item["name"], item["action"], item["status"], item["result"]) for item in document["tasks"]]
+        return PlaybookResult(process.returncode, process.stdout, process.stderr, tasks, document.get("stats", {}))
+    finally:
+        remove_tree(work)
+
+
+BACKUP_ID_PATTERN = re.compile(r"^\d{8}T\d{6}$")
+
+
+def backup_files(keys: Sequence[str], target: StorageTarget, backup_id: str) -> List[str]:
+    """The file names (after <server>/base/<id>/) of one backup among object keys."""
+    prefix = target.backup_prefix(backup_id)
+    return sorted(key[len(prefix):] for key in keys if key.startswith(prefix))

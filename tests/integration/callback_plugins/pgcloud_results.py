@@ -16,9 +16,9 @@ name: pgcloud_results
 type: notification
 short_description: Write every task result to a JSON file (pgcloud.backup integration tests)
 description:
-  - At the end of the run, writes C({"tasks": [...], "stats": {...}}) to the file named by
-    E(PGCLOUD_RESULTS_FILE); each task entry has C(name), C(action), C(host), C(status) and
-    C(result).
+  - At the end of the run, writes a JSON document with the keys C(tasks) and C(stats) to the
+    file named by E(PGCLOUD_RESULTS_FILE). Each task entry has C(name), C(action), C(host),
+    C(status) and C(result).
 options:
   results_file:
     description: The file to write.
@@ -60,18 +60,22 @@ class CallbackModule(CallbackBase):
 
     def _record(self, result, status):
         task = _field(result, "task")
+        host = _field(result, "host")
         payload = _field(result, "result")
         if status == "ok" and payload.get("changed"):
             status = "changed"
+        # _dump_results turns Ansible's own types into plain JSON (and hides no_log values).
+        dumped = json.loads(self._dump_results(payload, keep_invocation=True))
+        # ansible-core 2.19+ keeps "failed" out of the dumped result; the status says it.
+        dumped["failed"] = status in ("failed", "unreachable")
+        # _dump_results also drops the warnings, which tests want to see: back as text.
+        dumped["warnings"] = [_text(warning) for warning in payload.get("warnings") or []]
         self._tasks.append({
             "name": task.get_name(),
             "action": task.action,
-            "host": _field(result, "host").get_name(),
+            "host": host.get_name(),
             "status": status,
-            # _dump_results turns Ansible's own types into plain JSON (and hides no_log values);
-            # it drops warnings, which the tests want to see: they are added back as text.
-            "result": dict(json.loads(self._dump_results(payload, keep_invocation=True)),
-                           warnings=[_text(warning) for warning in payload.get("warnings") or []]),
+            "result": dumped,
         })
 
     def v2_runner_on_ok(self, result):
