@@ -68,7 +68,7 @@ class UploadPool:
     def open(self, key: str) -> "ObjectWriter":
         return ObjectWriter(self, key)
 
-    def submit_part(self, key: str, upload: Any, number: int, data: bytes) -> "Future[Any]":
+    def submit_part(self, key: str, upload: Any, number: int, data: bytearray) -> "Future[Any]":
         self._slots.acquire()
         self._throttle.wait(len(data))
         try:
@@ -78,7 +78,7 @@ class UploadPool:
             raise
         return future
 
-    def _upload_part(self, key: str, upload: Any, number: int, data: bytes) -> Any:
+    def _upload_part(self, key: str, upload: Any, number: int, data: bytearray) -> Any:
         try:
             record = self.store.upload_part(key, upload, number, data)
             with self._lock:
@@ -87,7 +87,7 @@ class UploadPool:
         finally:
             self._slots.release()
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytearray) -> None:
         self._throttle.wait(len(data))
         self.store.put_object(key, data)
         with self._lock:
@@ -139,8 +139,8 @@ class ObjectWriter:
         if self._upload is None:
             self._upload = self.pool.store.create_multipart(self.key)
             self.pool.track(self.key, self._upload, True)
-        data = bytes(self._buffer)
-        self._buffer = bytearray()
+        # The filled buffer itself goes to the upload: a copy would double the memory of each part.
+        data, self._buffer = self._buffer, bytearray()
         self._parts.append(self.pool.submit_part(self.key, self._upload, len(self._parts) + 1, data))
 
     def _raise_failed_part(self) -> None:
@@ -150,7 +150,7 @@ class ObjectWriter:
 
     def close(self) -> WrittenObject:
         if self._upload is None:
-            self.pool.put(self.key, bytes(self._buffer))
+            self.pool.put(self.key, self._buffer)
         else:
             if self._buffer:
                 self._send_part()
