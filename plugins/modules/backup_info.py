@@ -29,18 +29,9 @@ options:
 extends_documentation_fragment:
   - pgcloud.backup.storage
   - pgcloud.backup.storage.sse_customer_key
+  - pgcloud.backup.attributes
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
-  action_group:
-    support: full
-    membership: [pgcloud.backup.all]
 seealso:
   - module: pgcloud.backup.base_backup
   - module: pgcloud.backup.check

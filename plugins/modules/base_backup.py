@@ -78,18 +78,9 @@ extends_documentation_fragment:
   - pgcloud.backup.storage.sse_customer_key
   - pgcloud.backup.postgres
   - pgcloud.backup.upload
+  - pgcloud.backup.attributes
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
-  action_group:
-    support: full
-    membership: [pgcloud.backup.all]
 notes:
   - Run the module as an OS user that can read the data directory and the tablespaces,
     normally C(postgres) (C(become_user=postgres)).

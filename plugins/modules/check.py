@@ -33,18 +33,9 @@ options:
 extends_documentation_fragment:
   - pgcloud.backup.storage
   - pgcloud.backup.postgres
+  - pgcloud.backup.attributes
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
-  action_group:
-    support: full
-    membership: [pgcloud.backup.all]
 notes:
   - A store that answers but refuses the credentials is reported with RV(storage.reachable=true)
     and the refusal in RV(storage.error).
