@@ -10,34 +10,24 @@ concatenated streams: each archive gets its own compressor from start to finish.
 from __future__ import annotations
 
 import bz2
+import importlib
 import zlib
-from typing import Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from .errors import MissingDependencyError
 
-try:
-    import zstandard
-except ImportError as error:  # pragma: no cover - depends on the host
-    zstandard = None
-    ZSTANDARD_IMPORT_ERROR: Optional[ImportError] = error
-else:
-    ZSTANDARD_IMPORT_ERROR = None
 
-try:
-    import lz4.frame as lz4_frame
-except ImportError as error:  # pragma: no cover - depends on the host
-    lz4_frame = None
-    LZ4_IMPORT_ERROR: Optional[ImportError] = error
-else:
-    LZ4_IMPORT_ERROR = None
+def _optional_import(name: str) -> Tuple[Any, Optional[ImportError]]:
+    """The module, or None and the import error: a host needs only the libraries it uses."""
+    try:
+        return importlib.import_module(name), None
+    except ImportError as error:  # pragma: no cover - depends on the host
+        return None, error
 
-try:
-    import cramjam
-except ImportError as error:  # pragma: no cover - depends on the host
-    cramjam = None
-    CRAMJAM_IMPORT_ERROR: Optional[ImportError] = error
-else:
-    CRAMJAM_IMPORT_ERROR = None
+
+zstandard, ZSTANDARD_IMPORT_ERROR = _optional_import("zstandard")
+lz4_frame, LZ4_IMPORT_ERROR = _optional_import("lz4.frame")
+cramjam, CRAMJAM_IMPORT_ERROR = _optional_import("cramjam")
 
 # Archive name suffixes the restore tools recognise, by compression.
 EXTENSIONS: Dict[Optional[str], str] = {
