@@ -62,6 +62,8 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+extends_documentation_fragment:
+  - pgcloud.backup.results
 backups:
   description: The backups of the server, oldest first.
   returned: when O(backup) is not set
@@ -165,17 +167,6 @@ backup:
       type: int
       returned: always
       sample: 268435456
-log:
-  description: The engine's log lines; details are added from C(-vv) on.
-  returned: always
-  type: list
-  elements: str
-  sample: []
-version:
-  description: The version of the pgcloud.backup collection that ran the module.
-  returned: always
-  type: str
-  sample: 0.1.0
 """
 
 from typing import Any, Dict

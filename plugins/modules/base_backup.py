@@ -88,7 +88,7 @@ notes:
     O(destination_url) and O(server_name), for example with C(barman-cloud-wal-archive) as
     C(archive_command).
   - Progress lines are written to the journal (or syslog) of the managed host while the
-    backup runs, and returned in RV(log).
+    backup runs, and returned in the C(log) result.
 requirements:
   - lz4, zstandard or cramjam for the compressions that need them
 seealso:
@@ -140,6 +140,8 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+extends_documentation_fragment:
+  - pgcloud.backup.results
 backup_id:
   description:
     - The id of the backup, the local start time as C(YYYYMMDDTHHMMSS).
@@ -277,20 +279,6 @@ msg:
   returned: always
   type: str
   sample: "backup 20260125T031500 DONE: 1024.0 MiB read, 256.0 MiB stored in 2 objects, 42.7 s"
-log:
-  description:
-    - The engine's log lines, progress included; details are added from C(-vv) on.
-    - Each line is also written to the journal (or syslog) of the managed host as it happens.
-  returned: always
-  type: list
-  elements: str
-  sample:
-    - "2026-01-25 03:15:00,120 INFO starting backup 20260125T031500 of /var/lib/postgresql/15/main"
-version:
-  description: The version of the pgcloud.backup collection that ran the module.
-  returned: always
-  type: str
-  sample: 0.1.0
 """
 
 from typing import Any, Dict

@@ -79,6 +79,8 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+extends_documentation_fragment:
+  - pgcloud.backup.results
 ok:
   description: Whether every check passed. The module fails when this is false.
   returned: always
@@ -175,19 +177,6 @@ postgres:
       elements: str
       returned: when the server was checked
       sample: []
-log:
-  description:
-    - The engine's log lines; details are added from C(-vv) on.
-    - Each line is also written to the journal (or syslog) of the managed host.
-  returned: always
-  type: list
-  elements: str
-  sample: []
-version:
-  description: The version of the pgcloud.backup collection that ran the module.
-  returned: always
-  type: str
-  sample: 0.1.0
 """
 
 from typing import Any, Dict, Optional
