@@ -18,7 +18,6 @@ import re
 import pytest
 
 from ansible.module_utils import basic
-from ansible.module_utils.common import warnings as ansible_warnings
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.pgcloud.backup.plugins.module_utils import ansible_adapter as adapter
@@ -29,21 +28,6 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.errors import (
     StorageError,
 )
 from ansible_collections.pgcloud.backup.plugins.module_utils.version import COLLECTION_VERSION
-
-try:
-    from ansible.module_utils.testing import patch_module_args
-except ImportError:  # ansible-core before 2.19
-    import contextlib
-
-    @contextlib.contextmanager
-    def patch_module_args(args):
-        previous = basic._ANSIBLE_ARGS
-        basic._ANSIBLE_ARGS = json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode()
-        try:
-            yield
-        finally:
-            basic._ANSIBLE_ARGS = previous
-
 
 SECRET_OPTIONS = {"aws_access_key", "aws_secret_key", "aws_session_token", "sse_customer_key", "password"}
 REQUIRED = {"destination_url": "s3://acme-backups/postgres", "server_name": "db1"}
@@ -84,15 +68,6 @@ def journal(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def fresh_warnings():
-    for name in ("_global_warnings", "_global_deprecations"):
-        store = getattr(ansible_warnings, name, None)
-        if store is not None:
-            store.clear()
-    yield
-
-
-@pytest.fixture(autouse=True)
 def quiet_engine_logger():
     """No handler or level of one test leaks into the next."""
     logger = logging.getLogger(adapter.ENGINE_LOGGER)
@@ -103,19 +78,17 @@ def quiet_engine_logger():
 
 
 @pytest.fixture
-def run(capsys):
+def run(run_main):
     """run(args, body, spec=None, rules=None) -> (exit code, result, raw output).
 
     body(module) plays the module's main: it must end with exit_json or fail_json.
     """
 
     def run_module(args, body, spec=None, rules=None):
-        with patch_module_args(args):
-            with pytest.raises(SystemExit) as exited:
-                module = adapter.PgCloudModule(spec or writer_spec(), rules=writer_rules() if rules is None else rules)
-                body(module)
-        raw = capsys.readouterr().out
-        return exited.value.code, json.loads(raw.strip().splitlines()[-1]), raw
+        def main():
+            body(adapter.PgCloudModule(spec or writer_spec(), rules=writer_rules() if rules is None else rules))
+
+        return run_main(args, main)
 
     return run_module
 

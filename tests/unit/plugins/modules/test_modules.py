@@ -5,31 +5,13 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from ansible.module_utils import basic
-from ansible.module_utils.common import warnings as ansible_warnings
 
 from ansible_collections.pgcloud.backup.plugins.module_utils.errors import BackupError, BackupNotFoundError
 from ansible_collections.pgcloud.backup.plugins.module_utils.version import COLLECTION_VERSION
 from ansible_collections.pgcloud.backup.plugins.modules import backup_info, base_backup, check
-
-try:
-    from ansible.module_utils.testing import patch_module_args
-except ImportError:  # ansible-core before 2.19
-    import contextlib
-
-    @contextlib.contextmanager
-    def patch_module_args(args):
-        previous = basic._ANSIBLE_ARGS
-        basic._ANSIBLE_ARGS = json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode()
-        try:
-            yield
-        finally:
-            basic._ANSIBLE_ARGS = previous
-
 
 REQUIRED = {"destination_url": "s3://acme-backups/postgres", "server_name": "db1"}
 
@@ -38,21 +20,15 @@ REQUIRED = {"destination_url": "s3://acme-backups/postgres", "server_name": "db1
 def no_journal(monkeypatch):
     monkeypatch.setattr(basic, "has_journal", False)
     monkeypatch.setattr(basic, "HAS_SYSLOG", False)
-    for name in ("_global_warnings", "_global_deprecations"):
-        store = getattr(ansible_warnings, name, None)
-        if store is not None:
-            store.clear()
 
 
 @pytest.fixture
-def run(capsys):
+def run(run_main):
     """run(module, args) -> (exit code, result)."""
 
     def run_module(module, args):
-        with patch_module_args(args):
-            with pytest.raises(SystemExit) as exited:
-                module.main()
-        return exited.value.code, json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        code, result, _raw = run_main(args, module.main)
+        return code, result
 
     return run_module
 
