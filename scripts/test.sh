@@ -23,16 +23,20 @@ step() {
     fi
 }
 
+# The integration tests run the collection as built and installed from its tarball, which
+# proves the tarball works; tests/output and the like must not be in it.
+installed=$(mktemp -d)
+trap 'rm -rf "$installed"' EXIT
 build_and_install() {
-    local scratch
-    scratch=$(mktemp -d)
-    ansible-galaxy collection build --output-path "$scratch" . >/dev/null &&
-        ansible-galaxy collection install -p "$scratch/collections" "$scratch"/pgcloud-backup-*.tar.gz >/dev/null &&
-        ANSIBLE_COLLECTIONS_PATH="$scratch/collections" ansible-doc pgcloud.backup.base_backup >/dev/null &&
-        ! tar tzf "$scratch"/pgcloud-backup-*.tar.gz | grep -E '(^|/)(tests/output|\.pytest_cache|__pycache__|benchmarks/results)/'
-    local status=$?
-    rm -rf "$scratch"
-    return $status
+    ansible-galaxy collection build --output-path "$installed" . >/dev/null &&
+        ansible-galaxy collection install -p "$installed/collections" "$installed"/pgcloud-backup-*.tar.gz >/dev/null &&
+        ANSIBLE_COLLECTIONS_PATH="$installed/collections" ansible-doc pgcloud.backup.base_backup >/dev/null &&
+        ! tar tzf "$installed"/pgcloud-backup-*.tar.gz | grep -E '(^|/)(tests/output|\.pytest_cache|__pycache__|benchmarks)/'
+}
+
+integration_tests() {
+    PGCLOUD_COLLECTION_ROOT="$installed/collections/ansible_collections/pgcloud/backup" \
+        python -m pytest tests/integration -v -p no:cacheprovider --durations=10
 }
 
 # Managed hosts may run Python 3.9 (tests/config.yml): the plugins must compile and the engine
@@ -50,8 +54,9 @@ print('engine imports on', __import__('sys').version.split()[0])"
 step "plugins on Python 3.9" python39_check
 step "ansible-test sanity" scripts/ansible-test.sh sanity --venv --python 3.12
 step "ansible-test units" scripts/ansible-test.sh units --venv --python 3.12
+step "changelog fragments" antsibull-changelog lint
 step "collection build and install" build_and_install
-step "integration tests" python -m pytest tests/integration -v -p no:cacheprovider --durations=10
+step "integration tests" integration_tests
 
 if [ ${#failed[@]} -gt 0 ]; then
     printf '\nFAILED: %s\n' "${failed[@]}"
