@@ -24,12 +24,14 @@ step() {
 }
 
 # The integration tests run the collection as built and installed from its tarball, which
-# proves the tarball works; tests/output and the like must not be in it.
+# proves the tarball works; tests/output and the like must not be in it. --force: without it
+# ansible-galaxy installs nothing when the collection is found on ANSIBLE_COLLECTIONS_PATH.
 installed=$(mktemp -d)
 trap 'rm -rf "$installed"' EXIT
 build_and_install() {
     ansible-galaxy collection build --output-path "$installed" . >/dev/null &&
-        ansible-galaxy collection install -p "$installed/collections" "$installed"/pgcloud-backup-*.tar.gz >/dev/null &&
+        ansible-galaxy collection install --force -p "$installed/collections" "$installed"/pgcloud-backup-*.tar.gz >/dev/null &&
+        [ -f "$installed/collections/ansible_collections/pgcloud/backup/plugins/modules/base_backup.py" ] &&
         ANSIBLE_COLLECTIONS_PATH="$installed/collections" ansible-doc pgcloud.backup.base_backup >/dev/null &&
         ! tar tzf "$installed"/pgcloud-backup-*.tar.gz | grep -E '(^|/)(tests/output|\.pytest_cache|__pycache__|benchmarks)/'
 }
