@@ -4,8 +4,10 @@
 """Objects written in parts by a pool of upload threads.
 
 At most `jobs` parts are queued or in flight at any time, so memory stays bounded by
-jobs x chunk size plus the part each writer is filling. Every multipart upload that was
-started and not completed is aborted when the pool is aborted.
+jobs x chunk size plus the part each writer is filling. Part buffers are reused from part to
+part: a fresh 20 MiB buffer per part would leave freed ones in the allocator's arenas of each
+thread and double the resident memory. Every multipart upload that was started and not
+completed is aborted when the pool is aborted.
 """
 
 from __future__ import annotations
@@ -63,10 +65,24 @@ class UploadPool:
         self._throttle = Throttle(max_bandwidth)
         self._open_uploads: Dict[Tuple[str, Any], bool] = {}
         self._lock = threading.Lock()
+        self._free_buffers: List[bytearray] = []
         self.bytes_uploaded = 0
 
     def open(self, key: str) -> "ObjectWriter":
         return ObjectWriter(self, key)
+
+    def take_buffer(self) -> bytearray:
+        """A recycled part buffer (chunk_size bytes), or an empty one that grows as it fills,
+        so that the small objects of compressed backups never take a whole chunk."""
+        with self._lock:
+            if self._free_buffers:
+                return self._free_buffers.pop()
+        return bytearray()
+
+    def recycle(self, buffer: bytearray) -> None:
+        if len(buffer) == self.chunk_size:
+            with self._lock:
+                self._free_buffers.append(buffer)
 
     def submit_part(self, key: str, upload: Any, number: int, data: bytearray) -> "Future[Any]":
         self._slots.acquire()
@@ -85,6 +101,7 @@ class UploadPool:
                 self.bytes_uploaded += len(data)
             return record
         finally:
+            self.recycle(data)
             self._slots.release()
 
     def put(self, key: str, data: bytearray) -> None:
@@ -124,23 +141,30 @@ class ObjectWriter:
         self.pool = pool
         self.key = key
         self.size = 0
-        self._buffer = bytearray()
+        self._buffer = pool.take_buffer()
+        self._filled = 0
         self._upload: Any = None
         self._parts: List["Future[Any]"] = []
 
     def write(self, data: bytes) -> None:
-        self._buffer += data
-        self.size += len(data)
-        if len(self._buffer) >= self.pool.chunk_size:
-            self._send_part()
+        view = memoryview(data).cast("B")
+        self.size += len(view)
+        while view:
+            taken = view[:self.pool.chunk_size - self._filled]
+            # Overwrites a recycled buffer in place; extends a new one.
+            self._buffer[self._filled:self._filled + len(taken)] = taken
+            self._filled += len(taken)
+            view = view[len(taken):]
+            if self._filled == self.pool.chunk_size:
+                self._send_part(self._buffer)
+                self._buffer, self._filled = self.pool.take_buffer(), 0
 
-    def _send_part(self) -> None:
+    def _send_part(self, data: bytearray) -> None:
         self._raise_failed_part()
         if self._upload is None:
             self._upload = self.pool.store.create_multipart(self.key)
             self.pool.track(self.key, self._upload, True)
-        # The filled buffer itself goes to the upload: a copy would double the memory of each part.
-        data, self._buffer = self._buffer, bytearray()
+        # The buffer itself goes to the upload, which recycles it once sent: no copy.
         self._parts.append(self.pool.submit_part(self.key, self._upload, len(self._parts) + 1, data))
 
     def _raise_failed_part(self) -> None:
@@ -148,14 +172,22 @@ class ObjectWriter:
             if part.done() and part.exception() is not None:
                 raise part.exception()  # type: ignore[misc]
 
+    def _take_filled(self) -> bytearray:
+        """The filled part of the buffer, cut to size in place (not recycled: it is short now)."""
+        data, self._buffer = self._buffer, bytearray()
+        del data[self._filled:]
+        self._filled = 0
+        return data
+
     def close(self) -> WrittenObject:
         if self._upload is None:
-            self.pool.put(self.key, self._buffer)
+            self.pool.put(self.key, self._take_filled())
         else:
-            if self._buffer:
-                self._send_part()
+            if self._filled:
+                self._send_part(self._take_filled())
             records = [part.result() for part in self._parts]
             self.pool.store.complete_multipart(self.key, self._upload, records)
             self.pool.track(self.key, self._upload, False)
+        self.pool.recycle(self._buffer)
         self._buffer = bytearray()
         return WrittenObject(self.key, self.size)

@@ -62,7 +62,7 @@ def test_parts_are_at_least_the_chunk_size_except_the_last(store):
     assert pool.bytes_uploaded == len(data)
 
 
-def test_a_write_larger_than_the_chunk_is_one_part(store):
+def test_a_write_larger_than_the_chunk_is_cut_into_chunk_size_parts(store):
     pool = UploadPool(store, jobs=2, chunk_size=1000)
     writer = pool.open(KEY)
     writer.write(b"a" * 5000)
@@ -70,7 +70,32 @@ def test_a_write_larger_than_the_chunk_is_one_part(store):
     writer.close()
     pool.close()
     (upload,) = store.uploads
-    assert store.part_sizes(upload) == [5000, 10]
+    assert store.part_sizes(upload) == [1000] * 5 + [10]
+    assert store.objects[KEY] == b"a" * 5000 + b"b" * 10
+
+
+def test_part_buffers_are_reused_not_reallocated(store, monkeypatch):
+    """Memory stays at (writers + jobs) buffers however big the object: the same few
+    buffers carry every part, and the content of each part is still its own."""
+    sent = []  # held, so that no id is reused by a later object
+    upload_part = store.upload_part
+
+    def spy(key, upload, number, data):
+        sent.append(data)
+        return upload_part(key, upload, number, data)
+
+    monkeypatch.setattr(store, "upload_part", spy)
+    pool = UploadPool(store, jobs=2, chunk_size=1000)
+    writer = pool.open(KEY)
+    data = bytes(range(256)) * 200
+    for start in range(0, len(data), 700):
+        writer.write(data[start:start + 700])
+    writer.close()
+    pool.close()
+    (upload,) = store.uploads
+    assert len(store.part_sizes(upload)) == 52
+    assert len({id(buffer) for buffer in sent}) <= 1 + 2 + 1  # the writer's, `jobs` in flight, the short last
+    assert store.objects[KEY] == data
 
 
 def test_small_object_is_a_single_put(store):
