@@ -145,6 +145,7 @@ class ObjectWriter:
         self._filled = 0
         self._upload: Any = None
         self._parts: List["Future[Any]"] = []
+        self._failure: Optional[BaseException] = None
 
     def write(self, data: bytes) -> None:
         view = memoryview(data).cast("B")
@@ -160,17 +161,19 @@ class ObjectWriter:
                 self._buffer, self._filled = self.pool.take_buffer(), 0
 
     def _send_part(self, data: bytearray) -> None:
-        self._raise_failed_part()
+        if self._failure is not None:
+            raise self._failure
         if self._upload is None:
             self._upload = self.pool.store.create_multipart(self.key)
             self.pool.track(self.key, self._upload, True)
         # The buffer itself goes to the upload, which recycles it once sent: no copy.
-        self._parts.append(self.pool.submit_part(self.key, self._upload, len(self._parts) + 1, data))
+        part = self.pool.submit_part(self.key, self._upload, len(self._parts) + 1, data)
+        part.add_done_callback(self._note_failure)
+        self._parts.append(part)
 
-    def _raise_failed_part(self) -> None:
-        for part in self._parts:
-            if part.done() and part.exception() is not None:
-                raise part.exception()  # type: ignore[misc]
+    def _note_failure(self, part: "Future[Any]") -> None:
+        if not part.cancelled() and part.exception() is not None and self._failure is None:
+            self._failure = part.exception()
 
     def _take_filled(self) -> bytearray:
         """The filled part of the buffer, cut to size in place (not recycled: it is short now)."""

@@ -20,7 +20,12 @@ import time
 import uuid
 import zlib
 
+import boto3
+import lz4.frame
+import moto.server
 import pytest
+import snappy
+import zstandard
 
 from ansible_collections.pgcloud.backup.plugins.module_utils.config import StorageConfig
 from ansible_collections.pgcloud.backup.plugins.module_utils.errors import StorageError
@@ -170,7 +175,6 @@ def decode_bzip2(data):
 
 
 def decode_zstd(data):
-    zstandard = pytest.importorskip("zstandard")
     engine = zstandard.ZstdDecompressor().decompressobj()
     plain = engine.decompress(data)
     assert engine.eof, "the zstd frame is not terminated"
@@ -179,8 +183,7 @@ def decode_zstd(data):
 
 
 def decode_lz4(data):
-    lz4_frame = pytest.importorskip("lz4.frame")
-    plain, used = lz4_frame.decompress(data, return_bytes_read=True)
+    plain, used = lz4.frame.decompress(data, return_bytes_read=True)
     assert used == len(data), "more than one lz4 frame in the object"
     return plain
 
@@ -197,7 +200,6 @@ def snappy_chunks(data):
 
 
 def decode_snappy(data):
-    snappy = pytest.importorskip("snappy")
     chunks = snappy_chunks(data)
     assert chunks[0] == (0xFF, 6) and data[4:10] == b"sNaPpY", "no snappy stream identifier first"
     assert [kind for kind, _length in chunks].count(0xFF) == 1, "more than one snappy stream in the object"
@@ -239,9 +241,8 @@ def store():
 
 @pytest.fixture(scope="session")
 def moto_endpoint():
-    server_module = pytest.importorskip("moto.server")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = moto.server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     yield "http://%s:%d" % (host, port)
@@ -263,7 +264,6 @@ def aws_environment(monkeypatch, tmp_path):
 @pytest.fixture
 def s3_bucket(moto_endpoint, aws_environment):
     """A new, empty bucket on the moto server; returns (bucket name, boto3 client)."""
-    boto3 = pytest.importorskip("boto3")
     client = boto3.client("s3", endpoint_url=moto_endpoint, aws_access_key_id="testing",
                           aws_secret_access_key="testing", region_name="us-east-1")
     name = "bkt-%s" % uuid.uuid4().hex[:12]

@@ -13,6 +13,9 @@ import ast
 import io
 from datetime import datetime, timedelta, timezone
 
+# barman.infofile needs barman.output imported first.
+import barman.output  # noqa: F401
+import barman.infofile
 import pytest
 
 from ansible_collections.pgcloud.backup.plugins.module_utils import backup_info
@@ -221,15 +224,12 @@ def test_describe_time():
 
 @pytest.fixture
 def barman_backup_info():
-    pytest.importorskip("barman.output")  # barman.infofile needs barman.output imported first
-    infofile = pytest.importorskip("barman.infofile")
-    return infofile.BackupInfo
+    return barman.infofile.BackupInfo
 
 
 def test_field_set_is_barmans(barman_backup_info):
-    from barman.infofile import Field
 
-    barman_fields = sorted(name for name, value in vars(barman_backup_info).items() if isinstance(value, Field))
+    barman_fields = sorted(name for name, value in vars(barman_backup_info).items() if isinstance(value, barman.infofile.Field))
     assert sorted(backup_info.FIELDS) == barman_fields
 
 

@@ -37,6 +37,7 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.errors import (
     StorageError,
 )
 from ansible_collections.pgcloud.backup.plugins.module_utils.pg_session import BackupPoint, ServerFacts
+from ansible_collections.pgcloud.backup.tests.unit.plugins.module_utils.files import write_file
 
 UTC = timezone.utc
 BEGIN = datetime(2026, 11, 25, 2, 33, 50, 633943, tzinfo=UTC)
@@ -85,25 +86,19 @@ class RecordingSession:
         return [event[0] for event in self.events]
 
 
-def write(path, data):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as handle:
-        handle.write(data)
-
-
 @pytest.fixture
 def facts(tmp_path):
     pgdata = str(tmp_path / "pgdata")
     tablespace = str(tmp_path / "ts1")
     etc = str(tmp_path / "etc")
-    write(os.path.join(pgdata, "PG_VERSION"), b"15\n")
-    write(os.path.join(pgdata, "global", "1262"), os.urandom(8192))
-    write(os.path.join(pgdata, "global", "pg_control"), os.urandom(8192))
-    write(os.path.join(pgdata, "base", "5", "1259"), os.urandom(20000))
-    write(os.path.join(pgdata, "pg_hba.conf"), b"local all all peer\n")
-    write(os.path.join(pgdata, "postmaster.pid"), b"1\n")
-    write(os.path.join(tablespace, "PG_15_202209061", "5", "16385"), os.urandom(9000))
-    write(os.path.join(etc, "postgresql.conf"), b"port = 5432\n")
+    write_file(os.path.join(pgdata, "PG_VERSION"), b"15\n")
+    write_file(os.path.join(pgdata, "global", "1262"), os.urandom(8192))
+    write_file(os.path.join(pgdata, "global", "pg_control"), os.urandom(8192))
+    write_file(os.path.join(pgdata, "base", "5", "1259"), os.urandom(20000))
+    write_file(os.path.join(pgdata, "pg_hba.conf"), b"local all all peer\n")
+    write_file(os.path.join(pgdata, "postmaster.pid"), b"1\n")
+    write_file(os.path.join(tablespace, "PG_15_202209061", "5", "16385"), os.urandom(9000))
+    write_file(os.path.join(etc, "postgresql.conf"), b"port = 5432\n")
     os.makedirs(os.path.join(pgdata, "pg_tblspc"))
     os.symlink(tablespace, os.path.join(pgdata, "pg_tblspc", "16384"))
     return ServerFacts(
@@ -310,7 +305,6 @@ def test_run_with_the_name_of_a_done_backup_changes_nothing(store, closed_port):
 
 
 def test_run_with_the_name_of_a_failed_backup_tries_again(store, closed_port):
-    pytest.importorskip("psycopg2")
     store.put_object("some/path/db1/base/20261125T023350/backup.info",
                      backup_info.render({"status": "FAILED", "backup_name": "nightly"}))
     job = BaseBackupJob(StorageConfig(destination_url="s3://test-bucket/some/path", server_name="db1"),

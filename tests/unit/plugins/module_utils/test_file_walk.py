@@ -24,14 +24,9 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.file_walk import (
     walk_data_directory,
     walk_tablespace,
 )
+from ansible_collections.pgcloud.backup.tests.unit.plugins.module_utils.files import write_file
 
 PG15 = 150018
-
-
-def touch(path, data=b"x"):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as handle:
-        handle.write(data)
 
 
 @pytest.fixture
@@ -52,15 +47,15 @@ def cluster(tmp_path):
         "pg_dynshmem/mmap.1", "pg_notify/0000", "pg_serial/0000", "pg_snapshots/0000-1", "pg_subtrans/0000",
         "pg_log/postgresql.log", "log/postgresql.log", "pg_xact/0000", "pg_logical/replorigin_checkpoint",
     ):
-        touch(os.path.join(pgdata, name))
+        write_file(os.path.join(pgdata, name))
     os.makedirs(os.path.join(pgdata, "pg_tblspc"))
     os.makedirs(os.path.join(pgdata, "pg_commit_ts"))
-    touch(os.path.join(tablespace, "PG_15_202209061", "5", "16385"))
-    touch(os.path.join(tablespace, "PG_15_202209061", "5", "t4_16390"))
-    touch(os.path.join(tablespace, "PG_15_202209061", "pgsql_tmp", "pgsql_tmp99.1"))
-    touch(os.path.join(tablespace, "PG_14_202107181", "5", "16385"))
-    touch(os.path.join(tablespace, "lost+found", "junk"))
-    touch(os.path.join(tablespace, "README"))
+    write_file(os.path.join(tablespace, "PG_15_202209061", "5", "16385"))
+    write_file(os.path.join(tablespace, "PG_15_202209061", "5", "t4_16390"))
+    write_file(os.path.join(tablespace, "PG_15_202209061", "pgsql_tmp", "pgsql_tmp99.1"))
+    write_file(os.path.join(tablespace, "PG_14_202107181", "5", "16385"))
+    write_file(os.path.join(tablespace, "lost+found", "junk"))
+    write_file(os.path.join(tablespace, "README"))
     os.symlink(tablespace, os.path.join(pgdata, "pg_tblspc", "16384"))
     return pgdata, tablespace
 
@@ -146,9 +141,9 @@ def test_directories_come_before_their_contents(cluster):
 def test_contents_exclusion_is_anchored_at_the_root(tmp_path):
     """`pg_wal/*` and `log/*` are anchored to PGDATA: a deeper `log` directory keeps its files."""
     pgdata = str(tmp_path / "pgdata")
-    touch(os.path.join(pgdata, "pg_wal", "000000010000000000000001"))
-    touch(os.path.join(pgdata, "pg_logical", "log", "keep"))
-    touch(os.path.join(pgdata, "base", "5", "pg_wal"))
+    write_file(os.path.join(pgdata, "pg_wal", "000000010000000000000001"))
+    write_file(os.path.join(pgdata, "pg_logical", "log", "keep"))
+    write_file(os.path.join(pgdata, "base", "5", "pg_wal"))
     names = [entry.name for entry in walk_data_directory(pgdata)]
     assert names == [".", "base", "base/5", "base/5/pg_wal", "pg_logical", "pg_logical/log", "pg_logical/log/keep", "pg_wal"]
 
@@ -157,7 +152,7 @@ def test_excluded_names_anywhere(tmp_path):
     pgdata = str(tmp_path / "pgdata")
     for name in ("base/5/postmaster.pid", "base/5/pg_internal.init", "base/pgsql_tmp_other/x", "global/pgsql_tmp/y",
                  "base/5/t3_16384_vm", "base/5/t3_16384_init", "base/5/t3_16384.12", "base/5/16384_t1", "base/5/t3"):
-        touch(os.path.join(pgdata, name))
+        write_file(os.path.join(pgdata, name))
     names = [entry.name for entry in walk_data_directory(pgdata)]
     # t3 and 16384_t1 are not temporary relations (t<backend>_<relfilenode>)
     assert names == [".", "base", "base/5", "base/5/16384_t1", "base/5/t3", "global"]
@@ -165,8 +160,8 @@ def test_excluded_names_anywhere(tmp_path):
 
 def test_tablespace_inside_pgdata_is_skipped(tmp_path):
     pgdata = str(tmp_path / "pgdata")
-    touch(os.path.join(pgdata, "PG_VERSION"))
-    touch(os.path.join(pgdata, "inside_ts", "PG_15_202209061", "5", "16385"))
+    write_file(os.path.join(pgdata, "PG_VERSION"))
+    write_file(os.path.join(pgdata, "inside_ts", "PG_15_202209061", "5", "16385"))
     assert [entry.name for entry in walk_data_directory(pgdata, [os.path.join(pgdata, "inside_ts")])] == [".", "./PG_VERSION"]
     assert "inside_ts" in [entry.name for entry in walk_data_directory(pgdata)]
 
@@ -183,17 +178,17 @@ def test_pgdata_given_through_a_symlink_is_walked_at_its_real_path(cluster, tmp_
 def test_symlinked_pg_wal_directory_is_not_stored_but_a_file_symlink_is(tmp_path):
     pgdata = str(tmp_path / "pgdata")
     wal = str(tmp_path / "wal")
-    touch(os.path.join(wal, "000000010000000000000001"))
-    touch(os.path.join(pgdata, "PG_VERSION"))
+    write_file(os.path.join(wal, "000000010000000000000001"))
+    write_file(os.path.join(pgdata, "PG_VERSION"))
     os.symlink(wal, os.path.join(pgdata, "pg_wal"))
-    touch(str(tmp_path / "ssl" / "server.crt"))
+    write_file(str(tmp_path / "ssl" / "server.crt"))
     os.symlink(str(tmp_path / "ssl" / "server.crt"), os.path.join(pgdata, "server.crt"))
     assert [entry.name for entry in walk_data_directory(pgdata)] == [".", "./PG_VERSION", "./server.crt"]
 
 
 def test_walk_of_a_vanished_directory_is_empty_not_an_error(tmp_path):
     pgdata = str(tmp_path / "pgdata")
-    touch(os.path.join(pgdata, "base", "5", "1259"))
+    write_file(os.path.join(pgdata, "base", "5", "1259"))
     walk = walk_data_directory(pgdata)
     assert next(walk).name == "."
     assert next(walk).name == "base"
@@ -217,8 +212,8 @@ def test_tablespace_directory_prefix(version, prefix):
 def test_external_config_files_are_stored_by_basename(tmp_path, cluster):
     pgdata = cluster[0]
     etc = tmp_path / "etc"
-    touch(str(etc / "postgresql.conf"))
-    touch(str(etc / "pg_hba.conf"))
+    write_file(str(etc / "postgresql.conf"))
+    write_file(str(etc / "pg_hba.conf"))
     files = [str(etc / "postgresql.conf"), str(etc / "pg_hba.conf"), str(etc / "pg_ident.conf"),
              os.path.join(pgdata, "postgresql.conf"), None]
     assert list(external_config_files(pgdata, files)) == [

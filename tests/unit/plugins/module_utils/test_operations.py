@@ -18,8 +18,6 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.config import Postg
 from ansible_collections.pgcloud.backup.plugins.module_utils.errors import BackupNotFoundError, ConfigurationError
 from ansible_collections.pgcloud.backup.plugins.module_utils.storage import open_store
 
-pytest.importorskip("boto3")
-
 UTC = timezone.utc
 
 
@@ -71,7 +69,6 @@ def test_check_destination_unreachable(closed_port, aws_environment):
 
 
 def test_check_destination_reports_a_postgres_that_cannot_be_reached(s3_config, closed_port):
-    pytest.importorskip("psycopg2")
     result = operations.check_destination(s3_config(), PostgresConfig(host="127.0.0.1", port=closed_port, user="nobody"))
     assert result["ok"] is False
     assert result["storage"]["error"] is None

@@ -7,6 +7,7 @@ connection that cannot be made. Tests against a live server are in the integrati
 
 from __future__ import annotations
 
+import psycopg2.extensions
 import pytest
 
 from ansible_collections.pgcloud.backup.plugins.module_utils import pg_session
@@ -94,9 +95,8 @@ def test_application_name_of_the_conninfo_is_kept():
 
 
 def test_arguments_make_the_conninfo_psycopg2_sends():
-    extensions = pytest.importorskip("psycopg2.extensions")
     config = PostgresConfig(host="db1", port=5432, user="backup", dbname="host=db2 dbname=app", password="pa ss'word")
-    conninfo = extensions.parse_dsn(extensions.make_dsn(**connection_arguments(config)))
+    conninfo = psycopg2.extensions.parse_dsn(psycopg2.extensions.make_dsn(**connection_arguments(config)))
     # keyword arguments override the same keys of the conninfo, as psycopg2.connect does
     assert conninfo == {"host": "db1", "dbname": "app", "port": "5432", "user": "backup", "password": "pa ss'word",
                         "application_name": "pgcloud_backup"}
@@ -106,7 +106,6 @@ def test_arguments_make_the_conninfo_psycopg2_sends():
 
 
 def test_connection_failure_is_a_postgres_error_saying_what_to_check(closed_port):
-    pytest.importorskip("psycopg2")
     with pytest.raises(PostgresError) as caught:
         pg_session.PostgresSession(PostgresConfig(host="127.0.0.1", port=closed_port, user="nobody", password="Secr3tPw"))
     message = str(caught.value)

@@ -83,7 +83,6 @@ def test_other_providers_are_refused_with_a_clear_message(provider, url):
 
 
 def test_open_store_gives_the_s3_store(aws_environment):
-    pytest.importorskip("boto3")
     from ansible_collections.pgcloud.backup.plugins.module_utils.storage_s3 import S3Store
 
     store = storage.open_store(StorageConfig(destination_url="s3://bkt/p", server_name="db1",

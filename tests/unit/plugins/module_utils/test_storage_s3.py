@@ -24,10 +24,7 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.errors import (
     StorageUnreachableError,
 )
 from ansible_collections.pgcloud.backup.plugins.module_utils.storage import StoredObject, open_store, parse_destination
-
-pytest.importorskip("boto3")
-
-from ansible_collections.pgcloud.backup.plugins.module_utils.storage_s3 import S3Store, read_sse_customer_key  # noqa: E402
+from ansible_collections.pgcloud.backup.plugins.module_utils.storage_s3 import S3Store, read_sse_customer_key
 
 MIB = 1 << 20
 KEY = bytes(range(32))
