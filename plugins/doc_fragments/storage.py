@@ -17,9 +17,10 @@ options:
       - For AWS S3 and S3-compatible stores V(s3://bucket/path/to/folder); an S3 access point
         ARN may take the place of the bucket, as in
         V(s3://arn:aws:s3:eu-west-1:123456789012:accesspoint/backups/path).
-      - For Azure Blob Storage V(azure://container/path) or
-        V(https://account.blob.core.windows.net/container/path).
-      - For Google Cloud Storage V(gs://bucket/path).
+      - For Azure Blob Storage V(https://account.blob.core.windows.net/container/path); for an
+        emulator such as Azurite, V(http://127.0.0.1:10000/account/container/path).
+      - For Google Cloud Storage V(gs://bucket/path), or the console URL
+        V(https://console.cloud.google.com/storage/browser/bucket/path).
       - The backups of O(server_name) are written under C(<destination_url>/<server_name>/),
         in the layout that C(barman-cloud-restore) and C(barman-cloud-backup-list) read.
       - Equivalent to the E(DESTINATION_URL) argument of C(barman-cloud-backup).
@@ -36,8 +37,11 @@ options:
   cloud_provider:
     description:
       - The kind of object store O(destination_url) points to.
-      - This release talks to V(aws-s3) and S3-compatible stores (MinIO, Ceph, ...);
-        the other providers are accepted and reported as not supported yet.
+      - V(aws-s3) is AWS S3 and S3-compatible stores (MinIO, Ceph, ...), through boto3.
+      - V(azure-blob-storage) is Azure Blob Storage, through azure-storage-blob.
+      - V(google-cloud-storage) is Google Cloud Storage, through google-cloud-storage.
+      - Options named after another provider (C(aws_*), C(azure_*), C(gcp_*), and the
+        encryption options) are refused rather than ignored.
       - Equivalent to C(--cloud-provider) of C(barman-cloud-backup).
     type: str
     choices: [aws-s3, azure-blob-storage, google-cloud-storage]
@@ -46,6 +50,8 @@ options:
     description:
       - The URL of the S3 API to use instead of the AWS default, for S3-compatible stores
         or private endpoints, for example V(https://minio.example.com:9000).
+      - For O(cloud_provider=aws-s3) only. An Azure endpoint is part of O(destination_url);
+        the Google Cloud Storage SDK takes an emulator's from E(STORAGE_EMULATOR_HOST).
       - Equivalent to C(--endpoint-url) of C(barman-cloud-backup).
     type: str
   aws_profile:
@@ -105,15 +111,57 @@ options:
     default: auto
   azure_credential:
     description:
-      - Which kind of Azure credential to authenticate with.
-      - When unset, the storage credentials come from the environment (for example
-        E(AZURE_STORAGE_CONNECTION_STRING)), and the default Azure authentication chain
-        is used otherwise.
+      - Authenticate to Azure with an Azure AD (Entra ID) credential of this kind, through
+        azure-identity, rather than with a key, a SAS token or a connection string.
+      - V(azure-cli) uses the login of the Azure CLI on the managed host, V(managed-identity)
+        the managed identity of the virtual machine, V(default) the chain of
+        C(DefaultAzureCredential) (environment, workload identity, managed identity, CLI, ...).
+      - When none of O(azure_credential), O(azure_storage_connection_string),
+        O(azure_storage_sas_token) and O(azure_storage_key) is given, the environment
+        variables E(AZURE_STORAGE_CONNECTION_STRING), E(AZURE_STORAGE_SAS_TOKEN) and
+        E(AZURE_STORAGE_KEY) are used, in that order, as by C(barman-cloud-backup), and
+        V(default) otherwise.
+      - Needs an V(https://) O(destination_url).
       - Equivalent to C(--azure-credential) of C(barman-cloud-backup); the alias
         O(credential) matches its deprecated C(--credential) spelling and is deprecated as well.
     type: str
     choices: [azure-cli, managed-identity, default]
     aliases: [credential]
+  azure_storage_connection_string:
+    description:
+      - A connection string of the storage account, as the Azure portal shows it; its
+        endpoint takes the place of the account in O(destination_url).
+      - The same as the E(AZURE_STORAGE_CONNECTION_STRING) environment variable that
+        C(barman-cloud-backup) reads; handy for a secret kept in Ansible Vault.
+      - For O(cloud_provider=azure-blob-storage); exclusive with the other Azure credentials.
+    type: str
+  azure_storage_sas_token:
+    description:
+      - A shared access signature (SAS) token for the container, with read, write, list and
+        delete permissions.
+      - The same as the E(AZURE_STORAGE_SAS_TOKEN) environment variable.
+      - For O(cloud_provider=azure-blob-storage); exclusive with the other Azure credentials.
+    type: str
+  azure_storage_key:
+    description:
+      - An access key of the storage account named in O(destination_url).
+      - The same as the E(AZURE_STORAGE_KEY) environment variable.
+      - For O(cloud_provider=azure-blob-storage); exclusive with the other Azure credentials.
+    type: str
+  gcp_service_account_file:
+    description:
+      - The path, on the managed host, of a JSON key file of a Google service account.
+      - When neither this nor O(gcp_service_account_contents) is given, the Application
+        Default Credentials are used (E(GOOGLE_APPLICATION_CREDENTIALS), the metadata server
+        of a Compute Engine instance, C(gcloud auth application-default login)).
+      - For O(cloud_provider=google-cloud-storage).
+    type: path
+  gcp_service_account_contents:
+    description:
+      - The JSON key of a Google service account itself (a string or a dictionary), for
+        a key kept in Ansible Vault rather than in a file on the host.
+      - For O(cloud_provider=google-cloud-storage); exclusive with O(gcp_service_account_file).
+    type: jsonarg
 notes:
   - Credentials for the object store are found, as by C(barman-cloud-backup), in the
     environment of the module, in the profiles of the managed host and in the provider's
@@ -122,6 +170,8 @@ notes:
 requirements:
   - python >= 3.9
   - boto3 (for O(cloud_provider=aws-s3))
+  - azure-storage-blob (for O(cloud_provider=azure-blob-storage)), and azure-identity for O(azure_credential)
+  - google-cloud-storage (for O(cloud_provider=google-cloud-storage))
 """
 
     # The SSE-C key, kept apart because modules that only read backups need it too

@@ -28,6 +28,8 @@ options:
   tags:
     description:
       - Tags to put on every object the backup writes, as a dictionary of tag names to values.
+      - S3 object tags, Azure blob index tags; Google Cloud Storage has no object tags, so
+        there they are custom metadata of the objects, as C(barman-cloud-backup) writes them.
       - At most 10 tags; names of 1 to 128 characters that do not start with C(aws:), values of
         at most 256 characters, both made of letters, digits, spaces and the characters C(_.:/=+-@).
       - Equivalent to C(--tags) of C(barman-cloud-backup), which takes C(key,value) pairs.
@@ -50,11 +52,14 @@ options:
   encryption_scope:
     description:
       - The encryption scope of the Azure storage account to encrypt the stored data with.
+      - For O(cloud_provider=azure-blob-storage) only.
       - Equivalent to C(--encryption-scope) of C(barman-cloud-backup).
     type: str
   kms_key_name:
     description:
-      - The Cloud KMS key to encrypt the data stored in Google Cloud Storage with.
+      - The Cloud KMS key to encrypt the data stored in Google Cloud Storage with, as
+        V(projects/PROJECT/locations/LOCATION/keyRings/RING/cryptoKeys/KEY).
+      - For O(cloud_provider=google-cloud-storage) only.
       - Equivalent to C(--kms-key-name) of C(barman-cloud-backup).
     type: str
   immediate_checkpoint:

@@ -24,6 +24,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from .config import (
     ADDRESSING_STYLES,
+    AZURE_CREDENTIALS,
     CLOUD_PROVIDERS,
     ENCRYPTIONS,
     BackupConfig,
@@ -38,9 +39,6 @@ COLLECTION_NAME = "pgcloud.backup"
 ENGINE_LOGGER = "pgcloud.backup"
 # Deprecated aliases go away in the next major release.
 DEPRECATED_ALIAS_REMOVAL_VERSION = "2.0.0"
-
-# The engine has no Azure provider yet, so this choice list lives here for now.
-AZURE_CREDENTIALS = ("azure-cli", "managed-identity", "default")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 REDACTED = "********"
@@ -80,6 +78,11 @@ def storage_argument_spec() -> Dict[str, Dict[str, Any]]:
             "aliases": ["credential"],
             "deprecated_aliases": [deprecated_alias("credential")],
         },
+        "azure_storage_connection_string": {"type": "str", "no_log": True},
+        "azure_storage_sas_token": {"type": "str", "no_log": True},
+        "azure_storage_key": {"type": "str", "no_log": True},
+        "gcp_service_account_file": {"type": "path"},
+        "gcp_service_account_contents": {"type": "jsonarg", "no_log": True},
     }
 
 
@@ -119,7 +122,11 @@ def storage_rules() -> Dict[str, Any]:
     """Combinations of storage parameters that cannot work, as AnsibleModule arguments."""
     return {
         # IRSA takes its credentials from the pod's web identity, not from a profile.
-        "mutually_exclusive": [["aws_profile", "aws_irsa"]],
+        "mutually_exclusive": [
+            ["aws_profile", "aws_irsa"],
+            ["azure_storage_connection_string", "azure_storage_sas_token", "azure_storage_key", "azure_credential"],
+            ["gcp_service_account_file", "gcp_service_account_contents"],
+        ],
         "required_together": [["aws_access_key", "aws_secret_key"]],
         "required_by": {"aws_session_token": ["aws_access_key", "aws_secret_key"]},
     }

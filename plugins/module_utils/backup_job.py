@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional
 from . import backup_info, compression
 from .catalog import Catalog
 from .config import BackupConfig, PostgresConfig, StorageConfig
-from .errors import BackupError, PostgresError
+from .errors import BackupError, PostgresError, first_line
 from .file_walk import PG_CONTROL, WalkEntry, external_config_files, walk_data_directory, walk_tablespace
 from .pg_session import BackupPoint, PostgresSession, ServerFacts, parse_lsn, wal_file_name
 from .storage import ObjectStore, open_store
@@ -155,7 +155,7 @@ class BaseBackupJob:
             self._put_info(backup_id, info)
         except BaseException as error:
             self._fail(backup_id, info, pool, session, error)
-            raise BackupError("backup %s failed: %s" % (backup_id, _first_line(error)), backup_id) from error
+            raise BackupError("backup %s failed: %s" % (backup_id, first_line(error)), backup_id) from error
         return self._done_result(backup_id, info, groups, time.monotonic() - started)
 
     def _copy(self, backup_id: str, facts: ServerFacts, pool: UploadPool, groups: List[ArchiveGroup],
@@ -193,11 +193,11 @@ class BaseBackupJob:
 
     def _fail(self, backup_id: str, info: Dict[str, Any], pool: UploadPool, session: PostgresSession,
               error: BaseException) -> None:
-        LOG.error("backup %s failed: %s", backup_id, _first_line(error))
+        LOG.error("backup %s failed: %s", backup_id, first_line(error))
         session.close()
         pool.abort()
         info["status"] = backup_info.FAILED
-        info["error"] = "failure uploading data (%s)" % _first_line(error)
+        info["error"] = "failure uploading data (%s)" % first_line(error)
         if self.backup.backup_name:
             info["error"] += " while taking backup_name %s" % self.backup.backup_name
         try:
@@ -325,8 +325,3 @@ def _tablespaces(tablespaces) -> List[Dict[str, Any]]:
 
 def _size_text(size: Optional[int]) -> str:
     return "size unknown" if size is None else "%.1f MiB" % (size / MIB)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -23,6 +23,16 @@ MAX_TAGS = 10
 TAG_CHARACTERS = re.compile(r"^[A-Za-z0-9\s_.:/=+\-@]*$")
 ENCRYPTIONS = ("AES256", "aws:kms")
 ADDRESSING_STYLES = ("auto", "virtual", "path")
+AZURE_CREDENTIALS = ("azure-cli", "managed-identity", "default")
+# Options that only one provider understands; given to another one, they would be ignored
+# silently (by the reference tool too), and a user who asked for encryption would not get it.
+PROVIDER_OPTIONS = {
+    "aws-s3": ("endpoint_url", "aws_profile", "aws_irsa", "aws_access_key", "aws_secret_key", "aws_session_token",
+               "addressing_style", "encryption", "sse_kms_key_id", "sse_customer_key"),
+    "azure-blob-storage": ("azure_credential", "azure_storage_connection_string", "azure_storage_sas_token",
+                           "azure_storage_key", "encryption_scope"),
+    "google-cloud-storage": ("gcp_service_account_file", "gcp_service_account_contents", "kms_key_name"),
+}
 
 _SIZE_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtpezy]?)(b|ib)?\s*$", re.IGNORECASE)
 _SIZE_EXPONENTS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6, "z": 7, "y": 8}
@@ -114,7 +124,12 @@ class StorageConfig:
     sse_kms_key_id: Optional[str] = None
     sse_customer_key: Optional[str] = None
     azure_credential: Optional[str] = None
+    azure_storage_connection_string: Optional[str] = None
+    azure_storage_sas_token: Optional[str] = None
+    azure_storage_key: Optional[str] = None
     encryption_scope: Optional[str] = None
+    gcp_service_account_file: Optional[str] = None
+    gcp_service_account_contents: Optional[str] = None
     kms_key_name: Optional[str] = None
     tags: Dict[str, str] = field(default_factory=dict)
     jobs: int = 2
@@ -139,7 +154,39 @@ class StorageConfig:
         self.tags = validate_tags(self.tags or {})
         self.min_chunk_size = None if self.min_chunk_size in (None, "") else parse_size(self.min_chunk_size, "min_chunk_size")
         self.max_bandwidth = None if self.max_bandwidth in (None, "", 0, "0") else parse_size(self.max_bandwidth, "max_bandwidth")
+        self._check_provider_options()
         self._check_encryption()
+
+    def _check_provider_options(self) -> None:
+        for provider, names in PROVIDER_OPTIONS.items():
+            if provider == self.cloud_provider:
+                continue
+            for name in names:
+                value = getattr(self, name)
+                if value not in (None, False, "") and not (name == "addressing_style" and value == "auto"):
+                    raise ConfigurationError(
+                        "%s is an option of cloud_provider %s, but cloud_provider is %s: remove it or change "
+                        "cloud_provider" % (name, provider, self.cloud_provider),
+                        name,
+                    )
+        if self.azure_credential not in (None,) + AZURE_CREDENTIALS:
+            raise ConfigurationError(
+                "azure_credential=%r is not one of %s" % (self.azure_credential, ", ".join(AZURE_CREDENTIALS)),
+                "azure_credential",
+            )
+        azure_secrets = [name for name in ("azure_storage_connection_string", "azure_storage_sas_token",
+                                           "azure_storage_key") if getattr(self, name)]
+        if len(azure_secrets) > 1 or (azure_secrets and self.azure_credential):
+            raise ConfigurationError(
+                "give one Azure credential: %s are exclusive" % ", ".join(azure_secrets + (
+                    ["azure_credential"] if self.azure_credential else [])),
+                azure_secrets[0],
+            )
+        if self.gcp_service_account_file and self.gcp_service_account_contents:
+            raise ConfigurationError(
+                "gcp_service_account_file and gcp_service_account_contents are exclusive: give one",
+                "gcp_service_account_file",
+            )
 
     def _check_encryption(self) -> None:
         if self.encryption not in (None,) + ENCRYPTIONS:

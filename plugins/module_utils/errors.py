@@ -67,3 +67,9 @@ class BackupError(PgCloudError):
     def __init__(self, message: str, backup_id: Optional[str] = None) -> None:
         super().__init__(message)
         self.backup_id = backup_id
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (SDK messages run to many lines), or its type."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

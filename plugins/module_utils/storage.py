@@ -12,7 +12,7 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass
-from typing import Any, Iterator, List, Optional
+from typing import Any, Iterator, List, Optional, Tuple
 from urllib.parse import urlparse
 
 from .config import StorageConfig
@@ -27,15 +27,25 @@ _ACCESS_POINT = re.compile(
 )
 
 
+AZURE_BLOB_DOMAIN = ".blob.core.windows.net"
+# The console URL of a bucket that users copy from their browser; the reference tool takes it.
+GCS_CONSOLE_PREFIX = "https://console.cloud.google.com/storage/browser/"
+
+
 @dataclass(frozen=True)
 class Destination:
-    """A parsed destination_url: the bucket (or container) and the path inside it."""
+    """A parsed destination_url: the bucket (or container) and the path inside it.
+
+    `account_url` is Azure's: the service URL of the storage account
+    (http://HOST:PORT/ACCOUNT for an emulator such as Azurite).
+    """
 
     url: str
     cloud_provider: str
     bucket: str
     prefix: str
     server_name: str
+    account_url: Optional[str] = None
 
     def key(self, *parts: str) -> str:
         return posixpath.join(self.prefix, self.server_name, *parts)
@@ -51,24 +61,59 @@ class StoredObject:
 
 
 def parse_destination(config: StorageConfig) -> Destination:
-    url = config.destination_url
-    parsed = urlparse(url)
-    if config.cloud_provider == "aws-s3":
-        if parsed.scheme != "s3" or not parsed.netloc:
-            raise ConfigurationError(
-                "destination_url=%r is not an S3 URL: use s3://BUCKET/PATH (cloud_provider is aws-s3)" % url,
-                "destination_url",
-            )
-        access_point = _ACCESS_POINT.match(parsed.netloc + parsed.path)
-        if access_point:
-            bucket, path = access_point.group(1), access_point.group(2) or ""
-        else:
-            bucket, path = parsed.netloc, parsed.path
-        return Destination(url, config.cloud_provider, bucket, path.strip("/"), config.server_name)
-    raise ConfigurationError(
-        "cloud_provider=%s is not available in this release of pgcloud.backup; use aws-s3" % config.cloud_provider,
-        "cloud_provider",
+    """Split destination_url as the reference tools do, so that they find what is written."""
+    parse = {"aws-s3": _parse_s3, "azure-blob-storage": _parse_azure, "google-cloud-storage": _parse_gcs}
+    bucket, prefix, account_url = parse[config.cloud_provider](config.destination_url)
+    return Destination(config.destination_url, config.cloud_provider, bucket, prefix, config.server_name,
+                       account_url)
+
+
+def _url_error(url: str, expected: str, provider: str) -> ConfigurationError:
+    return ConfigurationError(
+        "destination_url=%r is not a URL of cloud_provider %s: use %s" % (url, provider, expected),
+        "destination_url",
     )
+
+
+def _parse_s3(url: str) -> Tuple[str, str, None]:
+    parsed = urlparse(url)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise _url_error(url, "s3://BUCKET/PATH", "aws-s3")
+    access_point = _ACCESS_POINT.match(parsed.netloc + parsed.path)
+    if access_point:
+        return access_point.group(1), (access_point.group(2) or "").strip("/"), None
+    return parsed.netloc, parsed.path.strip("/"), None
+
+
+def _parse_azure(url: str) -> Tuple[str, str, str]:
+    parsed = urlparse(url)
+    expected = ("https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH, or "
+                "http://HOST:PORT/ACCOUNT/CONTAINER/PATH for an emulator")
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise _url_error(url, expected, "azure-blob-storage")
+    segments = parsed.path.split("/")[1:]
+    account_url = "%s://%s" % (parsed.scheme, parsed.netloc)
+    if not (parsed.hostname or "").endswith(AZURE_BLOB_DOMAIN):
+        # An emulator names the account in the path: http://HOST:PORT/ACCOUNT/CONTAINER/PATH.
+        if not segments[0]:
+            raise _url_error(url, expected + " (the account is required)", "azure-blob-storage")
+        account_url, segments = account_url + "/" + segments[0], segments[1:]
+    if not segments or not segments[0]:
+        raise _url_error(url, expected + " (the container is required)", "azure-blob-storage")
+    return segments[0], "/".join(segments[1:]).strip("/"), account_url
+
+
+def _parse_gcs(url: str) -> Tuple[str, str, None]:
+    if url.startswith(GCS_CONSOLE_PREFIX):
+        bucket, _, path = url[len(GCS_CONSOLE_PREFIX):].partition("/")
+    else:
+        parsed = urlparse(url)
+        if parsed.scheme != "gs":
+            raise _url_error(url, "gs://BUCKET/PATH", "google-cloud-storage")
+        bucket, path = parsed.netloc, parsed.path
+    if not bucket:
+        raise _url_error(url, "gs://BUCKET/PATH (the bucket is required)", "google-cloud-storage")
+    return bucket, path.strip("/"), None
 
 
 class ObjectStore:
@@ -121,8 +166,14 @@ class ObjectStore:
 
 def open_store(config: StorageConfig) -> ObjectStore:
     destination = parse_destination(config)
-    if destination.cloud_provider == "aws-s3":
-        from .storage_s3 import S3Store
+    if destination.cloud_provider == "azure-blob-storage":
+        from .storage_azure import AzureBlobStore
 
-        return S3Store(destination, config)
-    raise ConfigurationError("cloud_provider=%s is not supported" % destination.cloud_provider, "cloud_provider")
+        return AzureBlobStore(destination, config)
+    if destination.cloud_provider == "google-cloud-storage":
+        from .storage_gcs import GcsStore
+
+        return GcsStore(destination, config)
+    from .storage_s3 import S3Store
+
+    return S3Store(destination, config)

@@ -29,7 +29,9 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.errors import (
 )
 from ansible_collections.pgcloud.backup.plugins.module_utils.version import COLLECTION_VERSION
 
-SECRET_OPTIONS = {"aws_access_key", "aws_secret_key", "aws_session_token", "sse_customer_key", "password"}
+SECRET_OPTIONS = {"aws_access_key", "aws_secret_key", "aws_session_token", "sse_customer_key", "password",
+                  "azure_storage_connection_string", "azure_storage_sas_token", "azure_storage_key",
+                  "gcp_service_account_contents"}
 REQUIRED = {"destination_url": "s3://acme-backups/postgres", "server_name": "db1"}
 
 

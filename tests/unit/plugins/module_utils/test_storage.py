@@ -70,18 +70,6 @@ def test_access_point_arn_is_the_whole_bucket(url, bucket, prefix):
     assert (parsed.bucket, parsed.prefix) == (bucket, prefix)
 
 
-@pytest.mark.parametrize("provider, url", [
-    ("azure-blob-storage", "https://account.blob.core.windows.net/container/path"),
-    ("google-cloud-storage", "gs://bkt/path"),
-])
-def test_other_providers_are_refused_with_a_clear_message(provider, url):
-    with pytest.raises(ConfigurationError) as caught:
-        destination(url, cloud_provider=provider)
-    assert caught.value.parameter == "cloud_provider"
-    assert "not available in this release" in str(caught.value)
-    assert "aws-s3" in str(caught.value)
-
-
 def test_open_store_gives_the_s3_store(aws_environment):
     from ansible_collections.pgcloud.backup.plugins.module_utils.storage_s3 import S3Store
 
