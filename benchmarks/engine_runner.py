@@ -11,6 +11,9 @@ imports included). It prints the engine's result as one JSON line on stdout.
         --server-name bench --endpoint-url http://127.0.0.1:PORT --host /sock --port 5432 \
         --user postgres --compression lz4 --jobs 2
 
+Azure and GCS credentials come from the environment, as for barman-cloud-backup
+(AZURE_STORAGE_CONNECTION_STRING, STORAGE_EMULATOR_HOST, GOOGLE_APPLICATION_CREDENTIALS, ...).
+
 DIR must contain ansible_collections/pgcloud/backup (run.py makes one pointing at this
 checkout); without it, the collection is looked up on sys.path and ANSIBLE_COLLECTIONS_PATH.
 """
@@ -28,7 +31,8 @@ import time
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--collections-path", help="folder holding ansible_collections/pgcloud/backup")
-    parser.add_argument("--destination", required=True, help="s3://BUCKET/PATH")
+    parser.add_argument("--destination", required=True, help="s3://BUCKET/PATH, gs://BUCKET/PATH, https://...")
+    parser.add_argument("--cloud-provider", default="aws-s3")
     parser.add_argument("--server-name", default="bench")
     parser.add_argument("--endpoint-url")
     parser.add_argument("--host")
@@ -54,7 +58,7 @@ def main() -> int:
 
     imported = time.monotonic()
     storage = StorageConfig(destination_url=args.destination, server_name=args.server_name,
-                            endpoint_url=args.endpoint_url, jobs=args.jobs)
+                            cloud_provider=args.cloud_provider, endpoint_url=args.endpoint_url, jobs=args.jobs)
     postgres = PostgresConfig(host=args.host, port=args.port, user=args.user, dbname=args.dbname,
                               immediate_checkpoint=True)
     backup = BackupConfig(compression=None if args.compression in ("none", "") else args.compression)

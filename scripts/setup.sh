@@ -4,6 +4,7 @@
 #  - a Python 3.12 interpreter copied to a prefix the postgres OS user can read (it runs
 #    barman-cloud-wal-archive as archive_command, and /root is mode 700);
 #  - a virtual environment there with ansible-core, the SDKs and the test tools;
+#  - Azurite (the Azure Blob Storage emulator, from npm) under the prefix;
 #  - the collection linked into a collections path so ansible-playbook finds pgcloud.backup;
 #  - the stand-in for ansible-test's pip bootstrap (this machine has no internet access).
 set -euo pipefail
@@ -15,11 +16,15 @@ pg_bin=/usr/lib/postgresql/15/bin
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-if [ ! -x "$pg_bin/postgres" ] || ! command -v rsync >/dev/null || ! command -v shellcheck >/dev/null; then
-    log "installing postgresql-15 and rsync"
+if [ ! -x "$pg_bin/postgres" ] || ! command -v rsync >/dev/null || ! command -v shellcheck >/dev/null ||
+    ! command -v npm >/dev/null; then
+    log "installing postgresql-15, rsync, shellcheck and npm"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq postgresql-15 postgresql-contrib rsync shellcheck >/dev/null
+    packages=(postgresql-15 postgresql-contrib rsync shellcheck)
+    # npm brings Node.js, which Azurite runs on; an image that has them keeps its own.
+    command -v npm >/dev/null || packages+=(nodejs npm)
+    apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
 
 if [ -z "$python_src" ]; then
@@ -51,6 +56,14 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$venv/bin/python" -m pip install -q --upgrade pip
     "$venv/bin/python" -m pip install -q -r "$here/tests/requirements-dev.txt"
     echo "$want" > "$stamp"
+fi
+
+# Azurite, for the Azure Blob Storage tests; its version is pinned here.
+azurite_version=3.35.0
+if [ "$(cat "$prefix/azurite/.version" 2>/dev/null)" != "$azurite_version" ]; then
+    log "installing Azurite $azurite_version into $prefix/azurite"
+    npm install --silent --no-audit --no-fund --prefix "$prefix/azurite" "azurite@$azurite_version" >/dev/null
+    echo "$azurite_version" > "$prefix/azurite/.version"
 fi
 chmod -R a+rX "$prefix"
 

@@ -105,7 +105,7 @@ def _parse_azure(url: str) -> Tuple[str, str, str]:
 
 def _parse_gcs(url: str) -> Tuple[str, str, None]:
     if url.startswith(GCS_CONSOLE_PREFIX):
-        bucket, _, path = url[len(GCS_CONSOLE_PREFIX):].partition("/")
+        bucket, path = url[len(GCS_CONSOLE_PREFIX):].partition("/")[::2]
     else:
         parsed = urlparse(url)
         if parsed.scheme != "gs":

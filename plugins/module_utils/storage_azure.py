@@ -71,7 +71,7 @@ def identity_credential(kind: str) -> Any:
 
 def account_key_credential(account_url: str, key: str) -> Dict[str, str]:
     """A shared key credential: the account name is the host's first label, or an emulator's path."""
-    host, _, path = account_url.split("://", 1)[-1].partition("/")
+    host, path = account_url.split("://", 1)[-1].partition("/")[::2]
     account = path.strip("/") or host.split(".", 1)[0]
     return {"account_name": account, "account_key": key}
 

@@ -60,8 +60,8 @@ options:
     description:
       - The smallest part of a multipart upload, with the units of O(max_archive_size).
       - Larger parts mean fewer requests but more memory per job.
-      - When unset, the provider's minimum part size: V(5MB) for V(aws-s3) and
-        V(google-cloud-storage), V(64KB) for V(azure-blob-storage) (whose parts are blocks).
+      - When unset, the provider's minimum part size, which is V(5MB) for V(aws-s3) and
+        V(google-cloud-storage), and V(64KB) for V(azure-blob-storage) (whose parts are blocks).
       - Parts grow beyond it when an archive of O(max_archive_size) would otherwise need more
         parts than the provider allows.
       - Equivalent to C(--min-chunk-size) of C(barman-cloud-backup).

@@ -20,7 +20,8 @@ import contextlib
 import os
 import re
 import sys
-from typing import Any, Callable, Dict, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, Optional, Union
 
 import pytest
 
@@ -28,6 +29,7 @@ import pytest
 # import must not depend on how pytest was started.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from local_stores import AzuriteServer, GcsServer  # noqa: E402  pylint: disable=wrong-import-position
 from testbed import (  # noqa: E402  pylint: disable=wrong-import-position
     INTEGRATION_DIR,
     MotoServer,
@@ -52,6 +54,18 @@ def moto() -> Iterator[MotoServer]:
 
 
 @pytest.fixture(scope="session")
+def azurite() -> Iterator[AzuriteServer]:
+    with AzuriteServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def gcs() -> Iterator[GcsServer]:
+    with GcsServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def session_wal_target(moto: MotoServer) -> StorageTarget:
     """Where the source's WAL goes outside the tests (while its data is loaded, between tests)."""
     return moto.target(moto.create_bucket("pgcloud-session-wal"), "session", SERVER_NAME)
@@ -65,35 +79,63 @@ def source_cluster(session_wal_target: StorageTarget) -> Iterator[PostgresCluste
         yield cluster
 
 
-@pytest.fixture
-def storage(request: pytest.FixtureRequest, moto: MotoServer, source_cluster: PostgresCluster,
-            session_wal_target: StorageTarget) -> Iterator[StorageTarget]:
+StoreServer = Union[MotoServer, AzuriteServer, GcsServer]
+
+
+@dataclass(frozen=True)
+class Cloud:
+    """A store server and this test's target in it."""
+
+    server: StoreServer
+    target: StorageTarget
+
+
+def own_bucket(request: pytest.FixtureRequest, server: StoreServer, source_cluster: PostgresCluster,
+               session_wal_target: StorageTarget) -> Iterator[StorageTarget]:
     """A bucket of this test's own, where the source archives its WAL during the test."""
-    if moto.memory_bytes() > MOTO_MEMORY_LIMIT:
-        moto.restart()
     name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:60]
-    target = moto.target(moto.create_bucket(), "pg/%s" % name, SERVER_NAME)
+    target = server.target(server.create_bucket(), "pg/%s" % name, SERVER_NAME)
     source_cluster.archive_to(target)
     yield target
     # WAL goes back to the session bucket before this one is deleted, so that no WAL file
     # is sent to a bucket that is gone (the archiver would retry it and fall behind).
     source_cluster.archive_to(session_wal_target)
     with contextlib.suppress(Exception):
-        moto.delete_bucket(target.bucket)
+        server.delete_bucket(target.bucket)
+
+
+@pytest.fixture
+def storage(request: pytest.FixtureRequest, moto: MotoServer, source_cluster: PostgresCluster,
+            session_wal_target: StorageTarget) -> Iterator[StorageTarget]:
+    """An S3 bucket of this test's own on moto."""
+    if moto.memory_bytes() > MOTO_MEMORY_LIMIT:
+        moto.restart()
+    yield from own_bucket(request, moto, source_cluster, session_wal_target)
+
+
+@pytest.fixture(params=["azure-blob-storage", "google-cloud-storage"])
+def cloud(request: pytest.FixtureRequest, source_cluster: PostgresCluster,
+          session_wal_target: StorageTarget) -> Iterator[Cloud]:
+    """A container on Azurite or a bucket on the GCS emulator, of this test's own."""
+    server = request.getfixturevalue("azurite" if request.param == "azure-blob-storage" else "gcs")
+    for target in own_bucket(request, server, source_cluster, session_wal_target):
+        yield Cloud(server, target)
 
 
 @pytest.fixture
 def playbook(source_cluster: PostgresCluster) -> Callable[..., PlaybookResult]:
-    """playbook(name, extravars, check=False): run playbooks/<name>.yml against the source.
+    """playbook(name, extravars, check=False, env=None): run playbooks/<name>.yml against the source.
 
-    The source's connection is passed as pg_host, pg_port and pg_user.
+    The source's connection is passed as pg_host, pg_port and pg_user; env is added to the
+    environment of ansible-playbook (and so of the modules).
     """
 
-    def run(name: str, extravars: Dict[str, Any], check: bool = False) -> PlaybookResult:
+    def run(name: str, extravars: Dict[str, Any], check: bool = False,
+            env: Optional[Dict[str, str]] = None) -> PlaybookResult:
         params = source_cluster.connection_params
         variables = {"pg_host": params["host"], "pg_port": params["port"], "pg_user": params["user"]}
         variables.update(extravars)
-        return run_playbook(PLAYBOOKS / ("%s.yml" % name), variables, check=check)
+        return run_playbook(PLAYBOOKS / ("%s.yml" % name), variables, check=check, env=env)
 
     return run
 

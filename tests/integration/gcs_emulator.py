@@ -12,6 +12,10 @@ completed object in the emulator through its JSON API, and forwards every other 
 the emulator unchanged. GET /_testbed/uploads lists the uploads neither completed nor
 aborted, which the tests assert to be empty after a failed backup.
 
+The emulator checks no permissions. So that the tests can see how a refusal is reported,
+every request about a bucket whose name starts with "forbidden-" gets Cloud Storage's 403
+answer (JSON for the JSON API, XML for the XML API).
+
 Run: python gcs_emulator.py --port PORT   (one process: the emulator on a second, private port)
 """
 
@@ -21,10 +25,11 @@ import argparse
 import hashlib
 import http.client
 import json
+import re
 import socket
 import threading
 import uuid
-import xml.etree.ElementTree as ElementTree
+from xml.etree import ElementTree
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, Optional, Tuple
@@ -35,6 +40,8 @@ from gcp_storage_emulator.server import create_server
 XML_NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 # Request headers that become properties of the completed object.
 METADATA_PREFIX = "x-goog-meta-"
+FORBIDDEN_PREFIX = "forbidden-"
+JSON_API_BUCKET = re.compile(r"^(?:/upload|/download)?(?:/storage/v1)?/b/([^/?]+)")
 KMS_HEADER = "x-goog-encryption-kms-key-name"
 
 
@@ -77,6 +84,30 @@ class FrontHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # pylint: disable=redefined-builtin
         """Quiet: the tests read the server's log only when it fails to start."""
 
+    def parse_request(self) -> bool:
+        # Runs before every do_* method: the forbidden buckets are refused there.
+        if not super().parse_request():
+            return False
+        if self._bucket_of_request().startswith(FORBIDDEN_PREFIX):
+            self._body()
+            self._refuse()
+            return False
+        return True
+
+    def _bucket_of_request(self) -> str:
+        path = urlsplit(self.path).path
+        match = JSON_API_BUCKET.match(path)
+        return unquote(match.group(1) if match else path.lstrip("/").partition("/")[0])
+
+    def _refuse(self) -> None:
+        message = "caller does not have storage.buckets.get access to the Google Cloud Storage bucket."
+        if JSON_API_BUCKET.match(urlsplit(self.path).path):
+            body = json.dumps({"error": {"code": 403, "message": message,
+                                         "errors": [{"reason": "forbidden", "message": message}]}}).encode()
+            self._reply(HTTPStatus.FORBIDDEN, body, "application/json")
+        else:
+            self._xml_error(HTTPStatus.FORBIDDEN, "AccessDenied", message)
+
     def do_GET(self) -> None:
         if urlsplit(self.path).path == "/_testbed/uploads":
             self._reply(HTTPStatus.OK, json.dumps(self.server.uploads.listing()).encode(), "application/json")
@@ -115,7 +146,7 @@ class FrontHandler(BaseHTTPRequestHandler):
 
     def _target(self) -> Tuple[str, str, Dict[str, list]]:
         parts = urlsplit(self.path)
-        bucket, _, key = parts.path.lstrip("/").partition("/")
+        bucket, key = parts.path.lstrip("/").partition("/")[::2]
         return unquote(bucket), unquote(key), parse_qs(parts.query, keep_blank_values=True)
 
     def _initiate(self, bucket: str, key: str) -> None:
@@ -222,8 +253,7 @@ class FrontServer(ThreadingHTTPServer):
             connection.close()
 
     def bucket_exists(self, bucket: str) -> bool:
-        status, _, _ = self.emulator_request("GET", "/storage/v1/b/%s" % quote(bucket, safe=""), b"", {})
-        return status == HTTPStatus.OK
+        return self.emulator_request("GET", "/storage/v1/b/%s" % quote(bucket, safe=""), b"", {})[0] == HTTPStatus.OK
 
     def store_object(self, bucket: str, key: str, data: bytes, headers: Dict[str, str]) -> None:
         """A JSON API multipart upload: the object's resource (with its metadata), then its bytes."""
@@ -243,9 +273,9 @@ class FrontServer(ThreadingHTTPServer):
             data,
             b"\r\n--%s--\r\n" % boundary.encode(),
         ))
-        status, _, reply = self.emulator_request(
+        status, reply = self.emulator_request(
             "POST", "/upload/storage/v1/b/%s/o?uploadType=multipart" % quote(bucket, safe=""), body,
-            {"Content-Type": "multipart/related; boundary=%s" % boundary})
+            {"Content-Type": "multipart/related; boundary=%s" % boundary})[::2]
         if status != HTTPStatus.OK:
             raise RuntimeError("the emulator refused the completed object %s/%s: %s %r" % (
                 bucket, key, status, reply[:200]))

@@ -39,7 +39,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -196,16 +196,26 @@ def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.2
 
 @dataclass(frozen=True)
 class StorageTarget:
-    """Where a backup (and the WAL archived with it) goes: s3://bucket/prefix, server name."""
+    """Where a backup (and the WAL archived with it) goes: a bucket, a prefix, a server name.
+
+    `endpoint_url` is the store's: moto's S3 endpoint, Azurite's account URL
+    (http://127.0.0.1:PORT/devstoreaccount1) or the GCS emulator's. `tool_env` holds what the
+    reference tools need to find and authenticate to it (they take no option for that).
+    """
 
     endpoint_url: str
     bucket: str
     prefix: str
     server_name: str
+    cloud_provider: str = "aws-s3"
+    tool_env: Tuple[Tuple[str, str], ...] = ()
 
     @property
     def url(self) -> str:
-        return "s3://%s/%s" % (self.bucket, self.prefix) if self.prefix else "s3://%s" % self.bucket
+        path = "/".join(part for part in (self.bucket, self.prefix) if part)
+        if self.cloud_provider == "azure-blob-storage":
+            return "%s/%s" % (self.endpoint_url.rstrip("/"), path)
+        return ("gs://" if self.cloud_provider == "google-cloud-storage" else "s3://") + path
 
     @property
     def server_prefix(self) -> str:
@@ -215,43 +225,67 @@ class StorageTarget:
     def backup_prefix(self, backup_id: str) -> str:
         return "%sbase/%s/" % (self.server_prefix, backup_id)
 
+    def tool_arguments(self) -> List[str]:
+        """The options of every barman-cloud tool for this store."""
+        arguments = ["--cloud-provider", self.cloud_provider]
+        if self.cloud_provider == "aws-s3":
+            arguments += ["--endpoint-url", self.endpoint_url]
+        return arguments
+
     def module_params(self) -> Dict[str, str]:
         """The storage parameters of the pgcloud.backup modules for this target."""
-        return {"destination_url": self.url, "server_name": self.server_name, "endpoint_url": self.endpoint_url}
+        params = {"destination_url": self.url, "server_name": self.server_name, "cloud_provider": self.cloud_provider}
+        if self.cloud_provider == "aws-s3":
+            params["endpoint_url"] = self.endpoint_url
+        if self.cloud_provider == "azure-blob-storage":
+            params["azure_storage_connection_string"] = dict(self.tool_env)["AZURE_STORAGE_CONNECTION_STRING"]
+        return params
+
+    def module_env(self) -> Dict[str, str]:
+        """What the modules need in their environment: only the GCS SDK's emulator address,
+        which it takes from there alone."""
+        return {name: value for name, value in self.tool_env if name == "STORAGE_EMULATOR_HOST"}
 
     def with_server(self, server_name: str) -> "StorageTarget":
-        return StorageTarget(self.endpoint_url, self.bucket, self.prefix, server_name)
+        return replace(self, server_name=server_name)
+
+    def with_bucket(self, bucket: str) -> "StorageTarget":
+        return replace(self, bucket=bucket)
 
 
-class MotoServer:
-    """`moto_server` (S3) on a loopback port, as a child process.
+class ChildServer:
+    """A local store server on a loopback port, run as a child process of the tests.
 
-    moto keeps everything in memory, and its memory grows with every backup even after a
-    reset: `restart()` starts a fresh one on the same port (same endpoint_url) and re-creates
-    the buckets created through this object, empty.
+    Subclasses give the command and the URL that answers once the server is up; the server
+    runs in a process group of its own, so that stop() ends it and anything it started.
     """
+
+    name = "server"
 
     def __init__(self, port: Optional[int] = None) -> None:
         self.port = port or free_port()
-        self.log_dir = Path(tempfile.mkdtemp(prefix="pgcloud-moto-", dir="/tmp"))
-        self.log_file = self.log_dir / "moto.log"
-        self.buckets: List[str] = []
+        self.log_dir = Path(tempfile.mkdtemp(prefix="pgcloud-%s-" % self.name, dir="/tmp"))
+        self.log_file = self.log_dir / ("%s.log" % self.name)
         self._process: Optional[subprocess.Popen] = None
 
     @property
     def endpoint_url(self) -> str:
         return "http://127.0.0.1:%d" % self.port
 
-    def start(self, timeout: float = 60) -> "MotoServer":
+    def command(self) -> List[str]:
+        raise NotImplementedError
+
+    def health_url(self) -> str:
+        return self.endpoint_url + "/"
+
+    def start(self, timeout: float = 60) -> "ChildServer":
         if self._process is not None:
             return self
         with open(self.log_file, "ab") as log:
-            # A process group of its own, so that stop() ends it and anything it started.
-            self._process = subprocess.Popen(
-                [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
-                env=tool_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self._process = subprocess.Popen(self.command(), env=tool_env(), stdout=log, stderr=subprocess.STDOUT,
+                                             start_new_session=True, cwd=str(self.log_dir))
         try:
-            wait_for(self._answers, timeout, what="moto_server on port %d" % self.port)
+            wait_for(self._answers, timeout, what="%s on port %d" % (self.name, self.port))
         except BaseException:
             self.stop()
             raise
@@ -259,10 +293,12 @@ class MotoServer:
 
     def _answers(self) -> bool:
         if self._process is not None and self._process.poll() is not None:
-            raise TestBedError("moto_server exited with %s:\n%s" % (self._process.returncode, tail(self.log_file)))
+            raise TestBedError("%s exited with %s:\n%s" % (self.name, self._process.returncode, tail(self.log_file)))
         try:
-            with urllib.request.urlopen(self.endpoint_url + "/", timeout=2) as response:
-                return response.status == 200
+            with urllib.request.urlopen(self.health_url(), timeout=2):
+                return True
+        except urllib.error.HTTPError:
+            return True  # an answer, if not a happy one
         except (urllib.error.URLError, OSError):
             return False
 
@@ -279,32 +315,50 @@ class MotoServer:
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=15)
 
-    def restart(self) -> None:
-        """A fresh moto (memory released) on the same port, with this object's buckets, empty."""
-        self.stop()
-        self.start()
-        for bucket in self.buckets:
-            self.client().create_bucket(Bucket=bucket)
-
     def close(self) -> None:
         """Stop the server and remove its log folder."""
         self.stop()
         remove_tree(self.log_dir)
 
-    def __enter__(self) -> "MotoServer":
+    def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
     def memory_bytes(self) -> int:
-        """Resident memory of the moto process, to decide when to restart it."""
+        """Resident memory of the server process, to decide when to restart it."""
         if self._process is not None:
             with contextlib.suppress(OSError):
                 for line in Path("/proc/%d/status" % self._process.pid).read_text().splitlines():
                     if line.startswith("VmRSS:"):
                         return int(line.split()[1]) * 1024
         return 0
+
+
+class MotoServer(ChildServer):
+    """`moto_server` (S3) on a loopback port, as a child process.
+
+    moto keeps everything in memory, and its memory grows with every backup even after a
+    reset: `restart()` starts a fresh one on the same port (same endpoint_url) and re-creates
+    the buckets created through this object, empty.
+    """
+
+    name = "moto"
+
+    def __init__(self, port: Optional[int] = None) -> None:
+        super().__init__(port)
+        self.buckets: List[str] = []
+
+    def command(self) -> List[str]:
+        return [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
+
+    def restart(self) -> None:
+        """A fresh moto (memory released) on the same port, with this object's buckets, empty."""
+        self.stop()
+        self.start()
+        for bucket in self.buckets:
+            self.client().create_bucket(Bucket=bucket)
 
     def client(self) -> Any:
         """A boto3 S3 client for this server, with the fake credentials."""
@@ -352,6 +406,10 @@ class MotoServer:
 
     def target(self, bucket: str, prefix: str, server_name: str) -> StorageTarget:
         return StorageTarget(self.endpoint_url, bucket, prefix, server_name)
+
+    def open_uploads(self, bucket: str) -> List[str]:
+        """Keys of the uploads in parts neither completed nor aborted (the same for every store)."""
+        return sorted(upload["Key"] for upload in self.multipart_uploads(bucket))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -488,21 +546,20 @@ class PostgresCluster:
         cannot be observed). It runs as postgres: hence the explicit environment, with the
         copied interpreter's LD_LIBRARY_PATH and the venv in /opt rather than under /root.
         """
-        tool = env_command(tool_env(), [str(VENV_BIN / "barman-cloud-wal-archive")])
         self._archive_script.write_text(
             "#!/bin/sh\n"
             "# archive_command of the %s test cluster (written by tests/integration/testbed.py)\n"
             "set -e\n"
             ". %s\n"
-            'exec %s --endpoint-url "$ENDPOINT_URL" "$DESTINATION_URL" "$SERVER_NAME" "$1"\n'
-            % (self.name, self._archive_env, shlex.join(tool)))
+            'archive_wal "$1"\n'
+            % (self.name, self._archive_env))
         self._archive_script.chmod(0o755)
 
     def archive_to(self, target: StorageTarget) -> None:
         """Send every WAL file completed from now on to target (the switch is atomic)."""
         staging = self._archive_env.with_suffix(".tmp")
-        staging.write_text("ENDPOINT_URL=%s\nDESTINATION_URL=%s\nSERVER_NAME=%s\n" % (
-            shlex.quote(target.endpoint_url), shlex.quote(target.url), shlex.quote(target.server_name)))
+        tool = barman_cloud_command("wal-archive", target, target.url, target.server_name)
+        staging.write_text('archive_wal() {\n    exec %s "$1"\n}\n' % shlex.join(tool))
         staging.chmod(0o644)
         staging.replace(self._archive_env)
         self.archive_target = target
@@ -664,25 +721,27 @@ class PostgresCluster:
 # barman-cloud tools
 
 
-def barman_cloud(tool: str, *arguments: str, endpoint_url: str, check: bool = True,
+def barman_cloud_command(tool: str, target: StorageTarget, *arguments: str) -> List[str]:
+    """barman-cloud-<tool> for target, with its whole environment (see tool_env)."""
+    return env_command({**tool_env(), **dict(target.tool_env)},
+                       [str(VENV_BIN / ("barman-cloud-" + tool)), *target.tool_arguments(), *arguments])
+
+
+def barman_cloud(tool: str, target: StorageTarget, *arguments: str, check: bool = True,
                  timeout: float = 900) -> subprocess.CompletedProcess:
     """Run barman-cloud-<tool> from the venv as the postgres user, as in production."""
-    command = env_command(tool_env(), [str(VENV_BIN / ("barman-cloud-" + tool)), "--endpoint-url", endpoint_url,
-                                       *arguments])
-    return run(as_postgres(command), check=check, timeout=timeout)
+    return run(as_postgres(barman_cloud_command(tool, target, *arguments)), check=check, timeout=timeout)
 
 
 def backup_list(target: StorageTarget) -> List[Dict[str, Any]]:
     """`barman-cloud-backup-list --format json`: the backups as the reference tools see them."""
-    result = barman_cloud("backup-list", "--format", "json", target.url, target.server_name,
-                          endpoint_url=target.endpoint_url)
+    result = barman_cloud("backup-list", target, "--format", "json", target.url, target.server_name)
     return list(json.loads(result.stdout)["backups_list"])
 
 
 def backup_show(target: StorageTarget, backup: str) -> Dict[str, Any]:
     """`barman-cloud-backup-show --format json` of a backup id or name."""
-    result = barman_cloud("backup-show", "--format", "json", target.url, target.server_name, backup,
-                          endpoint_url=target.endpoint_url)
+    result = barman_cloud("backup-show", target, "--format", "json", target.url, target.server_name, backup)
     shown = json.loads(result.stdout)
     if "backup_id" not in shown and len(shown) == 1:
         # Some versions key the document by the server name ("cloud" for cloud backups).
@@ -702,7 +761,7 @@ def reference_backup(target: StorageTarget, cluster: PostgresCluster, *, compres
                  "--immediate-checkpoint", *REFERENCE_COMPRESSION_FLAGS[compression], *extra_arguments]
     if name:
         arguments += ["-n", name]
-    barman_cloud("backup", *arguments, target.url, target.server_name, endpoint_url=target.endpoint_url)
+    barman_cloud("backup", target, *arguments, target.url, target.server_name)
     new = sorted({backup["backup_id"] for backup in backup_list(target)} - before)
     if len(new) != 1:
         raise TestBedError("expected one new backup in %s, found %s" % (target.url, new))
@@ -758,8 +817,7 @@ def restore_and_verify(target: StorageTarget, backup_id: str, *, tablespaces: Se
         arguments: List[str] = []
         for name, location in relocations.items():
             arguments += ["--tablespace", "%s:%s" % (name, location)]
-        restored = barman_cloud("restore", *arguments, target.url, target.server_name, backup_id, str(pgdata),
-                                endpoint_url=target.endpoint_url)
+        restored = barman_cloud("restore", target, *arguments, target.url, target.server_name, backup_id, str(pgdata))
         tblspc = pgdata / "pg_tblspc"
         links = {int(link.name): os.readlink(link) for link in tblspc.iterdir() if link.is_symlink()} \
             if tblspc.is_dir() else {}
@@ -806,8 +864,7 @@ def write_recovery_settings(pgdata: Path, target: StorageTarget, *, port: int, s
     restored postgresql.conf is the source's (its port, its archive_command) and stays as it
     is. archive_mode is off so that the promoted copy never writes into the source's archive.
     """
-    restore = env_command(tool_env(), [str(VENV_BIN / "barman-cloud-wal-restore"), "--endpoint-url",
-                                       target.endpoint_url, target.url, target.server_name, "%f", "%p"])
+    restore = barman_cloud_command("wal-restore", target, target.url, target.server_name, "%f", "%p")
     settings = {
         "port": str(port),
         "listen_addresses": "''",
