@@ -137,6 +137,28 @@ EXAMPLES = r"""
     max_archive_size: 1GB
     max_bandwidth: 20MB
     port: 5433
+
+- name: To Azure Blob Storage, as the VM's managed identity, in an encryption scope
+  become: true
+  become_user: postgres
+  pgcloud.backup.base_backup:
+    cloud_provider: azure-blob-storage
+    destination_url: https://acmebackups.blob.core.windows.net/postgres/prod
+    server_name: "{{ inventory_hostname }}"
+    azure_credential: managed-identity
+    encryption_scope: backups
+    compression: lz4
+
+- name: To Google Cloud Storage, with a service account key kept in the vault
+  become: true
+  become_user: postgres
+  pgcloud.backup.base_backup:
+    cloud_provider: google-cloud-storage
+    destination_url: gs://acme-backups/postgres
+    server_name: "{{ inventory_hostname }}"
+    gcp_service_account_contents: "{{ vault_gcs_backup_key }}"
+    kms_key_name: projects/acme/locations/europe-west1/keyRings/backups/cryptoKeys/postgres
+    compression: zstd
 """
 
 RETURN = r"""

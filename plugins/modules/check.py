@@ -64,6 +64,14 @@ EXAMPLES = r"""
     aws_secret_key: "{{ vault_minio_secret_key }}"
     check_postgres: false
 
+- name: Check an Azure container with the storage account's connection string
+  pgcloud.backup.check:
+    cloud_provider: azure-blob-storage
+    destination_url: https://acmebackups.blob.core.windows.net/postgres/prod
+    server_name: db1
+    azure_storage_connection_string: "{{ vault_azure_connection_string }}"
+    check_postgres: false
+
 - name: Report the findings without failing the play
   pgcloud.backup.check:
     destination_url: s3://acme-backups/postgres

@@ -76,6 +76,10 @@ class AzuriteServer(ChildServer):
     def get_object(self, bucket: str, key: str) -> bytes:
         return self.client().get_blob_client(bucket, key).download_blob().readall()
 
+    def object_tags(self, bucket: str, key: str) -> Dict[str, str]:
+        """The blob index tags of an object."""
+        return dict(self.client().get_blob_client(bucket, key).get_blob_tags())
+
     def open_uploads(self, bucket: str) -> List[str]:
         """Blobs that have staged blocks and were never committed (an upload left open)."""
         container = self.client().get_container_client(bucket)
@@ -116,6 +120,10 @@ class GcsServer(ChildServer):
 
     def get_object(self, bucket: str, key: str) -> bytes:
         return self.client().bucket(bucket).blob(key).download_as_bytes()
+
+    def object_tags(self, bucket: str, key: str) -> Dict[str, str]:
+        """The custom metadata of an object, where tags go on Cloud Storage."""
+        return dict(self.client().bucket(bucket).get_blob(key).metadata or {})
 
     def open_uploads(self, bucket: str) -> List[str]:
         with urllib.request.urlopen(self.endpoint_url + "/_testbed/uploads", timeout=10) as response:

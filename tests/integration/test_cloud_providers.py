@@ -58,9 +58,12 @@ def assert_restores(source, cloud: Cloud, backup_id: str) -> None:
     assert restored.fingerprint == expected
 
 
+TAGS = {"team": "dba", "env": "test"}
+
+
 @pytest.mark.parametrize("compression", sorted(EXTENSIONS))
 def test_each_compression_restores_with_barman(playbook, source_cluster, cloud, compression):
-    params: Dict[str, Any] = {"jobs": 2, "tags": {"team": "dba", "env": "test"}}
+    params: Dict[str, Any] = {"jobs": 2, "tags": TAGS}
     if compression != "none":
         params["compression"] = compression
     result = take_backup(playbook, cloud, **params)
@@ -70,6 +73,11 @@ def test_each_compression_restores_with_barman(playbook, source_cluster, cloud, 
     oid = source_cluster.tablespace_oids()[TABLESPACE]
     assert {"data.%s" % extension, "%d.%s" % (oid, extension), "backup.info"} <= set(files)
     assert all(name == "backup.info" or name.endswith("." + extension) for name in files), files
+    # Tags on the archives (written in parts) and on backup.info (written whole): blob index
+    # tags on Azure, custom metadata on Cloud Storage.
+    for name in ("data.%s" % extension, "backup.info"):
+        assert cloud.server.object_tags(cloud.target.bucket, cloud.target.backup_prefix(result["backup_id"]) + name) \
+            == TAGS, name
     assert_restores(source_cluster, cloud, result["backup_id"])
 
 
