@@ -336,7 +336,7 @@ class _AzureHandler(_Handler):
 class FakeAzureCompute(_Server):
     """Microsoft.Compute of one subscription and resource group, over TLS (see `ca_file`).
 
-    A snapshot PUT answers 201 with provisioningState Creating and an Azure-AsyncOperation
+    A snapshot PUT answers 202 with provisioningState Creating and an Azure-AsyncOperation
     URL; that operation reports Succeeded when polled, and the snapshot is then Succeeded.
     """
 
@@ -404,7 +404,7 @@ class FakeAzureCompute(_Server):
         self.operations[operation] = name
         status_url = "%s/subscriptions/%s/providers/Microsoft.Compute/locations/%s/operations/%s?api-version=%s" % (
             self.endpoint_url, self.subscription, self.location, operation, "2023-10-02")
-        return 201, snapshot, {"Azure-AsyncOperation": status_url, "Retry-After": "0"}
+        return 202, snapshot, {"Azure-AsyncOperation": status_url, "Retry-After": "0"}
 
     def _finish(self, operation: str) -> Dict[str, Any]:
         name = self.operations[operation]
