@@ -40,16 +40,14 @@ class AwsSnapshots(SnapshotProvider):
     name = "aws"
     snapshot_fields = ("device_name", "snapshot_id", "snapshot_name", "snapshot_lock_mode")
 
-    def __init__(self, config: SnapshotConfig, storage: StorageConfig, host: HostView, client: Any = None) -> None:
+    def __init__(self, config: SnapshotConfig, storage: StorageConfig, host: HostView) -> None:
         if boto3 is None:
             raise MissingDependencyError("boto3", "snapshot backups on AWS", BOTO3_IMPORT_ERROR)
         self.config = config
         self.tags = storage.tags
         self.host = host
         self.account_id: Optional[str] = None
-        self.region, self.client = (None, client) if client is not None else self._client(storage)
-        if client is not None:
-            self.region = client.meta.region_name
+        self.region, self.client = self._client(storage)
 
     def _client(self, storage: StorageConfig):
         try:
