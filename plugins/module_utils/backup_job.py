@@ -277,6 +277,10 @@ class BackupJob:
 class BaseBackupJob(BackupJob):
     """A base backup: tablespaces and PGDATA as tar archives, backup_label in the last one."""
 
+    # Set by _before_start (the pool) and _while_started (the archive backup_label goes into).
+    pool: UploadPool
+    final: TarArchive
+
     def __init__(self, storage: StorageConfig, postgres: PostgresConfig, backup: BackupConfig,
                  store: Optional[ObjectStore] = None) -> None:
         super().__init__(storage, postgres, backup.backup_name, store)
@@ -286,9 +290,7 @@ class BaseBackupJob(BackupJob):
             LOG.warning("max_archive_size is capped at %d bytes, the provider's limit", self.store.max_archive_size)
         self.chunk_size = chunk_size_for(self.store, backup.max_archive_size, storage.min_chunk_size)
         self.builders = max(1, min(storage.jobs, os.cpu_count() or 1))
-        self.pool: Optional[UploadPool] = None
         self.groups: List[ArchiveGroup] = []
-        self.final: Optional[TarArchive] = None
 
     def _validate(self) -> None:
         compression.require(self.backup.compression)
@@ -302,22 +304,19 @@ class BaseBackupJob(BackupJob):
 
     def _while_started(self, backup_id: str, session: PostgresSession, facts: ServerFacts,
                        info: Dict[str, Any]) -> None:
-        assert self.pool is not None
         session.start_keepalive(self.postgres.keepalive_interval)
         progress = Progress(backup_id, self.pool, session)
         self.final = self._copy(backup_id, facts, self.pool, self.groups, progress)
         session.stop_keepalive()
 
     def _after_stop(self, backup_id: str, stop: BackupPoint, facts: ServerFacts) -> None:
-        assert self.pool is not None and self.final is not None
         self.final.add_bytes("backup_label", stop.label_file.encode("utf-8"),
                              label_header(os.stat(facts.data_directory)))
         self.groups[-1].finish(self.final)
         self.pool.close()
 
     def _abort(self) -> None:
-        if self.pool is not None:
-            self.pool.abort()
+        self.pool.abort()
 
     def _copy(self, backup_id: str, facts: ServerFacts, pool: UploadPool, groups: List[ArchiveGroup],
               progress: Progress) -> TarArchive:
