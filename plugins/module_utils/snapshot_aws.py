@@ -47,6 +47,7 @@ class AwsSnapshots(SnapshotProvider):
         self.tags = storage.tags
         self.host = host
         self.account_id: Optional[str] = None
+        self.outpost_arn: Optional[str] = None
         self.region, self.client = self._client(storage)
 
     def _client(self, storage: StorageConfig):
@@ -102,6 +103,11 @@ class AwsSnapshots(SnapshotProvider):
     def find_disks(self, instance: str, names: List[str]) -> List[Disk]:
         item = self._instance(instance)
         instance_id = item["InstanceId"]
+        self.outpost_arn = item.get("OutpostArn")
+        if self.outpost_arn and self.config.aws_snapshot_lock_mode:
+            raise SnapshotPreconditionError(
+                "instance %s runs on the Outpost %s, where EC2 cannot lock snapshots: remove aws_snapshot_lock_mode"
+                % (instance, self.outpost_arn))
         root = item.get("RootDeviceName")
         response = self._call("list the volumes of %s" % instance_id, self.client.describe_volumes,
                               Filters=[{"Name": "attachment.instance-id", "Values": [instance_id]}])
@@ -147,9 +153,11 @@ class AwsSnapshots(SnapshotProvider):
             name = snapshot_name(disk.name, backup_id)
             tags = [{"Key": "Name", "Value": name}] + [{"Key": key, "Value": value} for key, value in self.tags.items()]
             LOG.info("taking snapshot %s of volume %s", name, disk.details["volume_id"])
+            # On an Outpost the snapshot stays there, beside its volume.
+            outpost = {"OutpostArn": self.outpost_arn} if self.outpost_arn else {}
             response = self._call("snapshot volume %s" % disk.details["volume_id"], self.client.create_snapshot,
                                   VolumeId=disk.details["volume_id"],
-                                  TagSpecifications=[{"ResourceType": "snapshot", "Tags": tags}])
+                                  TagSpecifications=[{"ResourceType": "snapshot", "Tags": tags}], **outpost)
             taken.append({"device_name": disk.details["device_name"], "snapshot_id": response["SnapshotId"],
                           "snapshot_name": name, "snapshot_lock_mode": self.config.aws_snapshot_lock_mode})
         self._wait([item["snapshot_id"] for item in taken])
