@@ -28,7 +28,9 @@ from .config import (
     CLOUD_PROVIDERS,
     ENCRYPTIONS,
     BackupConfig,
+    SNAPSHOT_LOCK_MODES,
     PostgresConfig,
+    SnapshotConfig,
     StorageConfig,
     from_params,
 )
@@ -116,6 +118,47 @@ def upload_argument_spec() -> Dict[str, Dict[str, Any]]:
     }
     spec.update(sse_customer_key_argument_spec())
     return spec
+
+
+def snapshot_argument_spec() -> Dict[str, Dict[str, Any]]:
+    """The instance, its disks and the options of each cloud's snapshots (snapshot_backup)."""
+    return {
+        "snapshot_instance": {"type": "str", "required": True},
+        "snapshot_disks": {"type": "list", "elements": "str", "required": True, "aliases": ["snapshot_disk"]},
+        "aws_region": {"type": "str"},
+        "aws_await_snapshots_timeout": {"type": "int", "default": 3600},
+        "aws_snapshot_lock_mode": {"type": "str", "choices": list(SNAPSHOT_LOCK_MODES)},
+        "aws_snapshot_lock_duration": {"type": "int"},
+        "aws_snapshot_lock_cool_off_period": {"type": "int"},
+        "aws_snapshot_lock_expiration_date": {"type": "str"},
+        "azure_subscription_id": {"type": "str"},
+        "azure_resource_group": {"type": "str"},
+        "gcp_project": {"type": "str", "aliases": ["snapshot_gcp_project"],
+                        "deprecated_aliases": [deprecated_alias("snapshot_gcp_project")]},
+        "gcp_zone": {"type": "str", "aliases": ["snapshot_zone"],
+                     "deprecated_aliases": [deprecated_alias("snapshot_zone")]},
+    }
+
+
+def snapshot_rules() -> Dict[str, Any]:
+    """Combinations of snapshot parameters that cannot work; the engine checks ranges, dates and
+    that a cool-off period goes with the compliance mode."""
+    return {
+        "mutually_exclusive": [["aws_snapshot_lock_duration", "aws_snapshot_lock_expiration_date"]],
+        "required_if": [
+            ["cloud_provider", "google-cloud-storage", ["gcp_project", "gcp_zone"]],
+            ["cloud_provider", "azure-blob-storage", ["azure_subscription_id", "azure_resource_group"]],
+            ["aws_snapshot_lock_mode", "governance",
+             ["aws_snapshot_lock_duration", "aws_snapshot_lock_expiration_date"], True],
+            ["aws_snapshot_lock_mode", "compliance",
+             ["aws_snapshot_lock_duration", "aws_snapshot_lock_expiration_date"], True],
+        ],
+        "required_by": {
+            "aws_snapshot_lock_duration": ["aws_snapshot_lock_mode"],
+            "aws_snapshot_lock_expiration_date": ["aws_snapshot_lock_mode"],
+            "aws_snapshot_lock_cool_off_period": ["aws_snapshot_lock_mode"],
+        },
+    }
 
 
 def storage_rules() -> Dict[str, Any]:
@@ -243,6 +286,9 @@ class PgCloudModule:
 
     def backup_config(self) -> BackupConfig:
         return from_params(BackupConfig, self.params)
+
+    def snapshot_config(self) -> SnapshotConfig:
+        return from_params(SnapshotConfig, self.params)
 
     def warn(self, message: str) -> None:
         self.module.warn(redact(message))

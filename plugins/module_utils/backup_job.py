@@ -69,6 +69,7 @@ def new_backup_id(catalog: Catalog) -> str:
 
 
 def check_readable(facts: ServerFacts) -> None:
+    """The OS user can read PGDATA and the tablespaces, and the role may run backups."""
     for path in [facts.data_directory] + [tablespace[2] for tablespace in facts.tablespaces]:
         if not os.access(path, os.R_OK | os.X_OK):
             raise PostgresError(
@@ -76,6 +77,10 @@ def check_readable(facts: ServerFacts) -> None:
                 "(become_user: postgres) or a user with read access to PGDATA and the tablespaces"
                 % (path, _os_user())
             )
+    check_backup_privileges(facts)
+
+
+def check_backup_privileges(facts: ServerFacts) -> None:
     if not facts.backup_privileges:
         raise PostgresError(
             "the PostgreSQL role may not run backups: connect as a superuser or GRANT EXECUTE on "
@@ -92,31 +97,34 @@ def _os_user() -> str:
         return str(os.geteuid())
 
 
-class BaseBackupJob:
-    def __init__(self, storage: StorageConfig, postgres: PostgresConfig, backup: BackupConfig,
+class BackupJob:
+    """What every kind of backup shares: the store and its catalog, the named-backup lookup, the
+    server's backup from start to stop, backup.info STARTED then DONE, and FAILED on any error.
+
+    A kind of backup fills in the hooks: `_validate`, `_prepare` (checks against the server's
+    facts), `_while_started` (what happens while the server's backup runs), `_after_stop`
+    (what needs the backup_label), `_abort` (clean-up on failure) and the result builders.
+    """
+
+    def __init__(self, storage: StorageConfig, postgres: PostgresConfig, backup_name: Optional[str],
                  store: Optional[ObjectStore] = None) -> None:
         self.storage = storage
         self.postgres = postgres
-        self.backup = backup
+        self.backup_name = backup_name
         self.store = store or open_store(storage)
         self.catalog = Catalog(self.store)
-        self.max_archive_size = min(backup.max_archive_size, self.store.max_archive_size)
-        if backup.max_archive_size > self.store.max_archive_size:
-            LOG.warning("max_archive_size is capped at %d bytes, the provider's limit", self.store.max_archive_size)
-        self.chunk_size = chunk_size_for(self.store, backup.max_archive_size, storage.min_chunk_size)
-        self.builders = max(1, min(storage.jobs, os.cpu_count() or 1))
 
     def run(self, check_mode: bool = False) -> Dict[str, Any]:
         self.store.check()
-        compression.require(self.backup.compression)
-        if self.backup.backup_name:
-            existing = self.catalog.find_done_by_name(self.backup.backup_name)
+        self._validate()
+        if self.backup_name:
+            existing = self.catalog.find_done_by_name(self.backup_name)
             if existing is not None:
                 return self._existing_result(existing)
         session = PostgresSession(self.postgres)
         try:
             facts = session.facts()
-            check_readable(facts)
+            self._prepare(facts)
             if check_mode:
                 return self._plan_result(facts)
             return self._take(session, facts)
@@ -127,36 +135,188 @@ class BaseBackupJob:
         started = time.monotonic()
         backup_id = new_backup_id(self.catalog)
         info = self._initial_info(facts)
-        pool = UploadPool(self.store, self.storage.jobs, self.chunk_size, self.storage.max_bandwidth)
-        groups: List[ArchiveGroup] = []
+        self._before_start()
         try:
             LOG.info("starting backup %s of %s", backup_id, facts.data_directory)
             start = session.start_backup("Barman backup cloud %s" % backup_id, self.postgres.immediate_checkpoint)
             self._record_start(info, start, facts)
             self._put_info(backup_id, info)
             copy_started = time.monotonic()
-            session.start_keepalive(self.postgres.keepalive_interval)
-            progress = Progress(backup_id, pool, session)
-            final = self._copy(backup_id, facts, pool, groups, progress)
-            session.stop_keepalive()
+            self._while_started(backup_id, session, facts, info)
             session.ensure_alive()
             LOG.info("stopping backup %s", backup_id)
             stop = session.stop_backup()
             if not facts.in_recovery:
                 session.create_restore_point("barman_%s" % backup_id)
-            final.add_bytes("backup_label", stop.label_file.encode("utf-8"),
-                            label_header(os.stat(facts.data_directory)))
-            groups[-1].finish(final)
-            pool.close()
+            self._after_stop(backup_id, stop, facts)
             copy_time = time.monotonic() - copy_started
             self._record_stop(info, stop, facts)
-            info["copy_stats"] = self._copy_stats(groups, copy_time, time.monotonic() - started)
-            info.update(status=backup_info.DONE, backup_name=self.backup.backup_name)
+            info["copy_stats"] = self._copy_stats(copy_time, time.monotonic() - started)
+            info.update(status=backup_info.DONE, backup_name=self.backup_name)
             self._put_info(backup_id, info)
         except BaseException as error:
-            self._fail(backup_id, info, pool, session, error)
+            self._fail(backup_id, info, session, error)
             raise BackupError("backup %s failed: %s" % (backup_id, first_line(error)), backup_id) from error
-        return self._done_result(backup_id, info, groups, time.monotonic() - started)
+        return self._done_result(backup_id, info, time.monotonic() - started)
+
+    # --- hooks of the kinds of backup ---------------------------------------------------------
+
+    def _validate(self) -> None:
+        """Raise ConfigurationError for what this kind of backup cannot do."""
+
+    def _prepare(self, facts: ServerFacts) -> None:
+        """Checks against the server, before anything is written."""
+        raise NotImplementedError
+
+    def _before_start(self) -> None:
+        """Set up what the backup needs (before the try block whose failure path uses it)."""
+
+    def _while_started(self, backup_id: str, session: PostgresSession, facts: ServerFacts,
+                       info: Dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _after_stop(self, backup_id: str, stop: BackupPoint, facts: ServerFacts) -> None:
+        raise NotImplementedError
+
+    def _abort(self) -> None:
+        """Release what the backup holds after a failure; never raises."""
+
+    def _copy_stats(self, copy_time: float, total_time: float) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def _server_name(self) -> str:
+        return "cloud"
+
+    def _plan_result(self, facts: ServerFacts) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def _nothing_written(self) -> Dict[str, Any]:
+        """The kind-specific result fields of a run that wrote nothing."""
+        return {}
+
+    def _done_result(self, backup_id: str, info: Dict[str, Any], elapsed: float) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    # --- shared steps -------------------------------------------------------------------------
+
+    def _put_info(self, backup_id: str, info: Dict[str, Any]) -> None:
+        self.store.put_object(self.catalog.info_key(backup_id), backup_info.render(info))
+
+    def _fail(self, backup_id: str, info: Dict[str, Any], session: PostgresSession, error: BaseException) -> None:
+        LOG.error("backup %s failed: %s", backup_id, first_line(error))
+        session.close()
+        self._abort()
+        info["status"] = backup_info.FAILED
+        info["error"] = "failure uploading data (%s)" % first_line(error)
+        if self.backup_name:
+            info["error"] += " while taking backup_name %s" % self.backup_name
+        try:
+            self._put_info(backup_id, info)
+        except Exception as put_error:  # the store may be what failed
+            LOG.error("could not record backup %s as FAILED: %s", backup_id, put_error)
+
+    def _initial_info(self, facts: ServerFacts) -> Dict[str, Any]:
+        # The name is recorded with DONE only: the restore tools refuse a name that several
+        # backups carry, and a retried named backup must not collide with its failed attempts.
+        return {
+            "cluster_size": facts.cluster_size,
+            "config_file": facts.config_file,
+            "data_checksums": facts.data_checksums,
+            "hba_file": facts.hba_file,
+            "ident_file": facts.ident_file,
+            "included_files": facts.included_files or None,
+            "pgdata": facts.data_directory,
+            "server_name": self._server_name(),
+            "status": backup_info.STARTED,
+            "summarize_wal": facts.summarize_wal,
+            "systemid": facts.systemid,
+            "tablespaces": list(facts.tablespaces) or None,
+            "version": facts.version,
+            "xlog_segment_size": facts.wal_segment_size,
+        }
+
+    @staticmethod
+    def _record_start(info: Dict[str, Any], start: BackupPoint, facts: ServerFacts) -> None:
+        lsn = parse_lsn(start.lsn)
+        info.update(begin_xlog=start.lsn, begin_time=start.timestamp, timeline=start.timeline,
+                    begin_wal=wal_file_name(start.timeline, lsn, facts.wal_segment_size),
+                    begin_offset=lsn % facts.wal_segment_size)
+
+    @staticmethod
+    def _record_stop(info: Dict[str, Any], stop: BackupPoint, facts: ServerFacts) -> None:
+        lsn = parse_lsn(stop.lsn)
+        info.update(end_xlog=stop.lsn, end_time=stop.timestamp,
+                    end_wal=wal_file_name(stop.timeline, lsn, facts.wal_segment_size),
+                    end_offset=lsn % facts.wal_segment_size, backup_label=stop.label_file)
+
+    def _common_result(self, backup_id: Optional[str], info: Dict[str, Any]) -> Dict[str, Any]:
+        """The fields every backup result has, for a backup taken or found."""
+        return {
+            "backup_id": backup_id,
+            "backup_name": info.get("backup_name"),
+            "status": info.get("status"),
+            "destination": self.store.destination.url_of("base", backup_id) + "/",
+            "begin_wal": info.get("begin_wal"),
+            "end_wal": info.get("end_wal"),
+            "begin_time": backup_info.describe_time(info.get("begin_time")),
+            "end_time": backup_info.describe_time(info.get("end_time")),
+            "tablespaces": _tablespaces(info.get("tablespaces") or []),
+        }
+
+    def _existing_result(self, fields: Dict[str, Any]) -> Dict[str, Any]:
+        result = self._common_result(fields["backup_id"], fields)
+        result.update(self._nothing_written())
+        result.update(
+            changed=False,
+            elapsed_seconds=0.0,
+            msg="backup %s named %r is already DONE; nothing to do" % (fields["backup_id"], fields.get("backup_name")),
+        )
+        return result
+
+
+class BaseBackupJob(BackupJob):
+    """A base backup: tablespaces and PGDATA as tar archives, backup_label in the last one."""
+
+    # Set by _before_start (the pool) and _while_started (the archive backup_label goes into).
+    pool: UploadPool
+    final: TarArchive
+
+    def __init__(self, storage: StorageConfig, postgres: PostgresConfig, backup: BackupConfig,
+                 store: Optional[ObjectStore] = None) -> None:
+        super().__init__(storage, postgres, backup.backup_name, store)
+        self.backup = backup
+        self.max_archive_size = min(backup.max_archive_size, self.store.max_archive_size)
+        if backup.max_archive_size > self.store.max_archive_size:
+            LOG.warning("max_archive_size is capped at %d bytes, the provider's limit", self.store.max_archive_size)
+        self.chunk_size = chunk_size_for(self.store, backup.max_archive_size, storage.min_chunk_size)
+        self.builders = max(1, min(storage.jobs, os.cpu_count() or 1))
+        self.groups: List[ArchiveGroup] = []
+
+    def _validate(self) -> None:
+        compression.require(self.backup.compression)
+
+    def _prepare(self, facts: ServerFacts) -> None:
+        check_readable(facts)
+
+    def _before_start(self) -> None:
+        self.pool = UploadPool(self.store, self.storage.jobs, self.chunk_size, self.storage.max_bandwidth)
+        self.groups = []
+
+    def _while_started(self, backup_id: str, session: PostgresSession, facts: ServerFacts,
+                       info: Dict[str, Any]) -> None:
+        session.start_keepalive(self.postgres.keepalive_interval)
+        progress = Progress(backup_id, self.pool, session)
+        self.final = self._copy(backup_id, facts, self.pool, self.groups, progress)
+        session.stop_keepalive()
+
+    def _after_stop(self, backup_id: str, stop: BackupPoint, facts: ServerFacts) -> None:
+        self.final.add_bytes("backup_label", stop.label_file.encode("utf-8"),
+                             label_header(os.stat(facts.data_directory)))
+        self.groups[-1].finish(self.final)
+        self.pool.close()
+
+    def _abort(self) -> None:
+        self.pool.abort()
 
     def _copy(self, backup_id: str, facts: ServerFacts, pool: UploadPool, groups: List[ArchiveGroup],
               progress: Progress) -> TarArchive:
@@ -188,58 +348,7 @@ class BaseBackupJob:
     def _group(self, pool: UploadPool, folder: str, base: str) -> ArchiveGroup:
         return ArchiveGroup(pool, folder, base, self.backup.compression, self.max_archive_size)
 
-    def _put_info(self, backup_id: str, info: Dict[str, Any]) -> None:
-        self.store.put_object(self.catalog.info_key(backup_id), backup_info.render(info))
-
-    def _fail(self, backup_id: str, info: Dict[str, Any], pool: UploadPool, session: PostgresSession,
-              error: BaseException) -> None:
-        LOG.error("backup %s failed: %s", backup_id, first_line(error))
-        session.close()
-        pool.abort()
-        info["status"] = backup_info.FAILED
-        info["error"] = "failure uploading data (%s)" % first_line(error)
-        if self.backup.backup_name:
-            info["error"] += " while taking backup_name %s" % self.backup.backup_name
-        try:
-            self._put_info(backup_id, info)
-        except Exception as put_error:  # the store may be what failed
-            LOG.error("could not record backup %s as FAILED: %s", backup_id, put_error)
-
-    def _initial_info(self, facts: ServerFacts) -> Dict[str, Any]:
-        # The name is recorded with DONE only: the restore tools refuse a name that several
-        # backups carry, and a retried named backup must not collide with its failed attempts.
-        return {
-            "cluster_size": facts.cluster_size,
-            "config_file": facts.config_file,
-            "data_checksums": facts.data_checksums,
-            "hba_file": facts.hba_file,
-            "ident_file": facts.ident_file,
-            "included_files": facts.included_files or None,
-            "pgdata": facts.data_directory,
-            "server_name": "cloud",
-            "status": backup_info.STARTED,
-            "summarize_wal": facts.summarize_wal,
-            "systemid": facts.systemid,
-            "tablespaces": list(facts.tablespaces) or None,
-            "version": facts.version,
-            "xlog_segment_size": facts.wal_segment_size,
-        }
-
-    @staticmethod
-    def _record_start(info: Dict[str, Any], start: BackupPoint, facts: ServerFacts) -> None:
-        lsn = parse_lsn(start.lsn)
-        info.update(begin_xlog=start.lsn, begin_time=start.timestamp, timeline=start.timeline,
-                    begin_wal=wal_file_name(start.timeline, lsn, facts.wal_segment_size),
-                    begin_offset=lsn % facts.wal_segment_size)
-
-    @staticmethod
-    def _record_stop(info: Dict[str, Any], stop: BackupPoint, facts: ServerFacts) -> None:
-        lsn = parse_lsn(stop.lsn)
-        info.update(end_xlog=stop.lsn, end_time=stop.timestamp,
-                    end_wal=wal_file_name(stop.timeline, lsn, facts.wal_segment_size),
-                    end_offset=lsn % facts.wal_segment_size, backup_label=stop.label_file)
-
-    def _copy_stats(self, groups: List[ArchiveGroup], copy_time: float, total_time: float) -> Dict[str, Any]:
+    def _copy_stats(self, copy_time: float, total_time: float) -> Dict[str, Any]:
         return {
             "total_time": round(total_time, 6),
             "number_of_workers": self.storage.jobs,
@@ -273,28 +382,11 @@ class BaseBackupJob:
                 facts.data_directory, _size_text(facts.cluster_size), self.store.destination.url_of("base")),
         }
 
-    def _existing_result(self, fields: Dict[str, Any]) -> Dict[str, Any]:
-        return {
-            "changed": False,
-            "backup_id": fields["backup_id"],
-            "backup_name": fields.get("backup_name"),
-            "status": fields.get("status"),
-            "destination": self.store.destination.url_of("base", fields["backup_id"]) + "/",
-            "keys": [],
-            "bytes_read": 0,
-            "bytes_written": 0,
-            "elapsed_seconds": 0.0,
-            "begin_wal": fields.get("begin_wal"),
-            "end_wal": fields.get("end_wal"),
-            "begin_time": backup_info.describe_time(fields.get("begin_time")),
-            "end_time": backup_info.describe_time(fields.get("end_time")),
-            "compression": None,
-            "tablespaces": _tablespaces(fields.get("tablespaces") or []),
-            "msg": "backup %s named %r is already DONE; nothing to do" % (fields["backup_id"], fields.get("backup_name")),
-        }
+    def _nothing_written(self) -> Dict[str, Any]:
+        return {"keys": [], "bytes_read": 0, "bytes_written": 0, "compression": None}
 
-    def _done_result(self, backup_id: str, info: Dict[str, Any], groups: List[ArchiveGroup],
-                     elapsed: float) -> Dict[str, Any]:
+    def _done_result(self, backup_id: str, info: Dict[str, Any], elapsed: float) -> Dict[str, Any]:
+        groups = self.groups
         keys = sorted(key for group in groups for key in group.keys()) + [self.catalog.info_key(backup_id)]
         written = sum(group.stored_bytes() for group in groups)
         read = sum(group.bytes_read for group in groups)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, Mapping, Optional, Type, TypeVar
+from datetime import datetime, timedelta, timezone
+from typing import Any, Dict, List, Mapping, Optional, Type, TypeVar
 
 from .errors import ConfigurationError
 
@@ -252,6 +253,159 @@ class BackupConfig:
             )
         self.max_archive_size = parse_size(self.max_archive_size, "max_archive_size")
         validate_backup_name(self.backup_name)
+
+
+SNAPSHOT_LOCK_MODES = ("governance", "compliance")
+LOCK_DURATION_DAYS = (1, 36500)
+LOCK_COOL_OFF_HOURS = (1, 72)
+LOCK_EXPIRATION_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+# The snapshot provider of each cloud_provider (the names snapshots_info carries).
+SNAPSHOT_PROVIDERS = {"aws-s3": "aws", "azure-blob-storage": "azure", "google-cloud-storage": "gcp"}
+_AWS_LOCK_OPTIONS = ("aws_snapshot_lock_mode", "aws_snapshot_lock_duration", "aws_snapshot_lock_cool_off_period",
+                     "aws_snapshot_lock_expiration_date")
+
+
+@dataclass
+class SnapshotConfig:
+    """Which disks of which compute instance to snapshot, and how.
+
+    cloud_provider chooses the compute API (EC2, Azure Compute, Compute Engine), as it does
+    for the reference tool; the object store that keeps backup.info is configured apart.
+    """
+
+    snapshot_instance: str
+    snapshot_disks: List[str]
+    cloud_provider: str = "aws-s3"
+    aws_region: Optional[str] = None
+    aws_await_snapshots_timeout: int = 3600
+    aws_snapshot_lock_mode: Optional[str] = None
+    aws_snapshot_lock_duration: Optional[int] = None
+    aws_snapshot_lock_cool_off_period: Optional[int] = None
+    aws_snapshot_lock_expiration_date: Optional[str] = None
+    azure_subscription_id: Optional[str] = None
+    azure_resource_group: Optional[str] = None
+    gcp_project: Optional[str] = None
+    gcp_zone: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.cloud_provider not in SNAPSHOT_PROVIDERS:
+            raise ConfigurationError(
+                "cloud_provider=%r is not one of %s" % (self.cloud_provider, ", ".join(SNAPSHOT_PROVIDERS)),
+                "cloud_provider",
+            )
+        self.snapshot_disks = [str(disk) for disk in (self.snapshot_disks or [])]
+        missing = [name for name in ("snapshot_instance", "snapshot_disks") if not getattr(self, name)]
+        if missing:
+            raise ConfigurationError(
+                "a snapshot backup needs %s: name the compute instance and at least one of its disks"
+                % " and ".join(missing), missing[0],
+            )
+        duplicates = sorted({disk for disk in self.snapshot_disks if self.snapshot_disks.count(disk) > 1})
+        if duplicates:
+            raise ConfigurationError("snapshot_disks names %s more than once" % ", ".join(duplicates), "snapshot_disks")
+        if int(self.aws_await_snapshots_timeout) < 1:
+            raise ConfigurationError("aws_await_snapshots_timeout must be a positive number of seconds",
+                                     "aws_await_snapshots_timeout")
+        self.aws_await_snapshots_timeout = int(self.aws_await_snapshots_timeout)
+        self._check_provider_options()
+        self._check_lock()
+
+    @property
+    def provider(self) -> str:
+        return SNAPSHOT_PROVIDERS[self.cloud_provider]
+
+    def _check_provider_options(self) -> None:
+        if self.provider == "gcp":
+            for name in ("gcp_project", "gcp_zone"):
+                if not getattr(self, name):
+                    raise ConfigurationError(
+                        "%s is required for snapshots with cloud_provider=google-cloud-storage: set the project "
+                        "and the zone of the instance and its disks (gcp_project, gcp_zone)" % name, name,
+                    )
+        if self.provider == "azure":
+            for name in ("azure_subscription_id", "azure_resource_group"):
+                if not getattr(self, name):
+                    raise ConfigurationError(
+                        "%s is required for snapshots with cloud_provider=azure-blob-storage: set the subscription "
+                        "and the resource group of the VM and its disks" % name, name,
+                    )
+        if self.provider != "aws":
+            for name in _AWS_LOCK_OPTIONS:
+                if getattr(self, name) is not None:
+                    raise ConfigurationError(
+                        "%s locks EC2 snapshots and needs cloud_provider=aws-s3; remove it" % name, name)
+
+    def _check_lock(self) -> None:
+        mode = self.aws_snapshot_lock_mode
+        if mode is None:
+            for name in _AWS_LOCK_OPTIONS[1:]:
+                if getattr(self, name) is not None:
+                    raise ConfigurationError(
+                        "%s has no effect without aws_snapshot_lock_mode: set aws_snapshot_lock_mode "
+                        "(governance or compliance) or remove %s" % (name, name), name,
+                    )
+            return
+        if mode not in SNAPSHOT_LOCK_MODES:
+            raise ConfigurationError("aws_snapshot_lock_mode=%r is not one of %s" % (mode, ", ".join(SNAPSHOT_LOCK_MODES)),
+                                     "aws_snapshot_lock_mode")
+        duration, expiration = self.aws_snapshot_lock_duration, self.aws_snapshot_lock_expiration_date
+        if duration is not None and expiration is not None:
+            raise ConfigurationError(
+                "aws_snapshot_lock_duration and aws_snapshot_lock_expiration_date are exclusive: lock for a number "
+                "of days or until a date, not both", "aws_snapshot_lock_duration",
+            )
+        if duration is None and expiration is None:
+            raise ConfigurationError(
+                "aws_snapshot_lock_mode needs aws_snapshot_lock_duration (days) or aws_snapshot_lock_expiration_date: "
+                "set one of them", "aws_snapshot_lock_mode",
+            )
+        if duration is not None:
+            self.aws_snapshot_lock_duration = _in_range(duration, LOCK_DURATION_DAYS, "aws_snapshot_lock_duration", "days")
+        if expiration is not None:
+            _check_expiration(expiration)
+        cool_off = self.aws_snapshot_lock_cool_off_period
+        if cool_off is not None:
+            if mode != "compliance":
+                raise ConfigurationError(
+                    "aws_snapshot_lock_cool_off_period applies to the compliance mode only: set "
+                    "aws_snapshot_lock_mode=compliance or remove the cool-off period", "aws_snapshot_lock_cool_off_period",
+                )
+            self.aws_snapshot_lock_cool_off_period = _in_range(
+                cool_off, LOCK_COOL_OFF_HOURS, "aws_snapshot_lock_cool_off_period", "hours")
+
+    def lock_expiration(self) -> Optional[datetime]:
+        if self.aws_snapshot_lock_expiration_date is None:
+            return None
+        return _check_expiration(self.aws_snapshot_lock_expiration_date)
+
+
+def _in_range(value: Any, bounds: Any, parameter: str, unit: str) -> int:
+    low, high = bounds
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or isinstance(value, bool) or not low <= number <= high:
+        raise ConfigurationError("%s must be a whole number of %s from %d to %d, got %r" % (parameter, unit, low, high, value),
+                                 parameter)
+    return number
+
+
+def _check_expiration(text: str) -> datetime:
+    parameter = "aws_snapshot_lock_expiration_date"
+    try:
+        moment = datetime.strptime(text, LOCK_EXPIRATION_FORMAT).replace(tzinfo=timezone.utc)
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            "%s=%r is not a UTC time in the form YYYY-MM-DDTHH:MM:SS.sssZ, such as 2031-01-31T00:00:00.000Z"
+            % (parameter, text), parameter,
+        )
+    if moment - datetime.now(timezone.utc) < timedelta(days=1):
+        raise ConfigurationError(
+            "%s=%s is less than a day ahead: EC2 locks a snapshot for at least one day; choose a later date"
+            % (parameter, text), parameter,
+        )
+    return moment
 
 
 def from_params(config_class: Type[ConfigT], params: Mapping[str, Any]) -> ConfigT:

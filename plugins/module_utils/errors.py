@@ -53,6 +53,14 @@ class StorageAccessDeniedError(StorageError):
     """The store answered, but the credentials are missing or not allowed."""
 
 
+class SnapshotError(PgCloudError):
+    """The compute API refused or failed a request for an instance, a disk or a snapshot."""
+
+
+class SnapshotPreconditionError(SnapshotError):
+    """The instance, its disks or their mounts do not allow a snapshot backup of this server."""
+
+
 class BackupNotFoundError(PgCloudError):
     """No backup with the given id or name exists for the server at the destination."""
 

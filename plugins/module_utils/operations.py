@@ -10,9 +10,10 @@ from typing import Any, Dict, List, Optional
 from . import backup_info
 from .backup_job import BaseBackupJob, check_readable
 from .catalog import Catalog
-from .config import BackupConfig, PostgresConfig, StorageConfig
+from .config import BackupConfig, PostgresConfig, SnapshotConfig, StorageConfig
 from .errors import BucketNotFoundError, PgCloudError, StorageAccessDeniedError, StorageError
 from .pg_session import PostgresSession
+from .snapshot_job import SnapshotBackupJob
 from .storage import open_store, parse_destination
 
 
@@ -70,6 +71,11 @@ def _check_postgres(postgres: PostgresConfig) -> Dict[str, Any]:
 def take_base_backup(storage: StorageConfig, postgres: PostgresConfig, backup: BackupConfig,
                      check_mode: bool = False) -> Dict[str, Any]:
     return BaseBackupJob(storage, postgres, backup).run(check_mode=check_mode)
+
+
+def take_snapshot_backup(storage: StorageConfig, postgres: PostgresConfig, snapshot: SnapshotConfig,
+                         backup: BackupConfig, check_mode: bool = False) -> Dict[str, Any]:
+    return SnapshotBackupJob(storage, postgres, snapshot, backup).run(check_mode=check_mode)
 
 
 def _summary(catalog: Catalog, fields: Dict[str, Any]) -> Dict[str, Any]:
