@@ -204,11 +204,14 @@ def test_check_mode_plans_without_snapshots(store, facts, instance, tmp_path):  
 
 
 @pytest.mark.parametrize("storage_options, backup_options, parameter", [
-    ({"kms_key_name": "projects/p/locations/l/keyRings/r/cryptoKeys/k"}, {}, "kms_key_name"),
+    # kms_key_name is an option of Cloud Storage (refused with an S3 destination anyway).
+    ({"kms_key_name": "projects/p/locations/l/keyRings/r/cryptoKeys/k", "cloud_provider": "google-cloud-storage",
+      "destination_url": "gs://test-bucket/some/path"}, {}, "kms_key_name"),
     ({}, {"compression": "gzip"}, "compression"),
 ])
 def test_options_that_snapshots_cannot_use(store, storage_options, backup_options, parameter, tmp_path):
-    storage = StorageConfig(destination_url="s3://test-bucket/some/path", server_name="db1", **storage_options)
+    storage = StorageConfig(**dict({"destination_url": "s3://test-bucket/some/path", "server_name": "db1"},
+                                   **storage_options))
     snapshot = SnapshotConfig(snapshot_instance="i-0abc", snapshot_disks=["pgdata"], aws_region=REGION)
     with pytest.raises(ConfigurationError) as caught:
         SnapshotBackupJob(storage, PostgresConfig(), snapshot, BackupConfig(**backup_options), store=store,
