@@ -14,6 +14,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import logging
+import os
 import socket
 import threading
 import time
@@ -29,7 +30,9 @@ import zstandard
 
 from ansible_collections.pgcloud.backup.plugins.module_utils.config import StorageConfig
 from ansible_collections.pgcloud.backup.plugins.module_utils.errors import StorageError
+from ansible_collections.pgcloud.backup.plugins.module_utils.pg_session import ServerFacts
 from ansible_collections.pgcloud.backup.plugins.module_utils.storage import ObjectStore, StoredObject, parse_destination
+from ansible_collections.pgcloud.backup.tests.unit.plugins.module_utils.files import write_file
 
 DEFAULT_URL = "s3://test-bucket/some/path"
 DEFAULT_SERVER = "db1"
@@ -294,3 +297,28 @@ def closed_port():
     port = sock.getsockname()[1]
     sock.close()
     return port
+
+
+@pytest.fixture
+def facts(tmp_path):
+    """The facts of a small data directory with one tablespace, written under tmp_path."""
+    pgdata = str(tmp_path / "pgdata")
+    tablespace = str(tmp_path / "ts1")
+    etc = str(tmp_path / "etc")
+    write_file(os.path.join(pgdata, "PG_VERSION"), b"15\n")
+    write_file(os.path.join(pgdata, "global", "1262"), os.urandom(8192))
+    write_file(os.path.join(pgdata, "global", "pg_control"), os.urandom(8192))
+    write_file(os.path.join(pgdata, "base", "5", "1259"), os.urandom(20000))
+    write_file(os.path.join(pgdata, "pg_hba.conf"), b"local all all peer\n")
+    write_file(os.path.join(pgdata, "postmaster.pid"), b"1\n")
+    write_file(os.path.join(tablespace, "PG_15_202209061", "5", "16385"), os.urandom(9000))
+    write_file(os.path.join(etc, "postgresql.conf"), b"port = 5432\n")
+    os.makedirs(os.path.join(pgdata, "pg_tblspc"))
+    os.symlink(tablespace, os.path.join(pgdata, "pg_tblspc", "16384"))
+    return ServerFacts(
+        version=150018, data_directory=pgdata, wal_segment_size=16 << 20, systemid="7711931547866333808",
+        config_file=os.path.join(etc, "postgresql.conf"), hba_file=os.path.join(pgdata, "pg_hba.conf"),
+        ident_file=os.path.join(etc, "pg_ident.conf"), included_files=[], tablespaces=[("ts1", 16384, tablespace)],
+        data_checksums="on", summarize_wal=None, in_recovery=False, backup_privileges=True, archive_mode="on",
+        cluster_size=123456,
+    )

@@ -36,8 +36,7 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.errors import (
     PostgresError,
     StorageError,
 )
-from ansible_collections.pgcloud.backup.plugins.module_utils.pg_session import BackupPoint, ServerFacts
-from ansible_collections.pgcloud.backup.tests.unit.plugins.module_utils.files import write_file
+from ansible_collections.pgcloud.backup.plugins.module_utils.pg_session import BackupPoint
 
 UTC = timezone.utc
 BEGIN = datetime(2026, 11, 25, 2, 33, 50, 633943, tzinfo=UTC)
@@ -84,30 +83,6 @@ class RecordingSession:
 
     def names(self):
         return [event[0] for event in self.events]
-
-
-@pytest.fixture
-def facts(tmp_path):
-    pgdata = str(tmp_path / "pgdata")
-    tablespace = str(tmp_path / "ts1")
-    etc = str(tmp_path / "etc")
-    write_file(os.path.join(pgdata, "PG_VERSION"), b"15\n")
-    write_file(os.path.join(pgdata, "global", "1262"), os.urandom(8192))
-    write_file(os.path.join(pgdata, "global", "pg_control"), os.urandom(8192))
-    write_file(os.path.join(pgdata, "base", "5", "1259"), os.urandom(20000))
-    write_file(os.path.join(pgdata, "pg_hba.conf"), b"local all all peer\n")
-    write_file(os.path.join(pgdata, "postmaster.pid"), b"1\n")
-    write_file(os.path.join(tablespace, "PG_15_202209061", "5", "16385"), os.urandom(9000))
-    write_file(os.path.join(etc, "postgresql.conf"), b"port = 5432\n")
-    os.makedirs(os.path.join(pgdata, "pg_tblspc"))
-    os.symlink(tablespace, os.path.join(pgdata, "pg_tblspc", "16384"))
-    return ServerFacts(
-        version=150018, data_directory=pgdata, wal_segment_size=16 << 20, systemid="7711931547866333808",
-        config_file=os.path.join(etc, "postgresql.conf"), hba_file=os.path.join(pgdata, "pg_hba.conf"),
-        ident_file=os.path.join(etc, "pg_ident.conf"), included_files=[], tablespaces=[("ts1", 16384, tablespace)],
-        data_checksums="on", summarize_wal=None, in_recovery=False, backup_privileges=True, archive_mode="on",
-        cluster_size=123456,
-    )
 
 
 def make_job(store, compression_name="gzip", backup_name=None, jobs=2, max_archive_size="100GB", **storage):

@@ -11,7 +11,6 @@ Reference: format doc section d (snapshot names, snapshots_info per provider) an
 from __future__ import annotations
 
 import ast
-import os
 from datetime import datetime, timedelta, timezone
 
 import pytest

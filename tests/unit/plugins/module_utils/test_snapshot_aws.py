@@ -31,11 +31,7 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.errors import (
 from ansible_collections.pgcloud.backup.plugins.module_utils.snapshot import HostView
 from ansible_collections.pgcloud.backup.plugins.module_utils.snapshot_aws import AwsSnapshots
 from ansible_collections.pgcloud.backup.plugins.module_utils.snapshot_job import SnapshotBackupJob
-from ansible_collections.pgcloud.backup.tests.unit.plugins.module_utils.test_backup_job import (  # noqa: F401
-    LABEL,
-    RecordingSession,
-    facts,
-)
+from ansible_collections.pgcloud.backup.tests.unit.plugins.module_utils.test_backup_job import LABEL, RecordingSession
 from ansible_collections.pgcloud.backup.tests.utils.fake_clouds import Ec2LockProxy, make_ec2_instance, prepare_host
 
 REGION = "eu-west-1"
@@ -150,8 +146,8 @@ def test_snapshot_backup_writes_backup_label_and_backup_info(store, facts, insta
     result = snapshot_job._take(session, facts)
     backup_id = result["backup_id"]
     prefix = "some/path/db1/base/%s/" % backup_id
-    assert sorted(key for key in store.objects if key.startswith(prefix)) == [prefix + "backup.info",
-                                                                               prefix + "backup_label"]
+    stored = sorted(key for key in store.objects if key.startswith(prefix))
+    assert stored == [prefix + "backup.info", prefix + "backup_label"]
     assert store.objects[prefix + "backup_label"] == LABEL.encode()
     assert session.names() == ["start_backup", "start_keepalive", "stop_keepalive", "stop_backup",
                                "create_restore_point"]

@@ -29,10 +29,7 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.errors import (
 from ansible_collections.pgcloud.backup.plugins.module_utils.snapshot import HostView
 from ansible_collections.pgcloud.backup.plugins.module_utils.snapshot_azure import AzureSnapshots, credential_for
 from ansible_collections.pgcloud.backup.plugins.module_utils.snapshot_job import SnapshotBackupJob
-from ansible_collections.pgcloud.backup.tests.unit.plugins.module_utils.test_backup_job import (  # noqa: F401
-    RecordingSession,
-    facts,
-)
+from ansible_collections.pgcloud.backup.tests.unit.plugins.module_utils.test_backup_job import RecordingSession
 from ansible_collections.pgcloud.backup.tests.utils.fake_clouds import FakeAzureCompute, StaticToken, prepare_host
 
 SUBSCRIPTION, GROUP = "00000000-0000-0000-0000-000000000001", "databases"

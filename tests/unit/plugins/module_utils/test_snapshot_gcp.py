@@ -25,10 +25,7 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.errors import Snaps
 from ansible_collections.pgcloud.backup.plugins.module_utils.snapshot import HostView
 from ansible_collections.pgcloud.backup.plugins.module_utils.snapshot_gcp import GcpSnapshots
 from ansible_collections.pgcloud.backup.plugins.module_utils.snapshot_job import SnapshotBackupJob
-from ansible_collections.pgcloud.backup.tests.unit.plugins.module_utils.test_backup_job import (  # noqa: F401
-    RecordingSession,
-    facts,
-)
+from ansible_collections.pgcloud.backup.tests.unit.plugins.module_utils.test_backup_job import RecordingSession
 from ansible_collections.pgcloud.backup.tests.utils.fake_clouds import FakeComputeEngine, prepare_host
 
 PROJECT, ZONE = "acme-prod", "europe-west1-b"
