@@ -63,7 +63,7 @@ TAGS = {"team": "dba", "env": "test"}
 
 @pytest.mark.parametrize("compression", sorted(EXTENSIONS))
 def test_each_compression_restores_with_barman(playbook, source_cluster, cloud, compression):
-    params: Dict[str, Any] = {"jobs": 2, "tags": TAGS}
+    params: Dict[str, Any] = {"jobs": 2, "object_tags": TAGS}
     if compression != "none":
         params["compression"] = compression
     result = take_backup(playbook, cloud, **params)
