@@ -11,6 +11,7 @@ parts here are in memory, so each is sent with the client's own authorized sessi
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any, Dict, Iterator, List, Optional
 from urllib.parse import quote
@@ -30,6 +31,7 @@ from .storage import Destination, ObjectStore, StoredObject
 try:
     import google.api_core.exceptions as google_errors
     import google.auth.exceptions as google_auth_errors
+    import google_crc32c
     import requests.exceptions
     from google.cloud import storage as gcs
     from google.cloud.storage._media.requests.upload import XMLMPUContainer
@@ -43,6 +45,8 @@ else:
 
 
 CHECK_RETRY_SECONDS = 10.0
+# google_crc32c takes bytes only: a part is checksummed in slices of this size, not copied whole.
+CRC_SLICE = 1 << 20
 
 
 def _from_service_account(factory, source: Any, parameter: str) -> Any:
@@ -197,6 +201,11 @@ class GcsStore(ObjectStore):
         response = self.client._http.put(url, data=data, timeout=self.timeout)
         if response.status_code != 200:
             raise google_errors.from_http_response(response)
+        reported = _reported_crc32c(response.headers.get("x-goog-hash", ""))
+        if reported is not None and reported != crc32c_of(data):
+            # Raised as a server error, so that the retry sends the part again.
+            raise google_errors.InternalServerError("part stored with checksum %s, sent with %s"
+                                                    % (reported, crc32c_of(data)))
         return response.headers["ETag"]
 
     def complete_multipart(self, key: str, upload: Any, parts: List[Any]) -> None:
@@ -206,6 +215,22 @@ class GcsStore(ObjectStore):
 
     def abort_multipart(self, key: str, upload: Any) -> None:
         self._call("abort upload of %s" % key, upload.cancel, self.client._http, timeout=self.timeout)
+
+
+def crc32c_of(data: bytes) -> str:
+    """The base64 CRC32C of data, as Cloud Storage reports it in x-goog-hash."""
+    view, crc = memoryview(data), 0
+    for start in range(0, len(view), CRC_SLICE):
+        crc = google_crc32c.extend(crc, bytes(view[start:start + CRC_SLICE]))
+    return base64.b64encode(crc.to_bytes(4, "big")).decode()
+
+
+def _reported_crc32c(header: str) -> Optional[str]:
+    for item in header.split(","):
+        name, value = item.strip().partition("=")[::2]
+        if name == "crc32c":
+            return value
+    return None
 
 
 class _MissingObject(StorageError):

@@ -22,6 +22,7 @@ Run: python gcs_emulator.py --port PORT   (one process: the emulator on a second
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import http.client
 import json
@@ -35,6 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, Optional, Tuple
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+import google_crc32c
 from gcp_storage_emulator.server import create_server
 
 XML_NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -169,9 +171,13 @@ class FrontHandler(BaseHTTPRequestHandler):
         if upload is None:
             self._xml_error(HTTPStatus.NOT_FOUND, "NoSuchUpload", "The requested upload was not found.")
             return
-        etag = '"%s"' % hashlib.md5(data).hexdigest()
+        digest = hashlib.md5(data).digest()
+        etag = '"%s"' % digest.hex()
         upload["parts"][number] = (etag, data)
-        self._reply(HTTPStatus.OK, b"", extra_headers={"ETag": etag})
+        # Cloud Storage reports the part's checksums; the SDK's part upload checks crc32c.
+        hashes = "crc32c=%s,md5=%s" % (base64.b64encode(google_crc32c.value(data).to_bytes(4, "big")).decode(),
+                                       base64.b64encode(digest).decode())
+        self._reply(HTTPStatus.OK, b"", extra_headers={"ETag": etag, "x-goog-hash": hashes})
 
     def _complete(self, bucket: str, key: str, upload_id: str) -> None:
         document = ElementTree.fromstring(self._body())

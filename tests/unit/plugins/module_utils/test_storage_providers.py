@@ -176,3 +176,16 @@ def test_no_google_credentials_says_where_to_give_them(monkeypatch, tmp_path):
         storage.open_store(config("gs://bkt/pg", GCS))
     assert "gcp_service_account_file" in str(caught.value)
     assert "GOOGLE_APPLICATION_CREDENTIALS" in str(caught.value)
+
+
+def test_gcs_part_checksum_is_crc32c_in_base64_computed_in_slices():
+    import base64
+
+    import google_crc32c
+
+    from ansible_collections.pgcloud.backup.plugins.module_utils.storage_gcs import CRC_SLICE, crc32c_of
+
+    # The CRC32C of "123456789" is 0xE3069283 (the standard check value).
+    assert crc32c_of(bytearray(b"123456789")) == "4waSgw=="
+    big = bytearray(b"0123456789abcdef" * (CRC_SLICE // 8 + 3))  # three slices, the last partial
+    assert crc32c_of(big) == base64.b64encode(google_crc32c.value(bytes(big)).to_bytes(4, "big")).decode()
