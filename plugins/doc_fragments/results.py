@@ -23,3 +23,72 @@ version:
   type: str
   sample: 0.1.0
 """
+
+    # What the modules that take a backup (base_backup, snapshot_backup) return about it.
+    BACKUP = r"""
+backup_id:
+  description:
+    - The id of the backup, the local start time as C(YYYYMMDDTHHMMSS).
+    - The id of the existing backup when O(backup_name) named one; null in check mode.
+  returned: always
+  type: str
+  sample: 20260125T031500
+backup_name:
+  description: The name of the backup, or null.
+  returned: always
+  type: str
+  sample: before-release-4.2
+status:
+  description: V(DONE) for a backup taken or found; null in check mode.
+  returned: always
+  type: str
+  sample: DONE
+elapsed_seconds:
+  description: The duration of the backup, in seconds.
+  returned: always
+  type: float
+  sample: 42.7
+begin_wal:
+  description: The first WAL file the backup needs.
+  returned: when a backup was taken or found
+  type: str
+  sample: "000000010000000000000004"
+end_wal:
+  description: The last WAL file the backup needs.
+  returned: when a backup was taken or found
+  type: str
+  sample: "000000010000000000000004"
+begin_time:
+  description: When the server's backup began.
+  returned: when a backup was taken or found
+  type: str
+  sample: "2026-01-25T03:15:00.123456+00:00"
+end_time:
+  description: When the server's backup ended.
+  returned: when a backup was taken or found
+  type: str
+  sample: "2026-01-25T03:15:42.654321+00:00"
+tablespaces:
+  description:
+    - The tablespaces of the server; a base backup stores each in archives named after its
+      oid, a snapshot backup checks that each lies on the snapshotted disks.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The tablespace name.
+      type: str
+      returned: always
+      sample: fast
+    oid:
+      description: The tablespace oid.
+      type: int
+      returned: always
+      sample: 16385
+    location:
+      description: The tablespace directory.
+      type: str
+      returned: always
+      sample: /srv/tablespaces/fast
+"""

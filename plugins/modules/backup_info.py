@@ -99,12 +99,12 @@ backups:
       description: The first WAL file the backup needs.
       type: str
       returned: always
-      sample: 000000010000000000000004
+      sample: "000000010000000000000004"
     end_wal:
       description: The last WAL file the backup needs, or null.
       type: str
       returned: always
-      sample: 000000010000000000000004
+      sample: "000000010000000000000004"
     timeline:
       description: The timeline of the server when the backup began.
       type: int

@@ -164,23 +164,7 @@ EXAMPLES = r"""
 RETURN = r"""
 extends_documentation_fragment:
   - pgcloud.backup.results
-backup_id:
-  description:
-    - The id of the backup, the local start time as C(YYYYMMDDTHHMMSS).
-    - The id of the existing backup when O(backup_name) named one; null in check mode.
-  returned: always
-  type: str
-  sample: 20260125T031500
-backup_name:
-  description: The name of the backup, or null.
-  returned: always
-  type: str
-  sample: before-release-4.2
-status:
-  description: V(DONE) for a backup taken or found; null in check mode.
-  returned: always
-  type: str
-  sample: DONE
+  - pgcloud.backup.results.backup
 destination:
   description: The URL of the folder that holds the backup (of C(base/) in check mode).
   returned: always
@@ -204,57 +188,11 @@ bytes_written:
   returned: always
   type: int
   sample: 268435456
-elapsed_seconds:
-  description: The duration of the backup, in seconds.
-  returned: always
-  type: float
-  sample: 42.7
-begin_wal:
-  description: The first WAL file the backup needs.
-  returned: when a backup was taken or found
-  type: str
-  sample: 000000010000000000000004
-end_wal:
-  description: The last WAL file the backup needs.
-  returned: when a backup was taken or found
-  type: str
-  sample: 000000010000000000000004
-begin_time:
-  description: When the server's backup began.
-  returned: when a backup was taken or found
-  type: str
-  sample: "2026-01-25T03:15:00.123456+00:00"
-end_time:
-  description: When the server's backup ended.
-  returned: when a backup was taken or found
-  type: str
-  sample: "2026-01-25T03:15:42.654321+00:00"
 compression:
   description: The compression of the archives, or null for none.
   returned: always
   type: str
   sample: zstd
-tablespaces:
-  description: The tablespaces backed up, each in an archive named after its oid.
-  returned: always
-  type: list
-  elements: dict
-  contains:
-    name:
-      description: The tablespace name.
-      type: str
-      returned: always
-      sample: fast
-    oid:
-      description: The tablespace oid.
-      type: int
-      returned: always
-      sample: 16385
-    location:
-      description: The tablespace directory.
-      type: str
-      returned: always
-      sample: /srv/tablespaces/fast
 plan:
   description: What the backup would do.
   returned: in check mode, when no DONE backup of O(backup_name) exists
@@ -266,7 +204,7 @@ plan:
       returned: always
       sample: /var/lib/postgresql/15/main
     tablespaces:
-      description: The tablespaces that would be copied, as RV(tablespaces).
+      description: The tablespaces that would be copied, in the form of the C(tablespaces) result.
       type: list
       elements: dict
       returned: always

@@ -102,23 +102,7 @@ EXAMPLES = r"""
 RETURN = r"""
 extends_documentation_fragment:
   - pgcloud.backup.results
-backup_id:
-  description:
-    - The id of the backup, the local start time as C(YYYYMMDDTHHMMSS).
-    - The id of the existing backup when O(backup_name) named one; null in check mode.
-  returned: always
-  type: str
-  sample: 20260125T031500
-backup_name:
-  description: The name of the backup, or null.
-  returned: always
-  type: str
-  sample: before-release-4.2
-status:
-  description: V(DONE) for a backup taken or found; null in check mode.
-  returned: always
-  type: str
-  sample: DONE
+  - pgcloud.backup.results.backup
 destination:
   description: The URL of the folder that holds the backup's metadata (of C(base/) in check mode).
   returned: always
@@ -149,52 +133,6 @@ snapshots:
       snapshot_lock_mode: compliance
       mount_point: /var/lib/postgresql
       mount_options: rw,noatime
-elapsed_seconds:
-  description: The duration of the backup, in seconds.
-  returned: always
-  type: float
-  sample: 42.7
-begin_wal:
-  description: The first WAL file the backup needs.
-  returned: when a backup was taken or found
-  type: str
-  sample: 000000010000000000000004
-end_wal:
-  description: The last WAL file the backup needs.
-  returned: when a backup was taken or found
-  type: str
-  sample: 000000010000000000000004
-begin_time:
-  description: When the server's backup began.
-  returned: when a backup was taken or found
-  type: str
-  sample: "2026-01-25T03:15:00.123456+00:00"
-end_time:
-  description: When the server's backup ended.
-  returned: when a backup was taken or found
-  type: str
-  sample: "2026-01-25T03:15:42.654321+00:00"
-tablespaces:
-  description: The tablespaces of the server, which lie on the snapshotted disks.
-  returned: always
-  type: list
-  elements: dict
-  contains:
-    name:
-      description: The tablespace name.
-      type: str
-      returned: always
-      sample: fast
-    oid:
-      description: The tablespace oid.
-      type: int
-      returned: always
-      sample: 16385
-    location:
-      description: The tablespace directory.
-      type: str
-      returned: always
-      sample: /srv/tablespaces/fast
 plan:
   description: What the backup would do.
   returned: in check mode, when no DONE backup of O(backup_name) exists
