@@ -15,11 +15,13 @@ pg_bin=/usr/lib/postgresql/15/bin
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-if [ ! -x "$pg_bin/postgres" ] || ! command -v rsync >/dev/null || ! command -v shellcheck >/dev/null; then
-    log "installing postgresql-15 and rsync"
+# systemd: systemd-analyze verifies the units of the scheduled_backup role in the tests.
+if [ ! -x "$pg_bin/postgres" ] || ! command -v rsync >/dev/null || ! command -v shellcheck >/dev/null ||
+    ! command -v systemd-analyze >/dev/null; then
+    log "installing postgresql-15, rsync, shellcheck and systemd"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq postgresql-15 postgresql-contrib rsync shellcheck >/dev/null
+    apt-get install -y -qq postgresql-15 postgresql-contrib rsync shellcheck systemd >/dev/null
 fi
 
 if [ -z "$python_src" ]; then
