@@ -36,6 +36,7 @@ import pytest
 
 from testbed import (
     BACKUP_ID_PATTERN,
+    COLLECTION_ROOT,
     INTEGRATION_DIR,
     POSTGRES_USER,
     PYTHON_LIB,
@@ -341,6 +342,41 @@ def test_invalid_variables_are_refused(host_root: Path) -> None:
     assert result.rc != 0
     assert "pgcloud_backup_compression" in result.stdout + result.stderr
     assert job_files(host_root) == []
+
+
+def test_fleet_playbooks_check_and_back_up(storage: StorageTarget, source_cluster: PostgresCluster) -> None:
+    """playbooks/check.yml and backup.yml, with the role's variables, on a fleet of one (localhost).
+
+    ansible_become=false: the test runs as root, which reads PGDATA, and has no sudo.
+    """
+    params = source_cluster.connection_params
+    variables = {
+        "pgcloud_hosts": "localhost",
+        "ansible_become": False,
+        "pgcloud_throttle": 1,
+        "pgcloud_backup_destination_url": storage.url,
+        "pgcloud_backup_server_name": storage.server_name,
+        "pgcloud_backup_endpoint_url": storage.endpoint_url,
+        "pgcloud_backup_host": params["host"],
+        "pgcloud_backup_port": params["port"],
+        "pgcloud_backup_user": params["user"],
+        "pgcloud_backup_compression": "gzip",
+        "pgcloud_backup_immediate_checkpoint": True,
+    }
+    playbooks = COLLECTION_ROOT / "playbooks"
+    checked = run_playbook(playbooks / "check.yml", variables)
+    assert checked.rc == 0, checked.output
+    assert checked.task("Check the destination and the server")["ok"] is True
+
+    backed_up = run_playbook(playbooks / "backup.yml", variables)
+    assert backed_up.rc == 0, backed_up.output
+    backup_id = backed_up.task("Take a base backup")["backup_id"]
+    assert [(backup["backup_id"], backup["status"]) for backup in backup_list(storage)] == [(backup_id, "DONE")]
+
+    unreachable = run_playbook(playbooks / "check.yml",
+                               dict(variables, pgcloud_backup_destination_url="s3://pgcloud-missing-bucket/pg"))
+    assert unreachable.rc != 0
+    assert "localhost cannot back up" in unreachable.stdout
 
 
 @pytest.mark.skipif(os.environ.get("PGCLOUD_TEST_PIP") != "1",
