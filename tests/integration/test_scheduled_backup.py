@@ -199,7 +199,7 @@ def job_files(root: Path) -> List[str]:
 
 
 def test_systemd_schedule_runs_backups_and_is_removed(host_root: Path, storage: StorageTarget,
-                                                       source_cluster: PostgresCluster, ping: PingServer) -> None:
+                                                      source_cluster: PostgresCluster, ping: PingServer) -> None:
     variables = role_vars(host_root, storage, source_cluster, pgcloud_backup_ping_url=ping.url)
     units = host_root / "etc/systemd/system"
     service, timer = units / ("%s.service" % JOB), units / ("%s.timer" % JOB)
@@ -397,4 +397,3 @@ def test_virtualenv_install(host_root: Path, storage: StorageTarget, source_clus
     assert [backup["status"] for backup in backup_list(storage)] == ["DONE"]
     apply(dict(variables, pgcloud_backup_state="absent"))
     assert job_files(host_root) == []
-
