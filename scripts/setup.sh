@@ -16,12 +16,13 @@ pg_bin=/usr/lib/postgresql/15/bin
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
+# systemd: systemd-analyze verifies the units of the scheduled_backup role in the tests.
 if [ ! -x "$pg_bin/postgres" ] || ! command -v rsync >/dev/null || ! command -v shellcheck >/dev/null ||
-    ! command -v npm >/dev/null; then
-    log "installing postgresql-15, rsync, shellcheck and npm"
+    ! command -v systemd-analyze >/dev/null || ! command -v npm >/dev/null; then
+    log "installing postgresql-15, rsync, shellcheck, systemd and npm"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    packages=(postgresql-15 postgresql-contrib rsync shellcheck)
+    packages=(postgresql-15 postgresql-contrib rsync shellcheck systemd)
     # npm brings Node.js, which Azurite runs on; an image that has them keeps its own.
     command -v npm >/dev/null || packages+=(nodejs npm)
     apt-get install -y -qq "${packages[@]}" >/dev/null
