@@ -45,6 +45,10 @@ CREDENTIAL_KEYS = {
     "AWS_SECRET_ACCESS_KEY": ("storage", "aws_secret_key"),
     "AWS_SESSION_TOKEN": ("storage", "aws_session_token"),
     "PGCLOUD_SSE_CUSTOMER_KEY": ("storage", "sse_customer_key"),
+    "AZURE_STORAGE_CONNECTION_STRING": ("storage", "azure_storage_connection_string"),
+    "AZURE_STORAGE_SAS_TOKEN": ("storage", "azure_storage_sas_token"),
+    "AZURE_STORAGE_KEY": ("storage", "azure_storage_key"),
+    "PGCLOUD_GCP_SERVICE_ACCOUNT_CONTENTS": ("storage", "gcp_service_account_contents"),
     "PGPASSWORD": ("postgres", "password"),
 }
 REDACTED = "********"

@@ -155,3 +155,22 @@ def test_failed_backup_is_reported(job, tmp_path, monkeypatch):
     assert seen == {"AWS_SECRET_ACCESS_KEY": "hunter2"}
     status = json.loads(status_file.read_text())
     assert status["result"] == "failure" and status["error"] == "denied for secret ********"
+
+
+def test_every_credential_key_names_an_engine_parameter(job):
+    from dataclasses import fields
+
+    from ansible_collections.pgcloud.backup.plugins.module_utils.config import PostgresConfig, StorageConfig
+
+    names = {"storage": {item.name for item in fields(StorageConfig)},
+             "postgres": {item.name for item in fields(PostgresConfig)}}
+    for key, (section, parameter) in job.CREDENTIAL_KEYS.items():
+        assert parameter in names[section], key
+
+
+def test_azure_and_gcp_secrets_are_read_whole(job, tmp_path):
+    # The role writes each value JSON-encoded on one line: a service account key spans lines.
+    key = json.dumps({"type": "service_account", "private_key": "-----BEGIN\nabc\n-----END\n"}, indent=2)
+    path = write(tmp_path / "credentials.env", "AZURE_STORAGE_KEY=%s\nPGCLOUD_GCP_SERVICE_ACCOUNT_CONTENTS=%s\n"
+                 % (json.dumps("k3y=="), json.dumps(key)))
+    assert job.read_credentials(path) == {"AZURE_STORAGE_KEY": "k3y==", "PGCLOUD_GCP_SERVICE_ACCOUNT_CONTENTS": key}
