@@ -105,13 +105,12 @@ def test_azure_sends_the_encryption_scope_on_every_write_and_tags_where_a_blob_i
     store.complete_multipart("pg/db1/base/X/data.tar", upload, parts)
     store.put_object("pg/db1/base/X/backup.info", bytearray(b"status=DONE\n"))
 
-    writes = [(method, urlsplit(path).query.split("&")[0], lower(headers))
-              for method, path, headers, _ in server.requests]
+    requests = [(request[0], urlsplit(request[1]).query.split("&")[0]) for request in server.requests]
+    headers = [lower(request[2]) for request in server.requests]
     # A staged block, the block list that makes the blob, then the whole-blob upload.
-    assert [(method, query) for method, query, _ in writes] == [("PUT", "comp=block"), ("PUT", "comp=blocklist"),
-                                                                ("PUT", "")]
-    assert [headers.get("x-ms-encryption-scope") for _, _, headers in writes] == ["backup-scope"] * 3
-    assert [headers.get("x-ms-tags") for _, _, headers in writes] == [None, "team=dba", "team=dba"]
+    assert requests == [("PUT", "comp=block"), ("PUT", "comp=blocklist"), ("PUT", "")]
+    assert [sent.get("x-ms-encryption-scope") for sent in headers] == ["backup-scope"] * 3
+    assert [sent.get("x-ms-tags") for sent in headers] == [None, "team=dba", "team=dba"]
 
 
 def test_gcs_sends_the_kms_key_and_tags_as_metadata_when_an_upload_starts(recorder, monkeypatch):
@@ -123,7 +122,7 @@ def test_gcs_sends_the_kms_key_and_tags_as_metadata_when_an_upload_starts(record
     part = store.upload_part("pg/db1/base/X/data.tar", upload, 1, bytearray(b"a" * 1000))
     store.complete_multipart("pg/db1/base/X/data.tar", upload, [part])
 
-    (initiate, put_part, complete) = [(method, path, lower(headers)) for method, path, headers, _ in server.requests]
+    (initiate, put_part, complete) = [(request[0], request[1], lower(request[2])) for request in server.requests]
     assert (initiate[0], initiate[1]) == ("POST", "/bkt/pg/db1/base/X/data.tar?uploads")
     assert initiate[2]["x-goog-encryption-kms-key-name"] == KMS_KEY
     assert initiate[2]["x-goog-meta-team"] == "dba"
