@@ -99,7 +99,8 @@ class _SnappyFramed(Compressor):
         self._engine = cramjam.snappy.Compressor()
 
     def compress(self, data: bytes) -> bytes:
-        self._engine.compress(data)
+        # cramjam takes bytes only, not the memoryview of the reused read buffer.
+        self._engine.compress(data if isinstance(data, bytes) else bytes(data))
         return bytes(self._engine.flush())
 
     def finish(self) -> bytes:
