@@ -3,14 +3,16 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """This collection's engine against `barman-cloud-backup`: same data, same store, one run.
 
-Builds a PostgreSQL 15 cluster with pgbench data and the chosen stores on loopback (moto S3,
-Azurite, the GCS emulator: the integration test bed's, tests/integration), then backs the
-cluster up with each tool in turn, for each store and compression, and prints wall time,
-throughput, CPU time and peak memory of both, with the engine/reference throughput ratio.
-See benchmarks/README.md.
+Builds a PostgreSQL 15 cluster for each data set (pgbench, or a mixed table) and scale, and
+the chosen stores on loopback (moto S3, Azurite, the GCS emulator: the integration test bed's,
+tests/integration); measures the ceilings (read, each compressor on one core, the store's raw
+ingest); then backs the cluster up with each tool in turn, for each store and compression,
+and prints wall time, throughput, CPU time and peak memory of both, with the
+engine/reference throughput ratio and the goals of issue 8. See benchmarks/README.md.
 
     source /opt/pgcloud-backup/env.sh
     python benchmarks/run.py --scale 10 --providers aws-s3,azure-blob-storage,google-cloud-storage
+    python benchmarks/run.py --scale 10,50 --datasets pgbench,mixed --compressions lz4,zstd
 """
 
 from __future__ import annotations
