@@ -244,7 +244,8 @@ class ObjectWriter:
     def _take_filled(self) -> bytearray:
         """The buffer, cut to its filled length when short (it is then not reused)."""
         data, self._buffer = self._buffer, None
-        assert data is not None, "a writer takes a buffer before it fills one"
+        if data is None:  # callers check first; a bytearray() would hide the slot it never took
+            raise RuntimeError("no part buffer to send")
         if self._filled < len(data):
             del data[self._filled:]
         self._filled = 0
