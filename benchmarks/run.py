@@ -3,14 +3,16 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """This collection's engine against `barman-cloud-backup`: same data, same store, one run.
 
-Builds a PostgreSQL 15 cluster with pgbench data and the chosen stores on loopback (moto S3,
-Azurite, the GCS emulator: the integration test bed's, tests/integration), then backs the
-cluster up with each tool in turn, for each store and compression, and prints wall time,
-throughput, CPU time and peak memory of both, with the engine/reference throughput ratio.
-See benchmarks/README.md.
+Builds a PostgreSQL 15 cluster for each data set (pgbench, or a mixed table) and scale, and
+the chosen stores on loopback (moto S3, Azurite, the GCS emulator: the integration test bed's,
+tests/integration); measures the ceilings (read, each compressor on one core, the store's raw
+ingest); then backs the cluster up with each tool in turn, for each store and compression,
+and prints wall time, throughput, CPU time and peak memory of both, with the
+engine/reference throughput ratio and the goals of issue 8. See benchmarks/README.md.
 
     source /opt/pgcloud-backup/env.sh
     python benchmarks/run.py --scale 10 --providers aws-s3,azure-blob-storage,google-cloud-storage
+    python benchmarks/run.py --scale 10,50 --datasets pgbench,mixed --compressions lz4,zstd
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ import statistics
 import subprocess
 import sys
 import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import psutil
 
@@ -43,6 +47,17 @@ TOOLS = ("reference", "engine")
 PROVIDERS = ("aws-s3", "azure-blob-storage", "google-cloud-storage")
 STORE_NAMES = {"aws-s3": "moto S3", "azure-blob-storage": "Azurite", "google-cloud-storage": "GCS emulator"}
 SERVER_NAME = "bench"
+DATASETS = ("pgbench", "mixed")
+# The goals of issue 8: engine MiB/s over reference MiB/s, the share of the store's raw
+# ingest when uncompressed, and the memory bound.
+SPEED_GOALS = {"gzip": 2.0, "snappy": 3.0, "lz4": 3.0, "zstd": 3.0}
+INGEST_GOAL = 0.9
+MEMORY_GOAL_BASE = 64 * 1000 * 1000
+# Rows of the mixed data set per unit of scale: about the 15 MiB of one pgbench scale unit.
+MIXED_ROWS_PER_SCALE = 60000
+WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo",
+         "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango", "uniform", "victor",
+         "whiskey", "xray", "yankee", "zulu", "invoice", "customer", "shipped", "pending", "returned", "paid")
 
 
 def log(message: str) -> None:
@@ -130,10 +145,166 @@ def measure(tool: str, provider: str, compression: str, command: List[str], log_
                busy_cpu_seconds() - busy_before)
 
 
+# --------------------------------------------------------------------------- data sets
+
+def load_mixed(cluster: testbed.PostgresCluster, scale: int) -> None:
+    """A table that compresses like real ones: words of a small vocabulary, numbers, dates,
+    hex digests, and 64 bytes of random (incompressible) bytea per row, with an index."""
+    words = "ARRAY[%s]" % ",".join("'%s'" % word for word in WORDS)
+    phrase = " || ' ' || ".join(["(%s)[1 + floor(random() * %d)::int]" % (words, len(WORDS))] * 6)
+    random_bytes = "decode(%s, 'hex')" % " || ".join(["md5(random()::text)"] * 4)
+    cluster.execute("CREATE TABLE mixed (id bigint, amount numeric(12,2), created timestamptz, quantity int, "
+                    "label text, digest text, payload bytea)")
+    step = 500000
+    for start in range(0, scale * MIXED_ROWS_PER_SCALE, step):
+        end = min(start + step, scale * MIXED_ROWS_PER_SCALE)
+        cluster.execute("INSERT INTO mixed SELECT g, round((random() * 100000)::numeric, 2), "
+                        "timestamptz '2024-01-01' + random() * interval '700 days', (random() * 1000)::int, "
+                        "%s, md5(g::text), %s FROM generate_series(%d, %d) g" % (phrase, random_bytes, start + 1, end))
+    cluster.execute("CREATE INDEX ON mixed (id)")
+    cluster.execute("CREATE INDEX ON mixed (created)")
+
+
+def load(cluster: testbed.PostgresCluster, dataset: str, scale: int) -> None:
+    log("loading the %s data set at scale %d" % (dataset, scale))
+    if dataset == "pgbench":
+        cluster.pgbench("-i", "-q", "-s", str(scale), timeout=3600)
+    else:
+        load_mixed(cluster, scale)
+    cluster.execute("VACUUM ANALYZE")
+    # Pages still dirty in shared buffers are zeros in the files: the ceilings read the files.
+    cluster.execute("CHECKPOINT")
+
+
+# --------------------------------------------------------------------------- ceilings
+
+@dataclass
+class Ceiling:
+    what: str
+    mib_s: float
+    note: str = ""
+
+
+def engine_modules(collections: Path):
+    if str(collections) not in sys.path:
+        sys.path.insert(0, str(collections))
+    from ansible_collections.pgcloud.backup.plugins.module_utils import compression, config, storage, uploader
+    return compression, config, storage, uploader
+
+
+def tar_command(pgdata: Path) -> List[str]:
+    return ["tar", "cf", "-", "-C", str(pgdata), "--exclude=./pg_wal", "."]
+
+
+def read_ceiling(pgdata: Path) -> Ceiling:
+    """tar through a pipe (GNU tar does not read files when its output is /dev/null)."""
+    started = time.perf_counter()
+    result = subprocess.run(["bash", "-c", " ".join(tar_command(pgdata)) + " 2>/dev/null | wc -c"],
+                            check=True, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    size = int(result.stdout.split()[-1])
+    return Ceiling("read: tar cf - PGDATA | wc -c", size / MIB / elapsed, "%.0f MiB in %.2f s" % (size / MIB, elapsed))
+
+
+def data_sample(pgdata: Path, size: int, total: int) -> bytes:
+    """About `size` bytes of a tar of PGDATA in 1 MiB slices taken evenly over the whole stream:
+    the start alone is one table's first segment, which compresses unlike the rest."""
+    stride = max(1, -(-total // size))
+    with subprocess.Popen(tar_command(pgdata), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as tar:
+        pieces, index = [], 0
+        while True:
+            piece = tar.stdout.read(MIB)
+            if not piece:
+                break
+            if index % stride == 0:
+                pieces.append(piece)
+            index += 1
+    return b"".join(pieces)
+
+
+class Zlib:
+    """gzip at another level, for comparison (the reference tool's is 9)."""
+
+    def __init__(self, level: int) -> None:
+        self.engine = zlib.compressobj(level, zlib.DEFLATED, 31)
+
+    def compress(self, data) -> bytes:
+        return self.engine.compress(data)
+
+    def finish(self) -> bytes:
+        return self.engine.flush()
+
+
+def compressor_ceilings(sample: bytes, collections: Path, names: List[str]) -> List[Ceiling]:
+    """Each of the engine's compressors on one thread, fed 1 MiB pieces: MiB per CPU second of
+    that thread, so that another process taking turns on the core does not lower it."""
+    compression = engine_modules(collections)[0]
+    factories: List[Tuple[str, Callable]] = []
+    for name in names:
+        if name != "none":
+            factories.append(("%s (engine)" % name, lambda name=name: compression.new_compressor(name)))
+        if name == "gzip":
+            factories.append(("gzip level 9 (the reference's)", lambda: Zlib(9)))
+    results = []
+    pieces = [sample[offset:offset + MIB] for offset in range(0, len(sample), MIB)]
+    for label, factory in factories:
+        compressor, produced = factory(), 0
+        cpu = time.thread_time()
+        for piece in pieces:
+            produced += len(compressor.compress(piece))
+        produced += len(compressor.finish())
+        cpu = time.thread_time() - cpu
+        results.append(Ceiling("compress on one core: %s" % label, len(sample) / MIB / max(cpu, 1e-6),
+                               "ratio %.3f over a %.0f MiB sample" % (produced / max(len(sample), 1), len(sample) / MIB)))
+    return results
+
+
+def ingest_ceiling(moto: testbed.MotoServer, collections: Path, jobs: int, total: int) -> Tuple[Ceiling, int]:
+    """The store's raw ingest with the engine's own S3 client (same SDK settings) and chunk size:
+    `total` bytes in parts from `jobs` threads into one multipart object, completion included
+    (moto copies every part then, as the engine's objects need too); and the chunk size."""
+    _compression, config, storage, uploader = engine_modules(collections)
+    os.environ.update(testbed.FAKE_AWS_ENV)
+    bucket = moto.create_bucket("bench-ingest-ceiling")
+    store = storage.open_store(config.StorageConfig(destination_url="s3://%s/ingest" % bucket, server_name=SERVER_NAME,
+                                                    endpoint_url=moto.endpoint_url, jobs=jobs))
+    chunk_size = uploader.chunk_size_for(store, config.BackupConfig().max_archive_size, None)
+    data = bytearray(os.urandom(chunk_size))
+    parts = max(1, -(-total // chunk_size))
+    key = "ingest/object"
+    started = time.perf_counter()
+    upload = store.create_multipart(key)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        records = list(pool.map(lambda number: store.upload_part(key, upload, number, data), range(1, parts + 1)))
+    sent = time.perf_counter()
+    store.complete_multipart(key, upload, records)
+    done = time.perf_counter()
+    moto.delete_bucket(bucket)
+    size = parts * chunk_size / MIB
+    return Ceiling("store: moto raw ingest, engine's boto3 client, %d threads, one object of %.0f MiB" % (jobs, size),
+                   size / (done - started), "parts of %.2f MiB: %.2f s sending, %.2f s completing" % (
+                       chunk_size / MIB, sent - started, done - sent)), chunk_size
+
+
+def ceilings(args: argparse.Namespace, bench: "Bench", size: int) -> Tuple[List[Ceiling], Optional[float], int]:
+    """Read, compressors, store: the rates the engine cannot pass on this machine and data."""
+    results = [read_ceiling(bench.cluster.pgdata)]
+    results += compressor_ceilings(data_sample(bench.cluster.pgdata, args.sample_mib * MIB, size),
+                                   bench.collections, args.compressions)
+    ingest, chunk_size = None, 0
+    moto = bench.stores.get("aws-s3")
+    if isinstance(moto, testbed.MotoServer):
+        moto.restart()
+        ceiling, chunk_size = ingest_ceiling(moto, bench.collections, args.jobs, size)
+        results.append(ceiling)
+        ingest = ceiling.mib_s
+    return results, ingest, chunk_size
+
+
 class Bench:
     """The cluster, the stores and the two tools' command lines."""
 
-    def __init__(self, args: argparse.Namespace, workdir: Path, cluster: testbed.PostgresCluster,
+    def __init__(self, args: argparse.Namespace, workdir: Path, cluster: Optional[testbed.PostgresCluster],
                  stores: Dict[str, testbed.ChildServer]) -> None:
         self.args = args
         self.workdir = workdir
@@ -251,9 +422,43 @@ def table(rows: List[List[str]]) -> str:
     return "\n".join("  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in lines)
 
 
+def goal_lines(runs: List[Run], size: int, ingest: Optional[float], jobs: int, chunk_size: int) -> List[str]:
+    """Each compression's figures against the goals of issue 8 (medians, largest peak RSS)."""
+    lines = []
+    memory_goal = MEMORY_GOAL_BASE + jobs * chunk_size
+    for provider, compression in dict.fromkeys((run.provider, run.compression) for run in runs):
+        rates = {}
+        for tool in TOOLS:
+            done = [run for run in runs if (run.tool, run.provider, run.compression) == (tool, provider, compression) and run.ok]
+            if done:
+                rates[tool] = (size / MIB / statistics.median(run.wall for run in done), max(run.peak_rss for run in done))
+        if "engine" not in rates:
+            continue
+        rate, rss = rates["engine"]
+        parts = []
+        if compression in SPEED_GOALS and "reference" in rates:
+            ratio = rate / rates["reference"][0]
+            parts.append("%.2fx the reference (goal %.0fx): %s" % (
+                ratio, SPEED_GOALS[compression], "met" if ratio >= SPEED_GOALS[compression] else "NOT met"))
+        if compression == "none" and ingest and provider == "aws-s3":
+            parts.append("%.0f%% of the store's raw ingest, %.1f MiB/s (goal %.0f%%): %s" % (
+                100 * rate / ingest, ingest, 100 * INGEST_GOAL, "met" if rate >= INGEST_GOAL * ingest else "NOT met"))
+        if chunk_size:
+            parts.append("peak RSS %.0f MiB (goal 64 MB + %d x %.2f MiB = %.0f MiB): %s" % (
+                rss / MIB, jobs, chunk_size / MIB, memory_goal / MIB, "met" if rss <= memory_goal else "NOT met"))
+        lines.append("  %s %s: %.1f MiB/s; %s" % (STORE_NAMES[provider], compression, rate, "; ".join(parts)))
+    return lines
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=int, default=100, help="pgbench scale (100: about 1.5 GiB)")
+    parser.add_argument("--scale", default="100",
+                        help="scale of the data sets, comma-separated for several sizes (100: about 1.5 GiB)")
+    parser.add_argument("--datasets", default="pgbench",
+                        help="comma-separated from %s: pgbench tables, or a table of mixed text, numbers and "
+                             "incompressible bytea" % ",".join(DATASETS))
+    parser.add_argument("--no-ceilings", action="store_true", help="skip the read, compressor and store ceilings")
+    parser.add_argument("--sample-mib", type=int, default=128, help="data sample of the compressor ceilings, MiB")
     parser.add_argument("--compressions", default="none,gzip,lz4,zstd",
                         help="comma-separated from %s, or all" % ",".join(COMPRESSIONS))
     parser.add_argument("--providers", default="aws-s3",
@@ -267,8 +472,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args.compressions = list(COMPRESSIONS) if args.compressions == "all" else args.compressions.split(",")
     args.tools = args.tools.split(",")
     args.providers = list(PROVIDERS) if args.providers == "all" else args.providers.split(",")
+    args.datasets = args.datasets.split(",")
+    args.scale = [int(scale) for scale in args.scale.split(",")]
     for name, chosen, allowed in (("compression", args.compressions, COMPRESSIONS), ("tool", args.tools, TOOLS),
-                                  ("provider", args.providers, PROVIDERS)):
+                                  ("provider", args.providers, PROVIDERS), ("data set", args.datasets, DATASETS)):
         unknown = sorted(set(chosen) - set(allowed))
         if unknown:
             parser.error("unknown %s %s; choose from %s" % (name, ", ".join(unknown), ", ".join(allowed)))
@@ -280,36 +487,51 @@ def machine_facts() -> str:
     return "%d CPUs, %.0f GiB memory, Python %s" % (os.cpu_count() or 0, memory, sys.version.split()[0])
 
 
+def one_data_set(args: argparse.Namespace, bench: Bench, dataset: str, scale: int) -> Tuple[List[str], bool]:
+    """A cluster with one data set at one scale: ceilings, then every series; the report lines."""
+    bench.cluster = cluster = testbed.PostgresCluster("bench", tablespace=None)
+    runs: List[Run] = []
+    try:
+        cluster.create()
+        load(cluster, dataset, scale)
+        size = data_size(cluster.pgdata)
+        found, ingest, chunk_size = ([], None, 0) if args.no_ceilings else ceilings(args, bench, size)
+        for provider in args.providers:
+            for compression in args.compressions:
+                runs += bench.series(provider, compression)
+    finally:
+        cluster.destroy()
+    out = ["", "%s data set, scale %d: %.0f MiB, jobs %d, stores on loopback" % (dataset, scale, size / MIB, args.jobs)]
+    if found:
+        out += ["Ceilings:"] + ["  %-95s %8.1f MiB/s  %s" % (item.what, item.mib_s, item.note) for item in found]
+    out += [table(summary(runs, size)), "Goals of issue 8:"] + goal_lines(runs, size, ingest, args.jobs, chunk_size)
+    return out, all(run.ok for run in runs)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     workdir = testbed.scratch_dir("pgcloud-bench-")
-    cluster = testbed.PostgresCluster("bench", tablespace=None)
-    runs: List[Run] = []
     servers = {"aws-s3": testbed.MotoServer, "azure-blob-storage": local_stores.AzuriteServer,
                "google-cloud-storage": local_stores.GcsServer}
+    report, ok = ["pgcloud.backup engine vs barman-cloud-backup; %s" % machine_facts()], True
     try:
         with contextlib.ExitStack() as stack:
             stores = {provider: stack.enter_context(servers[provider]()) for provider in args.providers}
-            log("creating a PostgreSQL 15 cluster with pgbench scale %d" % args.scale)
-            cluster.create()
-            cluster.pgbench("-i", "-q", "-s", str(args.scale), timeout=3600)
-            cluster.execute("VACUUM ANALYZE")
-            size = data_size(cluster.pgdata)
-            bench = Bench(args, workdir, cluster, stores)
-            for provider in args.providers:
-                for compression in args.compressions:
-                    runs += bench.series(provider, compression)
+            bench = Bench(args, workdir, None, stores)
+            for dataset in args.datasets:
+                for scale in args.scale:
+                    lines, done = one_data_set(args, bench, dataset, scale)
+                    report += lines
+                    ok = ok and done
+                    log("\n".join(lines))
     finally:
-        cluster.destroy()
         if args.keep:
             log("work folder kept: %s" % workdir)
         else:
             testbed.remove_tree(workdir)
-    print("pgcloud.backup engine vs barman-cloud-backup: pgbench scale %d, %.0f MiB, jobs %d, stores on loopback; %s"
-          % (args.scale, size / MIB, args.jobs, machine_facts()))
-    print(table(summary(runs, size)))
+    print("\n".join(report))
     print("MiB/s is the data size over the wall time; x ref is engine MiB/s over reference MiB/s.")
-    return 0 if all(run.ok for run in runs) else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Callable, Dict, Iterator, List, Optional
 
-from .compression import EXTENSIONS, new_compressor
+from .compression import EXTENSIONS, PassThrough, new_compressor
 from .file_walk import WalkEntry
 from .uploader import UploadPool, WrittenObject
 
@@ -80,6 +80,9 @@ class TarArchive:
         self.key = writer.key
         self.compressor = new_compressor(compression)
         self.bytes_read = 0
+        # Files are read into this one buffer: a fresh 1 MiB bytes per read costs an mmap,
+        # its page faults and a munmap each time.
+        self._read_buffer: Optional[bytearray] = None
 
     @property
     def stored_size(self) -> int:
@@ -111,14 +114,12 @@ class TarArchive:
 
     def _copy(self, source, size: int) -> None:
         """Exactly `size` bytes: a file that shrank meanwhile is padded, one that grew is cut."""
-        remaining = size
-        while remaining:
-            data = source.read(min(READ_SIZE, remaining))
-            if not data:
-                break
-            self._emit(data)
-            remaining -= len(data)
-        self.bytes_read += size - remaining
+        if isinstance(self.compressor, PassThrough):
+            copied = self.writer.write_from(source, size)
+        else:
+            copied = self._compress_from(source, size)
+        self.bytes_read += copied
+        remaining = size - copied
         while remaining:
             padding = min(READ_SIZE, remaining)
             self._emit(_ZEROS[:padding])
@@ -126,6 +127,19 @@ class TarArchive:
         tail = size % BLOCK
         if tail:
             self._emit(bytes(BLOCK - tail))
+
+    def _compress_from(self, source, size: int) -> int:
+        if self._read_buffer is None:
+            self._read_buffer = bytearray(READ_SIZE)
+        done = 0
+        with memoryview(self._read_buffer) as buffer:
+            while done < size:
+                count = source.readinto(buffer[:min(READ_SIZE, size - done)])
+                if not count:
+                    break
+                self._emit(buffer[:count])
+                done += count
+        return done
 
     def add_bytes(self, name: str, data: bytes, info: tarfile.TarInfo) -> None:
         info.name, info.size, info.type = name, len(data), tarfile.REGTYPE
@@ -135,6 +149,10 @@ class TarArchive:
         tail = len(data) % BLOCK
         if tail:
             self._emit(bytes(BLOCK - tail))
+
+    def discard(self) -> None:
+        """Drop the archive after a failure, giving its part buffer back to the pool."""
+        self.writer.discard()
 
     def close(self) -> WrittenObject:
         self._emit(bytes(2 * BLOCK))
@@ -204,6 +222,8 @@ class ArchiveGroup:
                 if archive is not None:
                     self.finish(archive)
             except BaseException as error:
+                if archive is not None:
+                    archive.discard()
                 errors.append(error)
                 stop.set()
 

@@ -3,8 +3,9 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Objects written in parts by a pool of upload threads.
 
-At most `jobs` parts are queued or in flight at any time, so memory stays bounded by
-jobs x chunk size plus the part each writer is filling. Part buffers are reused from part to
+A backup holds at most `jobs` part buffers, whether being filled, queued or in flight: a
+writer that needs one waits until an upload gives one back. Memory is then bounded by
+jobs x chunk size whatever the number of writers. Part buffers are reused from part to
 part: a fresh 20 MiB buffer per part would leave freed ones in the allocator's arenas of each
 thread and double the resident memory. Every multipart upload that was started and not
 completed is aborted when the pool is aborted.
@@ -48,6 +49,51 @@ class Throttle:
             time.sleep(start - now)
 
 
+class PartBuffers:
+    """At most `count` part buffers of `size` bytes in use at once; take() waits for one.
+
+    The filling buffers of the writers count too: with `jobs` buffers in all, a writer that
+    has sent a full part waits for an upload to finish before it fills the next one. A writer
+    waits only while some part is being sent, since only a sent part frees a buffer: when
+    every buffer is held by a writer still filling it, one more is lent rather than wait
+    forever (never the case in a backup, where each builder fills one object at a time and
+    builders are at most `jobs`).
+    """
+
+    def __init__(self, count: int, size: int) -> None:
+        self.size = size
+        self.count = count
+        self.in_use = 0
+        self.peak = 0
+        self._sending = 0
+        self._free: List[bytearray] = []
+        self._changed = threading.Condition()
+
+    def take(self) -> bytearray:
+        with self._changed:
+            while self.in_use >= self.count and self._sending:
+                self._changed.wait()
+            self.in_use += 1
+            self.peak = max(self.peak, self.in_use)
+            if self._free:
+                return self._free.pop()
+        return bytearray(self.size)
+
+    def sending(self) -> None:
+        with self._changed:
+            self._sending += 1
+
+    def give_back(self, buffer: Optional[bytearray], sent: bool = False) -> None:
+        """Frees the slot; a buffer still whole is kept for the next part (None: none to keep)."""
+        with self._changed:
+            self.in_use -= 1
+            if sent:
+                self._sending -= 1
+            if buffer is not None and len(buffer) == self.size:
+                self._free.append(buffer)
+            self._changed.notify_all()
+
+
 @dataclass
 class WrittenObject:
     key: str
@@ -65,31 +111,21 @@ class UploadPool:
         self._throttle = Throttle(max_bandwidth)
         self._open_uploads: Dict[Tuple[str, Any], bool] = {}
         self._lock = threading.Lock()
-        self._free_buffers: List[bytearray] = []
+        self.buffers = PartBuffers(jobs, chunk_size)
         self.bytes_uploaded = 0
 
     def open(self, key: str) -> "ObjectWriter":
         return ObjectWriter(self, key)
 
-    def take_buffer(self) -> bytearray:
-        """A recycled part buffer (chunk_size bytes), or an empty one that grows as it fills,
-        so that the small objects of compressed backups never take a whole chunk."""
-        with self._lock:
-            if self._free_buffers:
-                return self._free_buffers.pop()
-        return bytearray()
-
-    def recycle(self, buffer: bytearray) -> None:
-        if len(buffer) == self.chunk_size:
-            with self._lock:
-                self._free_buffers.append(buffer)
-
     def submit_part(self, key: str, upload: Any, number: int, data: bytearray) -> "Future[Any]":
+        """Queue a part; the pool owns `data` from here on and gives it back once sent."""
         self._slots.acquire()
-        self._throttle.wait(len(data))
+        self.buffers.sending()
         try:
+            self._throttle.wait(len(data))
             future = self._executor.submit(self._upload_part, key, upload, number, data)
         except BaseException:
+            self.buffers.give_back(data, sent=True)
             self._slots.release()
             raise
         return future
@@ -101,7 +137,7 @@ class UploadPool:
                 self.bytes_uploaded += len(data)
             return record
         finally:
-            self.recycle(data)
+            self.buffers.give_back(data, sent=True)
             self._slots.release()
 
     def put(self, key: str, data: bytearray) -> None:
@@ -135,38 +171,68 @@ class UploadPool:
 
 
 class ObjectWriter:
-    """A file-like sink for one object: parts of chunk_size, or one PUT if it stays small."""
+    """A file-like sink for one object: parts of chunk_size, or one PUT if it stays small.
+
+    The part buffer is taken from the pool's budget at the first byte, not when the writer
+    is opened, so that an idle writer holds no memory.
+    """
 
     def __init__(self, pool: UploadPool, key: str) -> None:
         self.pool = pool
         self.key = key
         self.size = 0
-        self._buffer = pool.take_buffer()
+        self._buffer: Optional[bytearray] = None
         self._filled = 0
         self._upload: Any = None
         self._parts: List["Future[Any]"] = []
         self._failure: Optional[BaseException] = None
 
-    def write(self, data: bytes) -> None:
+    def write(self, data) -> None:
         view = memoryview(data).cast("B")
         self.size += len(view)
+        chunk_size = self.pool.chunk_size
         while view:
-            taken = view[:self.pool.chunk_size - self._filled]
-            # Overwrites a recycled buffer in place; extends a new one.
+            if self._buffer is None:
+                self._buffer = self.pool.buffers.take()
+            taken = view[:chunk_size - self._filled]
             self._buffer[self._filled:self._filled + len(taken)] = taken
             self._filled += len(taken)
             view = view[len(taken):]
-            if self._filled == self.pool.chunk_size:
-                self._send_part(self._buffer)
-                self._buffer, self._filled = self.pool.take_buffer(), 0
+            if self._filled == chunk_size:
+                self._send_part(self._take_filled())
+
+    def write_from(self, source, size: int) -> int:
+        """Up to `size` bytes read from a file straight into the part buffers, with no copy in
+        between (uncompressed archives); returns the bytes read, fewer if the file ended."""
+        done = 0
+        chunk_size = self.pool.chunk_size
+        while done < size:
+            if self._buffer is None:
+                self._buffer = self.pool.buffers.take()
+            wanted = min(chunk_size - self._filled, size - done)
+            with memoryview(self._buffer) as whole, whole[self._filled:self._filled + wanted] as view:
+                count = source.readinto(view)
+            if not count:
+                break
+            self._filled += count
+            self.size += count
+            done += count
+            if self._filled == chunk_size:
+                self._send_part(self._take_filled())
+        return done
 
     def _send_part(self, data: bytearray) -> None:
         if self._failure is not None:
+            self.pool.buffers.give_back(data)
             raise self._failure
         if self._upload is None:
-            self._upload = self.pool.store.create_multipart(self.key)
+            try:
+                self._upload = self.pool.store.create_multipart(self.key)
+            except BaseException:
+                self.pool.buffers.give_back(data)
+                raise
             self.pool.track(self.key, self._upload, True)
-        # The buffer itself goes to the upload, which recycles it once sent: no copy.
+        # The buffer itself goes to the upload, which gives it back once sent: no copy.
         part = self.pool.submit_part(self.key, self._upload, len(self._parts) + 1, data)
         part.add_done_callback(self._note_failure)
         self._parts.append(part)
@@ -176,21 +242,35 @@ class ObjectWriter:
             self._failure = part.exception()
 
     def _take_filled(self) -> bytearray:
-        """The filled part of the buffer, cut to size in place (not recycled: it is short now)."""
-        data, self._buffer = self._buffer, bytearray()
-        del data[self._filled:]
+        """The buffer, cut to its filled length when short (it is then not reused)."""
+        data, self._buffer = self._buffer, None
+        if data is None:  # callers check first; a bytearray() would hide the slot it never took
+            raise RuntimeError("no part buffer to send")
+        if self._filled < len(data):
+            del data[self._filled:]
         self._filled = 0
         return data
 
+    def discard(self) -> None:
+        """Give the part buffer back without sending it (the object is abandoned on failure)."""
+        if self._buffer is not None:
+            self._buffer = None
+            self._filled = 0
+            self.pool.buffers.give_back(None)
+
     def close(self) -> WrittenObject:
-        if self._upload is None:
-            self.pool.put(self.key, self._take_filled())
+        if self._upload is None and self._buffer is None:
+            self.pool.put(self.key, bytearray())
+        elif self._upload is None:
+            data = self._take_filled()
+            try:
+                self.pool.put(self.key, data)
+            finally:
+                self.pool.buffers.give_back(data)
         else:
             if self._filled:
                 self._send_part(self._take_filled())
             records = [part.result() for part in self._parts]
             self.pool.store.complete_multipart(self.key, self._upload, records)
             self.pool.track(self.key, self._upload, False)
-        self.pool.recycle(self._buffer)
-        self._buffer = bytearray()
         return WrittenObject(self.key, self.size)

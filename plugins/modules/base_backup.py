@@ -37,8 +37,12 @@ options:
     choices: [gzip, bzip2, snappy, lz4, zstd]
   jobs:
     description:
-      - How many uploads run at the same time.
-      - Each job holds an upload part in memory, so memory use grows with it.
+      - How many upload parts the backup holds at once, being filled, queued or uploading,
+        and so how many uploads can run at the same time.
+      - Memory use is about this number times the part size (about 20 MiB with the default
+        O(max_archive_size)) plus some 60 MiB for Python and its libraries.
+      - Compression runs on up to this many threads, never more than the host has cores; more
+        jobs give more throughput until the cores, the disk or the network are saturated.
       - Equivalent to C(-J/--jobs) of C(barman-cloud-backup).
     type: int
     default: 2

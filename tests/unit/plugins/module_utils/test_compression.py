@@ -108,3 +108,16 @@ def test_the_one_stream_check_catches_concatenated_streams(name, restore_decoder
     first, second = compress(name, [b"a" * 5000]), compress(name, [b"b" * 5000])
     with pytest.raises(AssertionError, match="more than one"):
         restore_decoders[name](first + second)
+
+
+def test_lz4_is_one_frame_of_independent_blocks():
+    """Blocks independent of each other (frame descriptor FLG bit 5) and at most 1 MB (BD = 6)."""
+    import lz4.frame
+
+    out = compression.new_compressor("lz4")
+    data = os.urandom(3 << 20) + bytes(3 << 20)
+    stream = out.compress(data) + out.finish()
+    assert stream[:4] == b"\x04\x22\x4d\x18"
+    assert stream[4] & 0x20
+    assert (stream[5] >> 4) & 0x7 == 6
+    assert lz4.frame.decompress(stream) == data

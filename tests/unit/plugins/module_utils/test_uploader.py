@@ -263,3 +263,57 @@ def test_pool_uploads_respect_max_bandwidth(store):
     elapsed = time.monotonic() - started
     assert 0.75 <= elapsed < 3
     assert store.objects[KEY] == b"z" * 50000
+
+
+# --- buffer budget ------------------------------------------------------------------------------
+
+
+def test_filling_buffers_count_against_jobs(store):
+    """Memory bound: writers filling a part and parts in flight share `jobs` buffers."""
+    store.part_delay = 0.02
+    pool = UploadPool(store, jobs=2, chunk_size=100)
+    writers = [pool.open("%s.%d" % (KEY, number)) for number in range(2)]
+    threads = [threading.Thread(target=write_in_pieces, args=(writer, os.urandom(2050), 30)) for writer in writers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for writer in writers:
+        writer.close()
+    pool.close()
+    assert pool.buffers.peak == 2
+    assert pool.buffers.in_use == 0
+
+
+def test_an_idle_writer_holds_no_buffer(store):
+    pool = UploadPool(store, jobs=1, chunk_size=100)
+    idle = pool.open(KEY + ".idle")
+    busy = pool.open(KEY)
+    busy.write(b"x" * 250)
+    assert pool.buffers.in_use == 1
+    busy.close()
+    idle.close()
+    assert pool.buffers.in_use == 0
+    assert store.objects[KEY + ".idle"] == b""
+
+
+def test_discard_gives_the_buffer_back(store):
+    pool = UploadPool(store, jobs=1, chunk_size=100)
+    writer = pool.open(KEY)
+    writer.write(b"x" * 50)
+    writer.discard()
+    assert pool.buffers.in_use == 0
+
+
+def test_write_from_reads_a_file_straight_into_parts(store, tmp_path):
+    path = tmp_path / "file"
+    data = os.urandom(1234)
+    path.write_bytes(data)
+    pool = UploadPool(store, jobs=2, chunk_size=100)
+    writer = pool.open(KEY)
+    with open(path, "rb") as source:
+        assert writer.write_from(source, 2000) == 1234  # the file ended first
+    writer.close()
+    pool.close()
+    assert store.objects[KEY] == data
+    assert pool.buffers.peak <= 2
