@@ -36,9 +36,11 @@ build_and_install() {
         ! tar tzf "$installed"/pgcloud-backup-*.tar.gz | grep -E '(^|/)(tests/output|\.pytest_cache|__pycache__|benchmarks)/'
 }
 
+# Two workers (pytest-xdist), each with its own source cluster and stores: the tests spend
+# much of their time waiting on servers, and two of them at a time halve the wall time.
 integration_tests() {
     PGCLOUD_COLLECTION_ROOT="$installed/collections/ansible_collections/pgcloud/backup" \
-        python -m pytest tests/integration -v -p no:cacheprovider --durations=10
+        python -m pytest tests/integration -v -p no:cacheprovider --durations=10 -n "${PGCLOUD_TEST_WORKERS:-2}"
 }
 
 # Managed hosts may run Python 3.9 (tests/config.yml): the plugins must compile and the engine

@@ -3,13 +3,14 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Fixtures of the integration tests (the parts themselves are in testbed.py).
 
-One moto server and one source cluster per session; a bucket of its own per test, into
-which the source also archives its WAL during that test, so that tests never see each
-other's backups and every backup has its WAL next to it.
+One source cluster and one server of each store (moto, Azurite, the GCS emulator) per
+session, so per pytest-xdist worker; a bucket of its own per test, into which the source
+also archives its WAL during that test, so that tests never see each other's backups and
+every backup has its WAL next to it.
 
-Run as root on a machine set up by scripts/setup.sh:
+Run as root on a machine set up by scripts/setup.sh (scripts/test.sh uses two workers):
 
-    source /opt/pgcloud-backup/env.sh && python -m pytest tests/integration
+    source /opt/pgcloud-backup/env.sh && python -m pytest tests/integration -n 2
 
 PGCLOUD_TEST_SCALE sets the pgbench scale of the source cluster (default 5, about 80 MB).
 """
