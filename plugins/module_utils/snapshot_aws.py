@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, List, Optional
 from .config import SnapshotConfig, StorageConfig
 from .errors import ConfigurationError, MissingDependencyError, SnapshotError, SnapshotPreconditionError
 from .snapshot import Disk, HostView, SnapshotProvider, snapshot_name
+from .storage_s3 import aws_session
 
 try:
     import boto3
@@ -51,16 +52,7 @@ class AwsSnapshots(SnapshotProvider):
         self.region, self.client = self._client(storage)
 
     def _client(self, storage: StorageConfig):
-        try:
-            session = boto3.session.Session(
-                profile_name=storage.aws_profile, aws_access_key_id=storage.aws_access_key,
-                aws_secret_access_key=storage.aws_secret_key, aws_session_token=storage.aws_session_token,
-            )
-        except botocore.exceptions.ProfileNotFound:
-            raise ConfigurationError(
-                "aws_profile=%s is not in the AWS config or credentials files of this host" % storage.aws_profile,
-                "aws_profile",
-            )
+        session = aws_session(storage)
         region = self.config.aws_region or session.region_name
         if not region:
             raise ConfigurationError(

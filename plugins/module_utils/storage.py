@@ -12,7 +12,7 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
 from urllib.parse import urlparse
 
 from .config import StorageConfig
@@ -162,6 +162,17 @@ class ObjectStore:
 
     def abort_multipart(self, key: str, upload: Any) -> None:
         raise NotImplementedError
+
+
+def read_listing(call: Callable[..., Any], action: str, items: Iterable[Any]) -> Iterator[Any]:
+    """The items of an SDK's paged listing, each page fetched through call (a store's error
+    translation), since the pages are requested, and may fail, while the listing is read."""
+    iterator = iter(items)
+    while True:
+        item = call(action, next, iterator, None)
+        if item is None:
+            return
+        yield item
 
 
 def open_store(config: StorageConfig) -> ObjectStore:

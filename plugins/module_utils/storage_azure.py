@@ -23,7 +23,7 @@ from .errors import (
     StorageUnreachableError,
     first_line,
 )
-from .storage import Destination, ObjectStore, StoredObject
+from .storage import Destination, ObjectStore, StoredObject, read_listing
 
 try:
     import azure.core.exceptions as azure_errors
@@ -166,23 +166,14 @@ class AzureBlobStore(ObjectStore):
 
     def list_objects(self, prefix: str) -> Iterator[StoredObject]:
         items = self._call("list %s" % prefix, self.client.list_blobs, name_starts_with=prefix)
-        for item in self._iterate("list %s" % prefix, items):
+        for item in read_listing(self._call, "list %s" % prefix, items):
             yield StoredObject(item.name, int(item.size))
 
     def list_folders(self, prefix: str) -> Iterator[str]:
         items = self._call("list %s" % prefix, self.client.walk_blobs, name_starts_with=prefix, delimiter="/")
-        for item in self._iterate("list %s" % prefix, items):
+        for item in read_listing(self._call, "list %s" % prefix, items):
             if isinstance(item, BlobPrefix):
                 yield item.name[len(prefix):].rstrip("/")
-
-    def _iterate(self, action: str, items: Any) -> Iterator[Any]:
-        """The items of a paged listing, whose pages are fetched (and may fail) as it is read."""
-        iterator = iter(items)
-        while True:
-            item = self._call(action, next, iterator, None)
-            if item is None:
-                return
-            yield item
 
     def create_multipart(self, key: str) -> Any:
         return self.client.get_blob_client(key)

@@ -26,7 +26,7 @@ from .errors import (
     StorageUnreachableError,
     first_line,
 )
-from .storage import Destination, ObjectStore, StoredObject
+from .storage import Destination, ObjectStore, StoredObject, read_listing
 
 try:
     import google.api_core.exceptions as google_errors
@@ -161,15 +161,10 @@ class GcsStore(ObjectStore):
                 yield folder[len(prefix):].rstrip("/")
 
     def _iterate(self, action: str, items: Any) -> Iterator[Any]:
-        iterator = iter(items)
-        while True:
-            try:
-                item = self._call(action, next, iterator, None)
-            except _MissingObject:
-                raise BucketNotFoundError("bucket %r does not exist in Cloud Storage" % self.destination.bucket)
-            if item is None:
-                return
-            yield item
+        try:
+            yield from read_listing(self._call, action, items)
+        except _MissingObject:
+            raise BucketNotFoundError("bucket %r does not exist in Cloud Storage" % self.destination.bucket)
 
     # --- the XML multipart upload API
 

@@ -19,7 +19,7 @@ from .errors import (
     StorageError,
     StorageUnreachableError,
 )
-from .storage import Destination, ObjectStore, StoredObject
+from .storage import Destination, ObjectStore, StoredObject, read_listing
 
 try:
     import boto3
@@ -60,6 +60,22 @@ def read_sse_customer_key(value: str) -> bytes:
     return key
 
 
+def aws_session(config: StorageConfig):
+    """A boto3 session with the credentials of the storage options (profile or keys), for S3 and EC2."""
+    try:
+        return boto3.session.Session(
+            profile_name=config.aws_profile,
+            aws_access_key_id=config.aws_access_key,
+            aws_secret_access_key=config.aws_secret_key,
+            aws_session_token=config.aws_session_token,
+        )
+    except botocore.exceptions.ProfileNotFound:
+        raise ConfigurationError(
+            "aws_profile=%s is not in the AWS config or credentials files of this host" % config.aws_profile,
+            "aws_profile",
+        )
+
+
 class _MissingObject(StorageError):
     """A read of a key that is not there; get_object turns it into None."""
 
@@ -83,18 +99,7 @@ class S3Store(ObjectStore):
                 "aws_irsa is set but AWS_WEB_IDENTITY_TOKEN_FILE is not: IRSA works inside an EKS pod whose "
                 "service account has an IAM role", "aws_irsa",
             )
-        try:
-            session = boto3.session.Session(
-                profile_name=config.aws_profile,
-                aws_access_key_id=config.aws_access_key,
-                aws_secret_access_key=config.aws_secret_key,
-                aws_session_token=config.aws_session_token,
-            )
-        except botocore.exceptions.ProfileNotFound:
-            raise ConfigurationError(
-                "aws_profile=%s is not in the AWS config or credentials files of this host" % config.aws_profile,
-                "aws_profile",
-            )
+        session = aws_session(config)
         client_config = botocore.config.Config(
             read_timeout=config.read_timeout or 60,
             max_pool_connections=config.jobs + 4,
@@ -167,12 +172,7 @@ class S3Store(ObjectStore):
     def _pages(self, prefix: str, **extra) -> Iterator[Dict[str, Any]]:
         paginator = self.client.get_paginator("list_objects_v2")
         pages = self._call("list %s" % prefix, paginator.paginate, Bucket=self.bucket, Prefix=prefix, **extra)
-        iterator = iter(pages)
-        while True:
-            page = self._call("list %s" % prefix, next, iterator, None)
-            if page is None:
-                return
-            yield page
+        yield from read_listing(self._call, "list %s" % prefix, pages)
 
     def list_objects(self, prefix: str) -> Iterator[StoredObject]:
         for page in self._pages(prefix):
