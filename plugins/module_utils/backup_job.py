@@ -69,7 +69,8 @@ def new_backup_id(catalog: Catalog) -> str:
 
 
 def check_readable(facts: ServerFacts) -> None:
-    """The OS user can read PGDATA and the tablespaces, and the role may run backups."""
+    """The role may run backups and read where PGDATA is, and the OS user can read PGDATA and the tablespaces."""
+    check_backup_privileges(facts)
     for path in [facts.data_directory] + [tablespace[2] for tablespace in facts.tablespaces]:
         if not os.access(path, os.R_OK | os.X_OK):
             raise PostgresError(
@@ -77,14 +78,19 @@ def check_readable(facts: ServerFacts) -> None:
                 "(become_user: postgres) or a user with read access to PGDATA and the tablespaces"
                 % (path, _os_user())
             )
-    check_backup_privileges(facts)
 
 
 def check_backup_privileges(facts: ServerFacts) -> None:
     if not facts.backup_privileges:
         raise PostgresError(
-            "the PostgreSQL role may not run backups: connect as a superuser or GRANT EXECUTE on "
-            "pg_backup_start and pg_backup_stop to it (pg_start_backup/pg_stop_backup before 15)"
+            "the PostgreSQL role %r may not run backups: connect as a superuser or GRANT EXECUTE on "
+            "pg_backup_start and pg_backup_stop to it (pg_start_backup/pg_stop_backup before 15)" % facts.role
+        )
+    if facts.data_directory is None:
+        # Without it the backup would not know which folder to copy.
+        raise PostgresError(
+            "the PostgreSQL role %r may not read the data_directory setting: connect as a superuser or "
+            "GRANT pg_read_all_settings TO %s" % (facts.role, facts.role)
         )
 
 

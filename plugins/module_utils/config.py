@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Mapping, Optional, Type, TypeVar
+from urllib.parse import urlparse
 
 from .errors import ConfigurationError
 
@@ -85,6 +86,17 @@ def validate_backup_name(name: Optional[str]) -> None:
         )
 
 
+def validate_endpoint_url(url: Optional[str]) -> None:
+    if url is None:
+        return
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or " " in url:
+        raise ConfigurationError(
+            "endpoint_url=%r is not an HTTP URL: use http(s)://HOST[:PORT], for example https://s3.eu-west-1.amazonaws.com"
+            % url, "endpoint_url",
+        )
+
+
 def validate_tags(tags: Mapping[str, Any]) -> Dict[str, str]:
     if len(tags) > MAX_TAGS:
         raise ConfigurationError("tags has %d entries; at most %d are allowed" % (len(tags), MAX_TAGS), "tags")
@@ -153,6 +165,7 @@ class StorageConfig:
         if self.read_timeout is not None and int(self.read_timeout) < 1:
             raise ConfigurationError("read_timeout must be a positive number of seconds", "read_timeout")
         self.tags = validate_tags(self.tags or {})
+        validate_endpoint_url(self.endpoint_url)
         self.min_chunk_size = None if self.min_chunk_size in (None, "") else parse_size(self.min_chunk_size, "min_chunk_size")
         self.max_bandwidth = None if self.max_bandwidth in (None, "", 0, "0") else parse_size(self.max_bandwidth, "max_bandwidth")
         self._check_provider_options()

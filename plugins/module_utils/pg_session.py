@@ -46,7 +46,8 @@ def wal_file_name(timeline: int, lsn: int, segment_size: int) -> str:
 @dataclass
 class ServerFacts:
     version: int
-    data_directory: str
+    # None when the role may not read it (neither a superuser nor in pg_read_all_settings)
+    data_directory: Optional[str]
     wal_segment_size: int
     systemid: str
     config_file: Optional[str]
@@ -60,6 +61,7 @@ class ServerFacts:
     backup_privileges: bool
     archive_mode: Optional[str]
     cluster_size: Optional[int] = None
+    role: str = ""
 
 
 @dataclass
@@ -159,7 +161,7 @@ class PostgresSession:
         ))
         return ServerFacts(
             version=self.version,
-            data_directory=settings["data_directory"],
+            data_directory=settings.get("data_directory"),
             wal_segment_size=int(settings["wal_segment_size"]),
             systemid=str(self.value("SELECT system_identifier FROM pg_control_system()")),
             config_file=config_file,
@@ -173,6 +175,7 @@ class PostgresSession:
             backup_privileges=privileged,
             archive_mode=settings.get("archive_mode"),
             cluster_size=self.optional_value("SELECT sum(pg_tablespace_size(oid))::bigint FROM pg_tablespace"),
+            role=str(self.value("SELECT current_user")),
         )
 
     def _start_function_signature(self) -> str:

@@ -973,6 +973,49 @@ def run_playbook(playbook: Path, extravars: Optional[Mapping[str, Any]] = None, 
         remove_tree(work)
 
 
+# ---------------------------------------------------------------------------------------------
+# A module run on its own
+
+
+@dataclass
+class ModuleRun:
+    """One module run as Ansible runs it on a host: its exit status, its JSON result, its output."""
+
+    rc: int
+    result: Dict[str, Any]
+    stdout: str
+    stderr: str
+
+
+def run_module(name: str, args: Mapping[str, Any], *, env: Optional[Mapping[str, str]] = None,
+               timeout: float = 300) -> ModuleRun:
+    """Run plugins/modules/<name>.py of the collection under test with `args`, outside ansible-playbook.
+
+    AnsibleModule reads {"ANSIBLE_MODULE_ARGS": ...} from the file named on its command line,
+    which is how a module is run by hand; the module code and module_utils are those of the
+    collection, not a copy. About half a second a run, against several for a playbook, which
+    is what a table of many cases needs.
+    """
+    work = Path(tempfile.mkdtemp(prefix="pgcloud-module-", dir="/tmp"))
+    try:
+        collection = work / "collections" / "ansible_collections" / "pgcloud" / "backup"
+        collection.parent.mkdir(parents=True)
+        collection.symlink_to(COLLECTION_ROOT)
+        args_file = work / "args.json"
+        args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {"_ansible_tmpdir": str(work), **args}}))
+        run_env = dict(tool_env(), PYTHONPATH=str(work / "collections"), **(env or {}))
+        process = run([str(VENV_PYTHON), str(collection / "plugins" / "modules" / ("%s.py" % name)), str(args_file)],
+                      env=run_env, check=False, timeout=timeout)
+        try:
+            result = json.loads(process.stdout)
+        except ValueError:
+            raise TestBedError("module %s printed no JSON result (exit %d):\n%s\n%s" % (
+                name, process.returncode, process.stdout[-4000:], process.stderr[-4000:])) from None
+        return ModuleRun(process.returncode, result, process.stdout, process.stderr)
+    finally:
+        remove_tree(work)
+
+
 BACKUP_ID_PATTERN = re.compile(r"^\d{8}T\d{6}$")
 
 

@@ -328,6 +328,13 @@ def test_check_readable_needs_backup_privileges(facts):
         check_readable(facts)
 
 
+def test_check_readable_needs_the_data_directory_setting(facts):
+    facts.role = "backup_operator"
+    facts.data_directory = None
+    with pytest.raises(PostgresError, match="GRANT pg_read_all_settings TO backup_operator"):
+        check_readable(facts)
+
+
 def test_plan_of_check_mode(store, facts):
     plan = make_job(store, compression_name="lz4", backup_name="nightly", jobs=3)._plan_result(facts)
     assert (plan["changed"], plan["backup_id"], plan["keys"]) == (True, None, [])
