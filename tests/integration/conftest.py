@@ -125,18 +125,18 @@ def cloud(request: pytest.FixtureRequest, source_cluster: PostgresCluster,
 
 @pytest.fixture
 def playbook(source_cluster: PostgresCluster) -> Callable[..., PlaybookResult]:
-    """playbook(name, extravars, check=False, env=None): run playbooks/<name>.yml against the source.
+    """playbook(name, extravars, check=False, env=None, verbosity=0): run playbooks/<name>.yml against the source.
 
     The source's connection is passed as pg_host, pg_port and pg_user; env is added to the
     environment of ansible-playbook (and so of the modules).
     """
 
     def run(name: str, extravars: Dict[str, Any], check: bool = False,
-            env: Optional[Dict[str, str]] = None) -> PlaybookResult:
+            env: Optional[Dict[str, str]] = None, verbosity: int = 0) -> PlaybookResult:
         params = source_cluster.connection_params
         variables = {"pg_host": params["host"], "pg_port": params["port"], "pg_user": params["user"]}
         variables.update(extravars)
-        return run_playbook(PLAYBOOKS / ("%s.yml" % name), variables, check=check, env=env)
+        return run_playbook(PLAYBOOKS / ("%s.yml" % name), variables, check=check, env=env, verbosity=verbosity)
 
     return run
 

@@ -25,6 +25,7 @@ Expects the machine prepared by scripts/setup.sh (the venv with barman and moto 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import pwd
@@ -35,6 +36,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -924,7 +926,7 @@ class PlaybookResult:
 
 
 def run_playbook(playbook: Path, extravars: Optional[Mapping[str, Any]] = None, *, check: bool = False,
-                 timeout: float = 900, env: Optional[Mapping[str, str]] = None) -> PlaybookResult:
+                 timeout: float = 900, env: Optional[Mapping[str, str]] = None, verbosity: int = 0) -> PlaybookResult:
     """Run a playbook against localhost (connection local) with the collection of this checkout.
 
     The collection is linked into a scratch collections path, so that the run tests this
@@ -961,6 +963,8 @@ def run_playbook(playbook: Path, extravars: Optional[Mapping[str, Any]] = None, 
                    str(playbook)]
         if check:
             command.append("--check")
+        if verbosity:
+            command.append("-" + "v" * verbosity)
         process = run(command, env=run_env, check=False, timeout=timeout)
         try:
             document = json.loads(results_file.read_text())
@@ -971,6 +975,73 @@ def run_playbook(playbook: Path, extravars: Optional[Mapping[str, Any]] = None, 
         return PlaybookResult(process.returncode, process.stdout, process.stderr, tasks, document.get("stats", {}))
     finally:
         remove_tree(work)
+
+
+# ---------------------------------------------------------------------------------------------
+# The host's syslog
+
+
+class SyslogCapture:
+    """Everything written to /dev/log while it is open: what modules send to the host's log.
+
+    AnsibleModule logs each run's parameters (no_log ones masked) and our engine's progress
+    there, so a secret that reaches the host's log would show up here. The test machine has
+    no syslog daemon; /dev/log is bound for the duration and removed afterwards. A lock
+    file serialises captures of several pytest-xdist workers.
+    """
+
+    PATH = Path("/dev/log")
+    LOCK = Path("/tmp/pgcloud-testbed-syslog.lock")
+
+    def __init__(self) -> None:
+        self.messages: List[str] = []
+        self._lock: Optional[Any] = None
+        self._socket: Optional[socket.socket] = None
+        self._reader: Optional[threading.Thread] = None
+
+    def __enter__(self) -> "SyslogCapture":
+        self._lock = open(self.LOCK, "w")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        if self.PATH.exists():
+            self._release()
+            raise TestBedError("%s exists (a syslog daemon runs here): the test needs to listen there itself; "
+                               "run it on a machine without syslog, as CI" % self.PATH)
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket.bind(str(self.PATH))
+        self.PATH.chmod(0o666)
+        self._socket.settimeout(0.2)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        while self._socket is not None:
+            try:
+                self.messages.append(self._socket.recv(65536).decode("utf-8", "replace"))
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+
+    def __exit__(self, *exc_info: Any) -> None:
+        sock, self._socket = self._socket, None
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        if sock is not None:
+            sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.PATH.unlink()
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.messages)
 
 
 # ---------------------------------------------------------------------------------------------
