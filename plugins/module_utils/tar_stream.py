@@ -13,6 +13,7 @@ that the restore tools extract after the first.
 from __future__ import annotations
 
 import grp
+import logging
 import os
 import pwd
 import stat
@@ -22,9 +23,11 @@ import time
 from typing import Callable, Dict, Iterator, List, Optional
 
 from .compression import EXTENSIONS, PassThrough, new_compressor
-from .file_walk import WalkEntry
+from .errors import UnreadableFileError
+from .file_walk import WalkEntry, os_user_name
 from .uploader import UploadPool, WrittenObject
 
+LOG = logging.getLogger("pgcloud.backup")
 BLOCK = tarfile.BLOCKSIZE
 READ_SIZE = 1 << 20
 _ZEROS = bytes(READ_SIZE)
@@ -106,14 +109,25 @@ class TarArchive:
             source = open(entry.path, "rb")
         except FileNotFoundError:
             return False
+        except PermissionError:
+            raise UnreadableFileError(
+                "cannot read %s as OS user %s: every file under PGDATA and the tablespaces must be readable by "
+                "the PostgreSQL OS user; fix its owner or mode (or remove it if PostgreSQL did not create it)"
+                % (entry.path, os_user_name())
+            ) from None
         with source:
             header = tar_header(entry.name, status)
             self._emit(header.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
-            self._copy(source, header.size)
+            copied = self._copy(source, header.size)
+        if copied < header.size:
+            # As pg_basebackup does: the WAL replayed after a restore rewrites what changed.
+            LOG.warning("%s shrank from %d to %d bytes while it was copied; the rest is zeros in the backup",
+                        entry.path, header.size, copied)
         return True
 
-    def _copy(self, source, size: int) -> None:
-        """Exactly `size` bytes: a file that shrank meanwhile is padded, one that grew is cut."""
+    def _copy(self, source, size: int) -> int:
+        """Exactly `size` bytes: a file that shrank meanwhile is padded, one that grew is cut.
+        Returns the number of bytes read from the file."""
         if isinstance(self.compressor, PassThrough):
             copied = self.writer.write_from(source, size)
         else:
@@ -127,6 +141,7 @@ class TarArchive:
         tail = size % BLOCK
         if tail:
             self._emit(bytes(BLOCK - tail))
+        return copied
 
     def _compress_from(self, source, size: int) -> int:
         if self._read_buffer is None:

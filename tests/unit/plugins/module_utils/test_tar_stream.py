@@ -22,7 +22,8 @@ import tarfile
 
 import pytest
 
-from ansible_collections.pgcloud.backup.plugins.module_utils.errors import StorageError
+from ansible_collections.pgcloud.backup.plugins.module_utils import tar_stream
+from ansible_collections.pgcloud.backup.plugins.module_utils.errors import StorageError, UnreadableFileError
 from ansible_collections.pgcloud.backup.plugins.module_utils.file_walk import WalkEntry, walk_data_directory, walk_tablespace
 from ansible_collections.pgcloud.backup.plugins.module_utils.tar_stream import ArchiveGroup, TarArchive, label_header
 from ansible_collections.pgcloud.backup.plugins.module_utils.uploader import UploadPool
@@ -214,7 +215,7 @@ def change_after_lstat(monkeypatch, path, change):
     monkeypatch.setattr(os, "lstat", lstat)
 
 
-def test_file_that_shrinks_while_read_is_zero_padded(store, tmp_path, monkeypatch, restore_decoders):
+def test_file_that_shrinks_while_read_is_zero_padded(store, tmp_path, monkeypatch, restore_decoders, caplog):
     path, after = str(tmp_path / "shrinks"), str(tmp_path / "after")
     original = os.urandom(5000)
     write_tree_file(path, original)
@@ -230,6 +231,7 @@ def test_file_that_shrinks_while_read_is_zero_padded(store, tmp_path, monkeypatc
     assert read[0][1] == original[:1200] + bytes(3800)
     assert read[1][1] == b"next member"
     assert group.bytes_read == 1200 + 11
+    assert "%s shrank from 5000 to 1200 bytes" % path in caplog.text
 
 
 def test_file_that_grows_while_read_is_cut_to_its_header_size(store, tmp_path, monkeypatch, restore_decoders):
@@ -267,6 +269,21 @@ def test_file_vanishing_between_lstat_and_open_is_skipped(store, tmp_path, monke
     build(store, [WalkEntry(path, "base/5/16384"), WalkEntry(after, "base/5/16385")])
     read = members(tar_bytes(store, FOLDER + "/data.tar", restore_decoders))
     assert [(member.name, content) for member, content in read] == [("base/5/16385", b"next member")]
+
+
+def test_unreadable_file_fails_with_its_path_and_the_fix(store, tmp_path, monkeypatch):
+    path = str(tmp_path / "root-only")
+    write_tree_file(path, b"secret")
+
+    def refuse(target, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", target)
+
+    # Tests run as root, whom file modes do not stop.
+    monkeypatch.setattr(tar_stream, "open", refuse, raising=False)
+    with pytest.raises(UnreadableFileError) as caught:
+        build(store, [WalkEntry(path, "base/5/16384")])
+    assert str(caught.value).startswith("cannot read %s as OS user " % path)
+    assert "fix its owner or mode" in str(caught.value)
 
 
 def test_add_tells_whether_the_entry_was_archived(store, tmp_path):
