@@ -234,7 +234,10 @@ class ArchiveGroup:
                     before = archive.bytes_read
                     archive.add(entry)
                     on_progress(archive.bytes_read - before)
-                if archive is not None:
+                if archive is not None and stop.is_set():
+                    # Another builder failed: completing this upload would only delay the failure.
+                    archive.discard()
+                elif archive is not None:
                     self.finish(archive)
             except BaseException as error:
                 if archive is not None:

@@ -619,6 +619,14 @@ class PostgresCluster:
                          "WHERE backend_type = 'client backend' AND application_name <> %s", (TESTBED_APPLICATION,))
         return [dict(zip(("pid", "application_name", "state", "query"), row)) for row in rows]
 
+    def sessions_left(self, timeout: float = 10) -> List[Dict[str, Any]]:
+        """The client sessions still there after up to `timeout` seconds: a backup's session ends
+        when the module's process exits, and the server takes a moment to notice."""
+        deadline = time.monotonic() + timeout
+        while self.client_sessions() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return self.client_sessions()
+
     def tablespace_oids(self) -> Dict[str, int]:
         return {name: int(oid) for name, oid in self.psql(
             "SELECT spcname, oid FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')")}

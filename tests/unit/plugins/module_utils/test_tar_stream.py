@@ -19,6 +19,8 @@ import os
 import pwd
 import stat
 import tarfile
+import threading
+import time
 
 import pytest
 
@@ -375,6 +377,38 @@ def test_failure_of_the_store_stops_the_build_and_is_raised(store, tmp_path):
     with pytest.raises(StorageError, match="_0002.tar"):
         group.build(walk_data_directory(root), 1)
     assert FOLDER + "/data_0003.tar" not in store.objects
+
+
+def test_after_a_failure_the_other_builder_drops_its_archive(store, tmp_path, monkeypatch):
+    """Completing an archive of a failed backup would only cost time (and retries)."""
+    first, second = str(tmp_path / "first"), str(tmp_path / "second")
+    write_tree_file(first, b"first")
+    write_tree_file(second, b"second")
+    second_taken, failed = threading.Event(), threading.Event()
+    real_add = TarArchive.add
+
+    def add(archive, entry):
+        # The first builder holds `first` until the second has taken `second`; the second
+        # holds `second` until the first builder's upload has failed.
+        if entry.path == first:
+            second_taken.wait(10)
+        else:
+            second_taken.set()
+            failed.wait(10)
+            time.sleep(0.2)
+        return real_add(archive, entry)
+
+    def fail(key):
+        failed.set()
+        return True
+
+    monkeypatch.setattr(TarArchive, "add", add)
+    store.fail_put = fail
+    group = ArchiveGroup(UploadPool(store, jobs=2, chunk_size=1 << 20), FOLDER, "data", None, 1 << 30)
+    with pytest.raises(StorageError):
+        group.build(iter([WalkEntry(first, "./first"), WalkEntry(second, "./second")]), 2)
+    assert second_taken.is_set() and failed.is_set()
+    assert len(store.calls_of("put")) == 1
 
 
 # --- backup_label ------------------------------------------------------------------------------------
