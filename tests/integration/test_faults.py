@@ -62,8 +62,11 @@ BUCKET_CHECK = r"^/[^/?]+/?$"
 
 
 def backup_params(storage: StorageTarget, cluster: PostgresCluster, **extra: Any) -> Dict[str, Any]:
+    """The module's parameters; an immediate checkpoint, since a spread one can take minutes
+    after a test that wrote much."""
     params = cluster.connection_params
-    return dict(storage.module_params(), host=params["host"], port=params["port"], user=params["user"], **extra)
+    return dict(storage.module_params(), host=params["host"], port=params["port"], user=params["user"],
+                immediate_checkpoint=True, **extra)
 
 
 def statuses(storage: StorageTarget) -> Dict[str, str]:
