@@ -70,11 +70,20 @@ ansible_lint() {
     return $status
 }
 
+# The documentation site, as scripts/docs.sh builds it for users: a warning of the docs lint or
+# of Sphinx fails the step.
+docs_site() {
+    scripts/docs.sh --no-setup "$installed/docs-html" &&
+        [ -f "$installed/docs-html/collections/pgcloud/backup/docsite/guide_troubleshooting.html" ] &&
+        [ -f "$installed/docs-html/collections/pgcloud/backup/scheduled_backup_role.html" ]
+}
+
 step "plugins on Python 3.9" python39_check
 step "ansible-test sanity" scripts/ansible-test.sh sanity --venv --python 3.12
 step "ansible-lint" ansible_lint
 step "ansible-test units" scripts/ansible-test.sh units --venv --python 3.12
 step "changelog fragments" antsibull-changelog lint
+step "documentation site" docs_site
 step "collection build and install" build_and_install
 step "integration tests" integration_tests
 
