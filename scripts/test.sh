@@ -128,11 +128,29 @@ docs_site() {
         [ -f "$installed/docs-html/collections/pgcloud/backup/scheduled_backup_role.html" ]
 }
 
+# The changelog fragments, and the release notes they make for the version of galaxy.yml:
+# antsibull-changelog release runs on a scratch copy, as it consumes the fragments. Every
+# release has a summary.
+changelog() {
+    local copy version status
+    version=$(sed -n 's/^version: *//p' galaxy.yml)
+    copy=$(mktemp -d) || return 1
+    antsibull-changelog lint &&
+        antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml &&
+        cp -a changelogs galaxy.yml plugins roles meta "$copy/" &&
+        (cd "$copy" && antsibull-changelog release --version "$version" >/dev/null) &&
+        grep -qx "v$version" "$copy/CHANGELOG.rst" &&
+        grep -qx 'Release Summary' "$copy/CHANGELOG.rst"
+    status=$?
+    rm -rf "$copy"
+    return $status
+}
+
 step "plugins on Python 3.9" python39_check
 step "ansible-test sanity" scripts/ansible-test.sh sanity --venv --python 3.12
 step "ansible-lint" ansible_lint
 step "ansible-test units" scripts/ansible-test.sh units --venv --python 3.12
-step "changelog fragments" antsibull-changelog lint
+step "changelog" changelog
 step "documentation site" docs_site
 step "collection build and install" build_and_install
 step "execution environment context" execution_environment
