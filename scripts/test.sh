@@ -106,15 +106,17 @@ from ansible_collections.pgcloud.backup.plugins.module_utils import (operations,
 print('engine imports on', __import__('sys').version.split()[0])"
 }
 
-# The roles and playbooks, with the production profile (.ansible-lint). The collection is
-# found through a scratch collections path that holds this checkout, so that the lint sees
-# this tree whatever setup.sh linked last.
+# Everything ansible-lint knows how to read, with the production profile (.ansible-lint): the
+# role, the playbooks (the collection's and the tests'), the modules' EXAMPLES, galaxy.yml,
+# meta/ (runtime, execution environment), the changelog and the docs site's YAML. The
+# collection is found through a scratch collections path that holds this checkout, so that
+# the lint sees this tree whatever setup.sh linked last.
 ansible_lint() {
     local collections
     collections=$(mktemp -d) || return 1
     mkdir -p "$collections/ansible_collections/pgcloud" &&
         ln -s "$here" "$collections/ansible_collections/pgcloud/backup" &&
-        ANSIBLE_COLLECTIONS_PATH="$collections" ansible-lint --offline roles/ playbooks/
+        ANSIBLE_COLLECTIONS_PATH="$collections" ansible-lint --offline
     local status=$?
     rm -rf "$collections"
     return $status
