@@ -36,7 +36,7 @@ build_and_install() {
         ANSIBLE_COLLECTIONS_PATH="$installed/collections" ansible-galaxy collection verify --offline pgcloud.backup >/dev/null &&
         installed_module_runs &&
         ! tar tzf "$installed"/pgcloud-backup-*.tar.gz |
-            grep -E '(^|/)(tests/output|\.pytest_cache|__pycache__|benchmarks|docs/build|\.ansible)/'
+            grep -E '(^|/)(tests/output|\.pytest_cache|__pycache__|benchmarks|docs/build|\.ansible)/|\.plugin-cache\.yaml$'
 }
 
 # A module of the installed collection, run with nothing else on the collections path: its
