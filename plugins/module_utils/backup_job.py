@@ -72,7 +72,7 @@ def new_backup_id(catalog: Catalog) -> str:
 def check_readable(facts: ServerFacts) -> None:
     """The role may run backups and read where PGDATA is, and the OS user can read PGDATA and the tablespaces."""
     check_backup_privileges(facts)
-    for name, _, location in facts.tablespaces:
+    for name, _oid, location in facts.tablespaces:
         if not os.path.isdir(location):
             raise PostgresError(
                 "tablespace %s is at %s, which is not a directory on this host: restore or remount that "

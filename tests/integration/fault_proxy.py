@@ -100,7 +100,7 @@ class FaultProxy:
     def _accept(self) -> None:
         while not self._closed.is_set():
             try:
-                client, _ = self._listener.accept()
+                client = self._listener.accept()[0]
             except OSError:
                 return
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
@@ -140,7 +140,7 @@ class FaultProxy:
                     if not data:
                         raise OSError("the store closed the connection before it answered")
                     answer += data
-                answer_head, _, rest = answer.partition(b"\r\n\r\n")
+                answer_head, _separator, rest = answer.partition(b"\r\n\r\n")
                 client.sendall(_with_connection_close(answer_head) + rest)
                 while True:
                     data = upstream.recv(1 << 16)
@@ -173,10 +173,13 @@ def _read_request(client: socket.socket) -> Optional[Tuple[str, str, bytes, byte
         if not data:
             return None
         buffer += data
-    head, _, body = buffer.partition(b"\r\n\r\n")
+    head, _separator, body = buffer.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
-    method, target, _ = lines[0].split(" ", 2)
-    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+    method, target = lines[0].split(" ", 2)[:2]
+    headers = {}
+    for line in lines[1:]:
+        name, _colon, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
     if "chunked" in headers.get("transfer-encoding", ""):
         raise ValueError("chunked request bodies are not supported by the fault proxy")
     length = int(headers.get("content-length", "0"))

@@ -18,8 +18,6 @@ import base64
 import json
 from typing import Any, Dict, List, Tuple
 
-import pytest
-
 from conftest import Cloud
 from testbed import PlaybookResult, StorageTarget, SyslogCapture
 
