@@ -23,13 +23,17 @@ from .catalog import Catalog
 from .config import BackupConfig, PostgresConfig, StorageConfig
 from .errors import BackupError, PostgresError, first_line
 from .file_walk import PG_CONTROL, WalkEntry, external_config_files, walk_data_directory, walk_tablespace
-from .pg_session import BackupPoint, PostgresSession, ServerFacts, parse_lsn, wal_file_name
+from .pg_session import BackupPoint, PostgresSession, ServerFacts, parse_lsn, switch_primary_wal, wal_file_name
 from .storage import ObjectStore, open_store
 from .tar_stream import ArchiveGroup, TarArchive, label_header
 from .uploader import UploadPool, chunk_size_for
 
 LOG = logging.getLogger("pgcloud.backup")
 PROGRESS_INTERVAL = 10.0
+# A backup from a standby polls the store for its last WAL file this often, and asks the
+# primary to switch WAL at most this often (each switch may leave a mostly empty file).
+WAL_POLL_INTERVAL = 1.0
+WAL_SWITCH_INTERVAL = 10.0
 MIB = 1 << 20
 
 
@@ -151,11 +155,15 @@ class BackupJob:
             self._while_started(backup_id, session, facts, info)
             session.ensure_alive()
             LOG.info("stopping backup %s", backup_id)
-            stop = session.stop_backup()
+            # A standby cannot complete the WAL file that ends the backup: its own wait could
+            # last forever (archive_mode=always), so the end is awaited in the store instead.
+            stop = session.stop_backup(wait_for_archive=not facts.in_recovery)
             if not facts.in_recovery:
                 session.create_restore_point("barman_%s" % backup_id)
             self._after_stop(backup_id, stop, facts)
             copy_time = time.monotonic() - copy_started
+            if facts.in_recovery:
+                self._await_end_wal(stop, facts)
             self._record_stop(info, stop, facts)
             info["copy_stats"] = self._copy_stats(copy_time, time.monotonic() - started)
             info.update(status=backup_info.DONE, backup_name=self.backup_name)
@@ -164,6 +172,36 @@ class BackupJob:
             self._fail(backup_id, info, session, error)
             raise BackupError("backup %s failed: %s" % (backup_id, first_line(error)), backup_id) from error
         return self._done_result(backup_id, info, time.monotonic() - started)
+
+    def _await_end_wal(self, stop: BackupPoint, facts: ServerFacts) -> None:
+        """Wait until the WAL file that holds the end of a standby's backup is in the store.
+
+        Until then the backup cannot be restored. With primary_conninfo the primary is asked
+        to close its current WAL file now and then; without it, archive_timeout on the primary
+        (or its traffic) must complete the file within wal_archive_timeout.
+        """
+        timeout = self.postgres.wal_archive_timeout
+        if timeout == 0:
+            LOG.warning("backup from a standby: not waiting for its last WAL file (wal_archive_timeout=0)")
+            return
+        # The end LSN is the first byte after the backup's last record: the WAL needed ends
+        # one byte before it, which matters when the end falls on a segment boundary.
+        end_wal = wal_file_name(stop.timeline, parse_lsn(stop.lsn) - 1, facts.wal_segment_size)
+        LOG.info("backup from a standby: waiting up to %d s for WAL file %s to be archived", timeout, end_wal)
+        deadline = time.monotonic() + timeout
+        next_switch = 0.0
+        while not self.catalog.wal_archived(end_wal):
+            now = time.monotonic()
+            if now > deadline:
+                raise BackupError(
+                    "WAL file %s, which holds the end of this backup from a standby, did not reach %s within "
+                    "wal_archive_timeout (%d s): set primary_conninfo so that the backup can make the primary "
+                    "complete it, or archive_timeout on the primary, and check that WAL is archived there"
+                    % (end_wal, self.store.destination.url_of("wals"), timeout))
+            if self.postgres.primary_conninfo and now >= next_switch:
+                LOG.info("switched WAL on the primary: %s", switch_primary_wal(self.postgres.primary_conninfo))
+                next_switch = now + WAL_SWITCH_INTERVAL
+            time.sleep(WAL_POLL_INTERVAL)
 
     # --- hooks of the kinds of backup ---------------------------------------------------------
 

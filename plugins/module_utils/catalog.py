@@ -82,6 +82,11 @@ class Catalog:
             )
         return matches[0]
 
+    def wal_archived(self, wal_name: str) -> bool:
+        """Whether barman-cloud-wal-archive (or the like) has stored this WAL file, compressed or not."""
+        key = self.destination.key("wals", wal_name[:16], wal_name)
+        return any(item.key == key or item.key.startswith(key + ".") for item in self.store.list_objects(key))
+
     def objects(self, backup_id: str) -> List[Dict[str, Any]]:
         prefix = self.folder_key(backup_id) + "/"
         return [{"key": item.key, "size": item.size} for item in self.store.list_objects(prefix)]

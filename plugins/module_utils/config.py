@@ -240,13 +240,20 @@ class PostgresConfig:
     password: Optional[str] = None
     immediate_checkpoint: bool = False
     keepalive_interval: int = 60
+    # A backup from a standby: the primary to switch WAL on, and how long to wait for the
+    # WAL file that ends the backup to reach the destination.
+    primary_conninfo: Optional[str] = None
+    wal_archive_timeout: int = 300
 
     def __post_init__(self) -> None:
-        if self.keepalive_interval is None or int(self.keepalive_interval) < 0:
-            raise ConfigurationError(
-                "keepalive_interval must be 0 (off) or a positive number of seconds", "keepalive_interval"
-            )
-        self.keepalive_interval = int(self.keepalive_interval)
+        for name in ("keepalive_interval", "wal_archive_timeout"):
+            value = getattr(self, name)
+            if value is None or int(value) < 0:
+                raise ConfigurationError("%s must be 0 (off) or a positive number of seconds" % name, name)
+            setattr(self, name, int(value))
+        if self.primary_conninfo is not None and not self.primary_conninfo.strip():
+            raise ConfigurationError("primary_conninfo must not be empty: give the primary's conninfo, "
+                                     "such as 'host=db1 user=postgres', or leave it unset", "primary_conninfo")
         if self.dbname is None:
             self.dbname = "postgres"
 

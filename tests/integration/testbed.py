@@ -1143,3 +1143,45 @@ def amcheck_command(socket_dir: Path, port: int, major: int) -> List[str]:
     if major < FIRST_MAJOR_WITH_HEAP_CHECK:
         command += ["--index", "*.*.*"]
     return command
+
+
+# ---------------------------------------------------------------------------------------------
+# A streaming standby
+
+
+class StandbyCluster(PostgresCluster):
+    """A streaming standby of `primary`, cloned with `pg_basebackup -R` (so of 15, the major of
+    the client tools), its tablespace mapped into its own folder.
+
+    Its postgresql.conf is the primary's with the port and socket folder overridden; it
+    archives nothing (archive_mode=on does not archive during recovery).
+    """
+
+    def __init__(self, primary: PostgresCluster, name: str = "standby") -> None:
+        super().__init__(name, tablespace=primary.tablespace, pg_bin=primary.pg_bin)
+        self.primary = primary
+
+    def create(self) -> "StandbyCluster":
+        try:
+            command = [str(PG_BIN / "pg_basebackup"), "-h", str(self.primary.socket_dir), "-p", str(self.primary.port),
+                       "-U", POSTGRES_USER, "-D", str(self.pgdata), "-R", "-X", "stream", "-c", "fast"]
+            if self.primary.tablespace_dir is not None:
+                command += ["-T", "%s=%s" % (self.primary.tablespace_dir, self.tablespace_dir)]
+            run(as_postgres(command))
+            self._append_settings({"port": str(self.port), "unix_socket_directories": "'%s'" % self.socket_dir})
+            self.start()
+            wait_for(self.streaming, 60, what="the standby %s to stream from its primary" % self.name)
+        except BaseException:
+            self.destroy()
+            raise
+        return self
+
+    def streaming(self) -> bool:
+        return bool(self.scalar("SELECT pg_is_in_recovery() AND EXISTS "
+                                "(SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming')"))
+
+    def wait_replayed(self, timeout: float = 60) -> None:
+        """Wait until the standby has replayed everything the primary has written so far."""
+        target = self.primary.scalar("SELECT pg_current_wal_lsn()::text")
+        wait_for(lambda: self.scalar("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (target,)), timeout,
+                 what="the standby %s to replay up to %s" % (self.name, target))
