@@ -98,7 +98,7 @@ options:
         backup is recorded as failed if it does not, since it could not be restored.
       - Without O(primary_conninfo), the file arrives when the primary's traffic or its
         C(archive_timeout) completes it.
-      - V(0) does not wait, as C(barman-cloud-backup): the backup is then restorable only once
+      - V(0) does not wait, as C(barman-cloud-backup) does not; the backup is then restorable only once
         that file is archived.
       - Ignored when the server backed up is a primary.
     type: int
