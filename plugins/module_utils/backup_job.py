@@ -16,13 +16,14 @@ import os
 import threading
 import time
 from datetime import datetime
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import backup_info, compression
 from .catalog import Catalog
 from .config import BackupConfig, PostgresConfig, StorageConfig
 from .errors import BackupError, PostgresError, first_line
 from .file_walk import PG_CONTROL, WalkEntry, external_config_files, walk_data_directory, walk_tablespace
+from .manifest import MANIFEST_NAME, BackupManifest, WalRange
 from .pg_session import BackupPoint, PostgresSession, ServerFacts, parse_lsn, switch_primary_wal, wal_file_name
 from .storage import ObjectStore, open_store
 from .tar_stream import ArchiveGroup, TarArchive, label_header
@@ -319,11 +320,15 @@ class BackupJob:
 
 
 class BaseBackupJob(BackupJob):
-    """A base backup: tablespaces and PGDATA as tar archives, backup_label in the last one."""
+    """A base backup: tablespaces and PGDATA as tar archives, backup_label and backup_manifest
+    in the last one."""
 
-    # Set by _before_start (the pool) and _while_started (the archive backup_label goes into).
+    # Set by _before_start (the pool, the manifest) and _while_started (the archive backup_label
+    # goes into, and where the WAL the backup needs starts).
     pool: UploadPool
+    manifest: BackupManifest
     final: TarArchive
+    wal_start: Tuple[int, str]
 
     def __init__(self, storage: StorageConfig, postgres: PostgresConfig, backup: BackupConfig,
                  store: Optional[ObjectStore] = None) -> None:
@@ -344,18 +349,23 @@ class BaseBackupJob(BackupJob):
 
     def _before_start(self) -> None:
         self.pool = UploadPool(self.store, self.storage.jobs, self.chunk_size, self.storage.max_bandwidth)
+        self.manifest = BackupManifest(self.backup.manifest_checksum)
         self.groups = []
 
     def _while_started(self, backup_id: str, session: PostgresSession, facts: ServerFacts,
                        info: Dict[str, Any]) -> None:
+        self.wal_start = (info["timeline"], info["begin_xlog"])
         session.start_keepalive(self.postgres.keepalive_interval)
         progress = Progress(backup_id, self.pool, session)
         self.final = self._copy(backup_id, facts, self.pool, self.groups, progress)
         session.stop_keepalive()
 
     def _after_stop(self, backup_id: str, stop: BackupPoint, facts: ServerFacts) -> None:
-        self.final.add_bytes("backup_label", stop.label_file.encode("utf-8"),
-                             label_header(os.stat(facts.data_directory)))
+        pgdata = os.stat(facts.data_directory)
+        self.final.add_bytes("backup_label", stop.label_file.encode("utf-8"), label_header(pgdata))
+        # One WAL range, on the timeline the backup started on: what a restore replays first.
+        wal_range = WalRange(self.wal_start[0], self.wal_start[1], stop.lsn)
+        self.final.add_bytes(MANIFEST_NAME, self.manifest.render(wal_range), label_header(pgdata), listed=False)
         self.groups[-1].finish(self.final)
         self.pool.close()
 
@@ -368,7 +378,7 @@ class BaseBackupJob(BackupJob):
         folder = self.catalog.folder_key(backup_id)
         for name, oid, location in facts.tablespaces:
             LOG.info("archiving tablespace %s (%d) at %s", name, oid, location)
-            group = self._group(pool, folder, str(oid))
+            group = self._group(pool, folder, str(oid), "pg_tblspc/%d/" % oid)
             group.build(walk_tablespace(location, facts.version), self.builders, progress.add)
             groups.append(group)
         LOG.info("archiving PGDATA %s", facts.data_directory)
@@ -389,8 +399,10 @@ class BaseBackupJob(BackupJob):
                             "PGDATA, so it is not in the backup", path)
         return final
 
-    def _group(self, pool: UploadPool, folder: str, base: str) -> ArchiveGroup:
-        return ArchiveGroup(pool, folder, base, self.backup.compression, self.max_archive_size)
+    def _group(self, pool: UploadPool, folder: str, base: str, manifest_prefix: str = "") -> ArchiveGroup:
+        """The archives of `base` (data or a tablespace's oid), whose files are restored under manifest_prefix."""
+        return ArchiveGroup(pool, folder, base, self.backup.compression, self.max_archive_size, self.manifest,
+                            manifest_prefix)
 
     def _copy_stats(self, copy_time: float, total_time: float) -> Dict[str, Any]:
         return {

@@ -19,6 +19,8 @@ from .errors import ConfigurationError
 
 CLOUD_PROVIDERS = ("aws-s3", "azure-blob-storage", "google-cloud-storage")
 COMPRESSIONS = ("gzip", "bzip2", "snappy", "lz4", "zstd")
+# The checksums of backup_manifest that pg_verifybackup knows and the engine computes.
+MANIFEST_CHECKSUMS = ("SHA256", "CRC32C")
 RESERVED_BACKUP_NAMES = ("latest", "last", "oldest", "first", "last-failed", "latest-full", "last-full", "auto")
 BACKUP_ID_PATTERN = re.compile(r"^\d{8}T\d{6}$")
 MAX_TAGS = 10
@@ -265,12 +267,16 @@ class BackupConfig:
     compression: Optional[str] = None
     max_archive_size: Any = "100GB"
     backup_name: Optional[str] = None
+    manifest_checksum: str = "SHA256"
 
     def __post_init__(self) -> None:
         if self.compression is not None and self.compression not in COMPRESSIONS:
             raise ConfigurationError(
                 "compression=%r is not one of %s" % (self.compression, ", ".join(COMPRESSIONS)), "compression"
             )
+        if self.manifest_checksum not in MANIFEST_CHECKSUMS:
+            raise ConfigurationError("manifest_checksum=%r is not one of %s" % (
+                self.manifest_checksum, ", ".join(MANIFEST_CHECKSUMS)), "manifest_checksum")
         self.max_archive_size = parse_size(self.max_archive_size, "max_archive_size")
         validate_backup_name(self.backup_name)
 

@@ -5,8 +5,9 @@
 
 Each major gets a cluster of its own (with a tablespace, pgbench data and WAL archived next
 to the backup), is backed up by base_backup while pgbench writes, and is restored by
-barman-cloud-restore, started with the same major's binaries, checked with pg_amcheck and
-compared with the source. 15 is Debian's; the others come from scripts/setup.sh.
+barman-cloud-restore; pg_verifybackup checks the restored files against the backup's
+backup_manifest; then the copy is started with the same major's binaries, checked with
+pg_amcheck and compared with the source. 15 is Debian's; the others come from scripts/setup.sh.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from testbed import (
     restore_and_verify,
     run_module,
     server_major,
+    verify_backup,
 )
 
 MAJORS = (13, 14, 15, 16, 17, 18)
@@ -56,10 +58,17 @@ def test_each_major_backs_up_and_restores(archived_bucket, major):
 
         cluster.switch_wal_and_wait()
         expected = cluster.fingerprint()
-        majors_restored = []
+        checked = []
+
+        def check_files(pgdata):
+            checked.append((server_major(pgdata), verify_backup(pgdata)))
+
         restored = restore_and_verify(archived_bucket, backup_id, tablespaces=[TABLESPACE], pg_bin=pg_bin_of(major),
-                                      before_start=lambda pgdata: majors_restored.append(server_major(pgdata)))
-    assert majors_restored == [major]
+                                      before_start=check_files)
+    [(restored_major, verified)] = checked
+    assert restored_major == major
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "backup successfully verified" in verified.stdout
     assert restored.amcheck_passed, restored.amcheck_output
     assert restored.fingerprint == expected
     assert restored.fingerprint["postgres"]["pgbench_accounts"][0] == 100000

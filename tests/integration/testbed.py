@@ -1145,6 +1145,15 @@ def amcheck_command(socket_dir: Path, port: int, major: int) -> List[str]:
     return command
 
 
+def verify_backup(pgdata: Path) -> subprocess.CompletedProcess:
+    """pg_verifybackup (Debian's 15, which reads the manifests of every major) on a restored copy
+    not yet started: every file the backup's backup_manifest lists, with its size and checksum.
+
+    --no-parse-wal: the copy holds no WAL yet (recovery fetches it later).
+    """
+    return run([str(PG_BIN / "pg_verifybackup"), "--no-parse-wal", str(pgdata)], check=False)
+
+
 # ---------------------------------------------------------------------------------------------
 # A streaming standby
 

@@ -16,7 +16,9 @@ member of the last data archive, DONE last; on failure FAILED with
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
 import os
 import re
@@ -140,9 +142,28 @@ def test_backup_objects_and_backup_info(store, facts, restore_decoders):
     assert data == [".", "./PG_VERSION", "./pg_hba.conf", "base", "base/5", "base/5/1259", "global", "global/1262",
                     "pg_tblspc"]
     final = tar_members(store.objects[folder + "data_0001.tar.gz"], decode)
-    assert [member.name for member, _content in final] == ["global/pg_control", "postgresql.conf", "backup_label"]
+    assert [member.name for member, _content in final] == ["global/pg_control", "postgresql.conf", "backup_label",
+                                                           "backup_manifest"]
     assert final[0][1] == open(os.path.join(facts.data_directory, "global", "pg_control"), "rb").read()
-    assert final[-1][1] == LABEL.encode("utf-8")
+    assert final[-2][1] == LABEL.encode("utf-8")
+
+    # the manifest: every regular file where a restore puts it, with the checksum of what was archived
+    manifest = json.loads(final[-1][1])
+    archived = {}
+    for key in store.objects:
+        if key.endswith(".tar.gz"):
+            prefix = "pg_tblspc/16384/" if "/16384" in key else ""
+            for member, content in tar_members(store.objects[key], decode):
+                if member.isfile() and member.name != "backup_manifest":
+                    archived[prefix + member.name.replace("./", "", 1)] = content
+    assert sorted(archived) == ["PG_VERSION", "backup_label", "base/5/1259", "global/1262", "global/pg_control",
+                                "pg_hba.conf", "pg_tblspc/16384/PG_15_202209061/5/16385", "postgresql.conf"]
+    listed = {item["Path"]: item for item in manifest["Files"]}
+    assert sorted(listed) == sorted(archived)
+    for path, content in archived.items():
+        assert (listed[path]["Size"], listed[path]["Checksum-Algorithm"], listed[path]["Checksum"]) == (
+            len(content), "SHA256", hashlib.sha256(content).hexdigest()), path
+    assert manifest["WAL-Ranges"] == [{"Timeline": 1, "Start-LSN": "0/2000028", "End-LSN": "0/2000138"}]
 
     # the session
     assert session.events[0] == ("start_backup", "Barman backup cloud %s" % backup_id, False)
@@ -239,8 +260,9 @@ def test_split_data_archives(store, facts, restore_decoders):
         key = result["keys"][names.index(name)]
         members += [member.name for member, _content in tar_members(store.objects[key], restore_decoders[None])]
     assert sorted(members) == sorted([".", "./PG_VERSION", "./pg_hba.conf", "base", "base/5", "base/5/1259", "global",
-                                      "global/1262", "pg_tblspc", "global/pg_control", "postgresql.conf", "backup_label"])
-    assert members[-1] == "backup_label"
+                                      "global/1262", "pg_tblspc", "global/pg_control", "postgresql.conf", "backup_label",
+                                      "backup_manifest"])
+    assert members[-2:] == ["backup_label", "backup_manifest"]
 
 
 # --- failures ------------------------------------------------------------------------------------------
