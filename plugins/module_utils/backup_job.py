@@ -167,7 +167,7 @@ class BackupJob:
                 self._await_end_wal(stop, facts)
             self._record_stop(info, stop, facts)
             info["copy_stats"] = self._copy_stats(copy_time, time.monotonic() - started)
-            info.update(status=backup_info.DONE, backup_name=self.backup_name)
+            info.update(status=backup_info.DONE, backup_name=self.backup_name, size=self._stored_size())
             self._put_info(backup_id, info)
         except BaseException as error:
             self._fail(backup_id, info, session, error)
@@ -228,6 +228,10 @@ class BackupJob:
 
     def _copy_stats(self, copy_time: float, total_time: float) -> Dict[str, Any]:
         raise NotImplementedError
+
+    def _stored_size(self) -> Optional[int]:
+        """The bytes of the objects the backup stored besides backup.info, for backup.info's size."""
+        return None
 
     def _server_name(self) -> str:
         return "cloud"
@@ -398,6 +402,10 @@ class BaseBackupJob(BackupJob):
                 LOG.warning("configuration file %s is included by the server's configuration but lies outside "
                             "PGDATA, so it is not in the backup", path)
         return final
+
+    def _stored_size(self) -> Optional[int]:
+        # backup_info's check of a backup's objects compares the listed sizes with this.
+        return sum(group.stored_bytes() for group in self.groups)
 
     def _group(self, pool: UploadPool, folder: str, base: str, manifest_prefix: str = "") -> ArchiveGroup:
         """The archives of `base` (data or a tablespace's oid), whose files are restored under manifest_prefix."""
