@@ -52,7 +52,7 @@ if [ ! -x "$venv/bin/python" ]; then
     "$prefix/python/bin/python3.12" -m venv "$venv"
 fi
 stamp=$venv/.requirements.sha
-want=$(cat "$here"/tests/requirements-*.txt | sha256sum | cut -d' ' -f1)
+want=$(cat "$here"/requirements.txt "$here"/tests/requirements-*.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     log "installing Python requirements into $venv"
     "$venv/bin/python" -m pip install -q --upgrade pip

@@ -33,7 +33,57 @@ build_and_install() {
         ansible-galaxy collection install --force -p "$installed/collections" "$installed"/pgcloud-backup-*.tar.gz >/dev/null &&
         [ -f "$installed/collections/ansible_collections/pgcloud/backup/plugins/modules/base_backup.py" ] &&
         ANSIBLE_COLLECTIONS_PATH="$installed/collections" ansible-doc pgcloud.backup.base_backup >/dev/null &&
-        ! tar tzf "$installed"/pgcloud-backup-*.tar.gz | grep -E '(^|/)(tests/output|\.pytest_cache|__pycache__|benchmarks)/'
+        ANSIBLE_COLLECTIONS_PATH="$installed/collections" ansible-galaxy collection verify --offline pgcloud.backup >/dev/null &&
+        installed_module_runs &&
+        ! tar tzf "$installed"/pgcloud-backup-*.tar.gz |
+            grep -E '(^|/)(tests/output|\.pytest_cache|__pycache__|benchmarks|docs/build|\.ansible)/|\.plugin-cache\.yaml$'
+}
+
+# A module of the installed collection, run with nothing else on the collections path: its
+# module_utils come from the install. The store is a closed port, so the answer is the
+# module's own message for an unreachable store, and nothing is written anywhere.
+installed_module_runs() {
+    local result
+    result=$(ANSIBLE_COLLECTIONS_PATH="$installed/collections" AWS_ACCESS_KEY_ID=none AWS_SECRET_ACCESS_KEY=none \
+        ansible localhost -m pgcloud.backup.check \
+        -a 'destination_url=s3://pgcloud-none/x server_name=x endpoint_url=http://127.0.0.1:9 check_postgres=false' 2>&1)
+    grep -q 'cannot reach S3 to check bucket pgcloud-none' <<<"$result" || { echo "$result" >&2; return 1; }
+}
+
+# The build context of an execution environment (AWX, Automation Platform) holding the
+# collection from its tarball, as ansible-builder create writes it (no container runtime
+# needed). The image build installs the tarball, then reads the collection's dependencies
+# with the context's own introspect.py; that script, run here on the installed collection,
+# must find every line of requirements.txt and bindep.txt, through meta/execution-environment.yml.
+execution_environment() {
+    local ee=$installed/ee tarball
+    tarball=$(cd "$installed" && echo pgcloud-backup-*.tar.gz)
+    [ -f "$installed/$tarball" ] || { echo "no collection tarball: the build step failed" >&2; return 1; }
+    mkdir -p "$ee" && cp "$installed/$tarball" "$ee/" || return 1
+    cat > "$ee/execution-environment.yml" <<EOF
+---
+version: 3
+images:
+  base_image:
+    name: quay.io/ansible/awx-ee:latest
+dependencies:
+  galaxy:
+    collections:
+      - name: collections/$tarball
+        type: file
+additional_build_files:
+  - src: $tarball
+    dest: collections
+EOF
+    (cd "$ee" && ansible-builder create -f execution-environment.yml -c context --output-filename Containerfile >/dev/null) &&
+        grep -q 'ansible-galaxy collection install .*-r requirements.yml' "$ee/context/Containerfile" &&
+        grep -q 'introspect.py introspect' "$ee/context/Containerfile" &&
+        grep -q "name: collections/$tarball" "$ee/context/_build/requirements.yml" &&
+        [ "$(tar tzf "$ee/context/_build/collections/$tarball" | grep -cxE 'meta/execution-environment.yml|requirements.txt|bindep.txt')" = 3 ] &&
+        python "$ee/context/_build/scripts/introspect.py" introspect --write-pip "$ee/pip.txt" \
+            --write-bindep "$ee/bindep.txt" "$installed/collections" >/dev/null &&
+        diff <(grep -vE '^(#|$)' requirements.txt) <(sed 's/  # from collection pgcloud.backup$//' "$ee/pip.txt") &&
+        diff <(grep -vE '^(#|$)' bindep.txt) <(sed 's/  # from collection pgcloud.backup$//' "$ee/bindep.txt")
 }
 
 # Two workers (pytest-xdist), each with its own source cluster and stores: the tests spend
@@ -56,17 +106,45 @@ from ansible_collections.pgcloud.backup.plugins.module_utils import (operations,
 print('engine imports on', __import__('sys').version.split()[0])"
 }
 
-# The roles and playbooks, with the production profile (.ansible-lint). The collection is
-# found through a scratch collections path that holds this checkout, so that the lint sees
-# this tree whatever setup.sh linked last.
+# Everything ansible-lint knows how to read, with the production profile (.ansible-lint): the
+# role, the playbooks (the collection's and the tests'), the modules' EXAMPLES, galaxy.yml,
+# meta/ (runtime, execution environment), the changelog and the docs site's YAML. The
+# collection is found through a scratch collections path that holds this checkout, so that
+# the lint sees this tree whatever setup.sh linked last.
 ansible_lint() {
     local collections
     collections=$(mktemp -d) || return 1
     mkdir -p "$collections/ansible_collections/pgcloud" &&
         ln -s "$here" "$collections/ansible_collections/pgcloud/backup" &&
-        ANSIBLE_COLLECTIONS_PATH="$collections" ansible-lint --offline roles/ playbooks/
+        ANSIBLE_COLLECTIONS_PATH="$collections" ansible-lint --offline
     local status=$?
     rm -rf "$collections"
+    return $status
+}
+
+# The documentation site, as scripts/docs.sh builds it for users: a warning of the docs lint or
+# of Sphinx fails the step.
+docs_site() {
+    scripts/docs.sh --no-setup "$installed/docs-html" &&
+        [ -f "$installed/docs-html/collections/pgcloud/backup/docsite/guide_troubleshooting.html" ] &&
+        [ -f "$installed/docs-html/collections/pgcloud/backup/scheduled_backup_role.html" ]
+}
+
+# The changelog fragments, and the release notes they make for the version of galaxy.yml:
+# antsibull-changelog release runs on a scratch copy, as it consumes the fragments. Every
+# release has a summary.
+changelog() {
+    local copy version status
+    version=$(sed -n 's/^version: *//p' galaxy.yml)
+    copy=$(mktemp -d) || return 1
+    antsibull-changelog lint &&
+        antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml &&
+        cp -a changelogs galaxy.yml plugins roles meta "$copy/" &&
+        (cd "$copy" && antsibull-changelog release --version "$version" >/dev/null) &&
+        grep -qx "v$version" "$copy/CHANGELOG.rst" &&
+        grep -qx 'Release Summary' "$copy/CHANGELOG.rst"
+    status=$?
+    rm -rf "$copy"
     return $status
 }
 
@@ -74,8 +152,10 @@ step "plugins on Python 3.9" python39_check
 step "ansible-test sanity" scripts/ansible-test.sh sanity --venv --python 3.12
 step "ansible-lint" ansible_lint
 step "ansible-test units" scripts/ansible-test.sh units --venv --python 3.12
-step "changelog fragments" antsibull-changelog lint
+step "changelog" changelog
+step "documentation site" docs_site
 step "collection build and install" build_and_install
+step "execution environment context" execution_environment
 step "integration tests" integration_tests
 
 if [ ${#failed[@]} -gt 0 ]; then

@@ -160,6 +160,10 @@ options:
     description:
       - The JSON key of a Google service account itself (a string or a dictionary), for
         a key kept in Ansible Vault rather than in a file on the host.
+      - Prefer the JSON text, a string (for example C({{ key | to_json }})). Ansible hides every
+        value of a C(no_log) dictionary on its own, so the values of a key given as a
+        dictionary (its type, project id, ...) are masked wherever they occur in the output,
+        even inside other words and key names.
       - For O(cloud_provider=google-cloud-storage); exclusive with O(gcp_service_account_file).
     type: jsonarg
 notes:

@@ -16,13 +16,14 @@ import os
 import threading
 import time
 from datetime import datetime
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from . import backup_info, compression
 from .catalog import Catalog
 from .config import BackupConfig, PostgresConfig, StorageConfig
 from .errors import BackupError, PostgresError, first_line
-from .file_walk import PG_CONTROL, WalkEntry, external_config_files, walk_data_directory, walk_tablespace
+from .file_walk import (PG_CONTROL, WalkEntry, external_config_files, os_user_name, tablespace_directory_prefix,
+                        walk_data_directory, walk_tablespace)
 from .manifest import MANIFEST_NAME, BackupManifest, WalRange
 from .pg_session import BackupPoint, PostgresSession, ServerFacts, parse_lsn, switch_primary_wal, wal_file_name
 from .storage import ObjectStore, open_store
@@ -76,12 +77,18 @@ def new_backup_id(catalog: Catalog) -> str:
 def check_readable(facts: ServerFacts) -> None:
     """The role may run backups and read where PGDATA is, and the OS user can read PGDATA and the tablespaces."""
     check_backup_privileges(facts)
+    for name, _, location in facts.tablespaces:
+        if not os.path.isdir(location):
+            raise PostgresError(
+                "tablespace %s is at %s, which is not a directory on this host: restore or remount that "
+                "directory, or drop the tablespace; a backup without it could not be restored" % (name, location)
+            )
     for path in [facts.data_directory] + [tablespace[2] for tablespace in facts.tablespaces]:
         if not os.access(path, os.R_OK | os.X_OK):
             raise PostgresError(
                 "cannot read %s as OS user %s: run the backup as the PostgreSQL OS user "
                 "(become_user: postgres) or a user with read access to PGDATA and the tablespaces"
-                % (path, _os_user())
+                % (path, os_user_name())
             )
 
 
@@ -97,15 +104,6 @@ def check_backup_privileges(facts: ServerFacts) -> None:
             "the PostgreSQL role %r may not read the data_directory setting: connect as a superuser or "
             "GRANT pg_read_all_settings TO %s" % (facts.role, facts.role)
         )
-
-
-def _os_user() -> str:
-    try:
-        import pwd
-
-        return pwd.getpwuid(os.geteuid()).pw_name
-    except (ImportError, KeyError):
-        return str(os.geteuid())
 
 
 class BackupJob:
@@ -383,7 +381,7 @@ class BaseBackupJob(BackupJob):
         for name, oid, location in facts.tablespaces:
             LOG.info("archiving tablespace %s (%d) at %s", name, oid, location)
             group = self._group(pool, folder, str(oid), "pg_tblspc/%d/" % oid)
-            group.build(walk_tablespace(location, facts.version), self.builders, progress.add)
+            group.build(_tablespace_entries(name, location, facts.version), self.builders, progress.add)
             groups.append(group)
         LOG.info("archiving PGDATA %s", facts.data_directory)
         data = self._group(pool, folder, "data")
@@ -473,6 +471,18 @@ class BaseBackupJob(BackupJob):
             "msg": "backup %s DONE: %.1f MiB read, %.1f MiB stored in %d objects, %.1f s" % (
                 backup_id, read / MIB, written / MIB, len(keys), elapsed),
         }
+
+
+def _tablespace_entries(name: str, location: str, server_version: int) -> Iterator[WalkEntry]:
+    """The tablespace's files; an error if its version directory is gone, rather than an empty archive."""
+    entries = walk_tablespace(location, server_version)
+    first = next(entries, None)
+    if first is None:
+        raise PostgresError(
+            "tablespace %s at %s holds no %s directory: the directory was removed or replaced while the "
+            "server uses it; restore it before taking a backup" % (name, location, tablespace_directory_prefix(server_version)))
+    yield first
+    yield from entries
 
 
 def _tablespaces(tablespaces) -> List[Dict[str, Any]]:

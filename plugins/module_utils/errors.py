@@ -69,6 +69,10 @@ class PostgresError(PgCloudError):
     """The PostgreSQL server refused a connection or a backup step."""
 
 
+class UnreadableFileError(PgCloudError):
+    """A file to back up that the OS user running the backup may not read."""
+
+
 class BackupError(PgCloudError):
     """A backup that started and failed; FAILED has been recorded where possible."""
 

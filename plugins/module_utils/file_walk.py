@@ -103,6 +103,16 @@ def walk_data_directory(pgdata: str, tablespace_locations: Iterable[str] = ()) -
     yield from _walk_tree(root, ".", frozenset(skip))
 
 
+def os_user_name() -> str:
+    """Who reads the files: named in messages about files that cannot be read."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):
+        return str(os.geteuid())
+
+
 def tablespace_directory_prefix(server_version: int) -> str:
     """`PG_15_` for 150018: the start of the version directory inside a tablespace."""
     return "PG_%d_" % (server_version // 10000)

@@ -13,6 +13,7 @@ that the restore tools extract after the first.
 from __future__ import annotations
 
 import grp
+import logging
 import os
 import pwd
 import stat
@@ -22,10 +23,12 @@ import time
 from typing import Callable, Dict, Iterator, List, Optional
 
 from .compression import EXTENSIONS, PassThrough, new_compressor
-from .file_walk import WalkEntry
+from .errors import UnreadableFileError
+from .file_walk import WalkEntry, os_user_name
 from .manifest import BackupManifest, ChecksummedReader, FileChecksum
 from .uploader import UploadPool, WrittenObject
 
+LOG = logging.getLogger("pgcloud.backup")
 BLOCK = tarfile.BLOCKSIZE
 READ_SIZE = 1 << 20
 _ZEROS = bytes(READ_SIZE)
@@ -114,11 +117,22 @@ class TarArchive:
             source = open(entry.path, "rb")
         except FileNotFoundError:
             return False
+        except PermissionError:
+            raise UnreadableFileError(
+                "cannot read %s as OS user %s: every file under PGDATA and the tablespaces must be readable by "
+                "the PostgreSQL OS user; fix its owner or mode (or remove it if PostgreSQL did not create it)"
+                % (entry.path, os_user_name())
+            ) from None
         with source:
             header = tar_header(entry.name, status)
             self._emit(header.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
             checksum = self.manifest.new_checksum() if self.manifest is not None else None
-            self._copy(source if checksum is None else ChecksummedReader(source, checksum), header.size, checksum)
+            copied = self._copy(source if checksum is None else ChecksummedReader(source, checksum), header.size,
+                                checksum)
+        if copied < header.size:
+            # As pg_basebackup does: the WAL replayed after a restore rewrites what changed.
+            LOG.warning("%s shrank from %d to %d bytes while it was copied; the rest is zeros in the backup",
+                        entry.path, header.size, copied)
         if checksum is not None:
             self._list(entry.name, header.size, status.st_mtime, checksum)
         return True
@@ -127,8 +141,9 @@ class TarArchive:
         path = name[2:] if name.startswith("./") else name
         self.manifest.add(self.manifest_prefix + path, size, mtime, checksum.hexdigest())
 
-    def _copy(self, source, size: int, checksum: Optional[FileChecksum] = None) -> None:
-        """Exactly `size` bytes: a file that shrank meanwhile is padded, one that grew is cut."""
+    def _copy(self, source, size: int, checksum: Optional[FileChecksum] = None) -> int:
+        """Exactly `size` bytes: a file that shrank meanwhile is padded, one that grew is cut.
+        Returns the number of bytes read from the file."""
         if isinstance(self.compressor, PassThrough):
             copied = self.writer.write_from(source, size)
         else:
@@ -144,6 +159,7 @@ class TarArchive:
         tail = size % BLOCK
         if tail:
             self._emit(bytes(BLOCK - tail))
+        return copied
 
     def _compress_from(self, source, size: int) -> int:
         if self._read_buffer is None:
@@ -243,7 +259,10 @@ class ArchiveGroup:
                     before = archive.bytes_read
                     archive.add(entry)
                     on_progress(archive.bytes_read - before)
-                if archive is not None:
+                if archive is not None and stop.is_set():
+                    # Another builder failed: completing this upload would only delay the failure.
+                    archive.discard()
+                elif archive is not None:
                     self.finish(archive)
             except BaseException as error:
                 if archive is not None:

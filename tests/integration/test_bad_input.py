@@ -14,7 +14,6 @@ store, and no session left on the server.
 from __future__ import annotations
 
 import base64
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, Tuple, Union
 
@@ -205,14 +204,6 @@ def case_params(bed: Bed, case: Case) -> Dict[str, Any]:
     return {key: value for key, value in params.items() if value is not REMOVE}
 
 
-def sessions_left(cluster: PostgresCluster) -> list:
-    """Sessions of the module still open a moment after it exited (the server notices late)."""
-    deadline = time.monotonic() + 5
-    while cluster.client_sessions() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return cluster.client_sessions()
-
-
 def test_at_least_forty_cases_cover_every_module():
     assert len(CASES) >= 40
     assert len({case.name for case in CASES}) == len(CASES)
@@ -234,4 +225,4 @@ def test_bad_input_fails_clearly_and_writes_nothing(bed: Bed, case: Case):
     assert bed.moto.list_keys(BUCKET) == []
     assert bed.moto.multipart_uploads(BUCKET) == []
     assert bed.azurite.list_keys(bed.container) == []
-    assert sessions_left(bed.cluster) == []
+    assert bed.cluster.sessions_left(timeout=5) == []

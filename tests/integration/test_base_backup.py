@@ -11,7 +11,6 @@ every backup that should fail must not look like a good one to the reference too
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any, Dict, List, Optional
 
 import pytest
@@ -79,15 +78,6 @@ def assert_restores(source: PostgresCluster, storage: StorageTarget, backup_id: 
 
 def reference_statuses(storage: StorageTarget) -> Dict[str, str]:
     return {backup["backup_id"]: backup["status"] for backup in backup_list(storage)}
-
-
-def wait_no_sessions(source: PostgresCluster) -> List[Dict[str, Any]]:
-    """The client sessions left on the source after a few seconds (a backup session ends
-    when the module's process exits; give the server a moment to notice)."""
-    deadline = time.monotonic() + 10
-    while source.client_sessions() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return source.client_sessions()
 
 
 @pytest.mark.parametrize("compression", sorted(EXTENSIONS))
@@ -213,7 +203,7 @@ def test_check_mode_uploads_nothing(playbook, moto, source_cluster, storage):
     assert moto.list_keys(storage.bucket, base) == []
     assert moto.multipart_uploads(storage.bucket) == []
     assert backup_list(storage) == []
-    assert wait_no_sessions(source_cluster) == []
+    assert source_cluster.sessions_left() == []
 
 
 def test_missing_bucket_fails_clearly_and_writes_nothing(playbook, moto, source_cluster, storage):
@@ -227,7 +217,7 @@ def test_missing_bucket_fails_clearly_and_writes_nothing(playbook, moto, source_
     assert "Traceback" not in result["msg"]
     assert not run.ran("List the backups")
     assert sorted(bucket["Name"] for bucket in moto.client().list_buckets()["Buckets"]) == buckets_before
-    assert wait_no_sessions(source_cluster) == []
+    assert source_cluster.sessions_left() == []
 
 
 def test_unreachable_postgres_fails_clearly_and_writes_nothing(playbook, moto, storage):
@@ -284,7 +274,7 @@ def test_lost_session_fails_the_backup_and_leaves_nothing_open(playbook, moto, s
     assert [(item["backup_id"], item["status"]) for item in info.task("Read backup information")["backups"]] == \
         [(result["backup_id"], "FAILED")]
     assert moto.multipart_uploads(storage.bucket) == []
-    assert wait_no_sessions(source_cluster) == []
+    assert source_cluster.sessions_left() == []
 
 
 def test_check_module_reports_store_and_server(playbook, storage):

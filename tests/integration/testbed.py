@@ -624,6 +624,14 @@ class PostgresCluster:
                          "WHERE backend_type = 'client backend' AND application_name <> %s", (TESTBED_APPLICATION,))
         return [dict(zip(("pid", "application_name", "state", "query"), row)) for row in rows]
 
+    def sessions_left(self, timeout: float = 10) -> List[Dict[str, Any]]:
+        """The client sessions still there after up to `timeout` seconds: a backup's session ends
+        when the module's process exits, and the server takes a moment to notice."""
+        deadline = time.monotonic() + timeout
+        while self.client_sessions() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return self.client_sessions()
+
     def tablespace_oids(self) -> Dict[str, int]:
         return {name: int(oid) for name, oid in self.psql(
             "SELECT spcname, oid FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')")}
@@ -1065,33 +1073,60 @@ class ModuleRun:
     stderr: str
 
 
-def run_module(name: str, args: Mapping[str, Any], *, env: Optional[Mapping[str, str]] = None,
-               timeout: float = 300) -> ModuleRun:
-    """Run plugins/modules/<name>.py of the collection under test with `args`, outside ansible-playbook.
+@contextlib.contextmanager
+def started_module(name: str, args: Mapping[str, Any], *, env: Optional[Mapping[str, str]] = None,
+                   user: Optional[str] = None) -> Iterator[subprocess.Popen]:
+    """plugins/modules/<name>.py of the collection under test, started with `args` outside ansible-playbook.
 
     AnsibleModule reads {"ANSIBLE_MODULE_ARGS": ...} from the file named on its command line,
     which is how a module is run by hand; the module code and module_utils are those of the
-    collection, not a copy. About half a second a run, against several for a playbook, which
-    is what a table of many cases needs.
+    collection, not a copy. With user="postgres" the module runs as that OS user, from a copy
+    of the plugins that it can read (the checkout may be where postgres cannot). The process
+    is killed on leaving the block if it still runs.
     """
     work = Path(tempfile.mkdtemp(prefix="pgcloud-module-", dir="/tmp"))
+    process: Optional[subprocess.Popen] = None
     try:
         collection = work / "collections" / "ansible_collections" / "pgcloud" / "backup"
         collection.parent.mkdir(parents=True)
-        collection.symlink_to(COLLECTION_ROOT)
+        if user is None:
+            collection.symlink_to(COLLECTION_ROOT)
+        else:
+            shutil.copytree(COLLECTION_ROOT / "plugins", collection / "plugins",
+                            ignore=shutil.ignore_patterns("__pycache__"))
         args_file = work / "args.json"
         args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {"_ansible_tmpdir": str(work), **args}}))
         run_env = dict(tool_env(), PYTHONPATH=str(work / "collections"), **(env or {}))
-        process = run([str(VENV_PYTHON), str(collection / "plugins" / "modules" / ("%s.py" % name)), str(args_file)],
-                      env=run_env, check=False, timeout=timeout)
-        try:
-            result = json.loads(process.stdout)
-        except ValueError:
-            raise TestBedError("module %s printed no JSON result (exit %d):\n%s\n%s" % (
-                name, process.returncode, process.stdout[-4000:], process.stderr[-4000:])) from None
-        return ModuleRun(process.returncode, result, process.stdout, process.stderr)
+        command = [str(VENV_PYTHON), str(collection / "plugins" / "modules" / ("%s.py" % name)), str(args_file)]
+        if user is not None:
+            run(["chown", "-R", user, str(work)])
+            command = ["runuser", "-u", user, "--", *env_command(run_env, command)]
+        process = subprocess.Popen(command, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        yield process
     finally:
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.communicate()
         remove_tree(work)
+
+
+def module_result(name: str, process: subprocess.Popen, timeout: float = 300) -> ModuleRun:
+    """Wait for a started module and read its JSON result."""
+    stdout, stderr = process.communicate(timeout=timeout)
+    try:
+        result = json.loads(stdout)
+    except ValueError:
+        raise TestBedError("module %s printed no JSON result (exit %d):\n%s\n%s" % (
+            name, process.returncode, stdout[-4000:], stderr[-4000:])) from None
+    return ModuleRun(process.returncode, result, stdout, stderr)
+
+
+def run_module(name: str, args: Mapping[str, Any], *, env: Optional[Mapping[str, str]] = None,
+               timeout: float = 300, user: Optional[str] = None) -> ModuleRun:
+    """Run a module on its own (see started_module): about half a second a run, against
+    several for a playbook, which is what a table of many cases needs."""
+    with started_module(name, args, env=env, user=user) as process:
+        return module_result(name, process, timeout)
 
 
 BACKUP_ID_PATTERN = re.compile(r"^\d{8}T\d{6}$")

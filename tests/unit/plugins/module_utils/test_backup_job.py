@@ -386,13 +386,30 @@ def test_new_backup_id_is_the_local_time_and_never_reused(store):
     assert backup_id <= datetime.now().strftime("%Y%m%dT%H%M%S")
 
 
-def test_check_readable(facts, tmp_path):
+def test_check_readable(facts, monkeypatch):
     check_readable(facts)
-    facts.tablespaces = [("ts1", 16384, str(tmp_path / "gone"))]
+    location = facts.tablespaces[0][2]
+    # Tests run as root, whom file modes do not stop.
+    monkeypatch.setattr(os, "access", lambda path, mode: path != location)
     with pytest.raises(PostgresError) as caught:
         check_readable(facts)
-    assert str(tmp_path / "gone") in str(caught.value)
+    assert str(caught.value).startswith("cannot read %s as OS user " % location)
     assert "become_user" in str(caught.value)
+
+
+def test_check_readable_names_a_missing_tablespace_directory(facts, tmp_path):
+    facts.tablespaces = [("ts1", 16384, str(tmp_path / "gone"))]
+    with pytest.raises(PostgresError, match="tablespace ts1 is at %s, which is not a directory" % (tmp_path / "gone")):
+        check_readable(facts)
+
+
+def test_tablespace_without_its_version_directory_fails_the_backup(store, facts):
+    location = facts.tablespaces[0][2]
+    os.rename(os.path.join(location, "PG_15_202209061"), os.path.join(location, "moved_away"))
+    with pytest.raises(BackupError, match="tablespace ts1 at %s holds no PG_15_ directory" % location):
+        make_job(store)._take(RecordingSession(), facts)
+    assert info_puts(store)[-1]["status"] == "FAILED"
+    assert [key for key, _data in store.put_history if not key.endswith("backup.info")] == []
 
 
 def test_check_readable_needs_backup_privileges(facts):

@@ -19,10 +19,13 @@ import os
 import pwd
 import stat
 import tarfile
+import threading
+import time
 
 import pytest
 
-from ansible_collections.pgcloud.backup.plugins.module_utils.errors import StorageError
+from ansible_collections.pgcloud.backup.plugins.module_utils import tar_stream
+from ansible_collections.pgcloud.backup.plugins.module_utils.errors import StorageError, UnreadableFileError
 from ansible_collections.pgcloud.backup.plugins.module_utils.file_walk import WalkEntry, walk_data_directory, walk_tablespace
 from ansible_collections.pgcloud.backup.plugins.module_utils.tar_stream import ArchiveGroup, TarArchive, label_header
 from ansible_collections.pgcloud.backup.plugins.module_utils.uploader import UploadPool
@@ -214,7 +217,7 @@ def change_after_lstat(monkeypatch, path, change):
     monkeypatch.setattr(os, "lstat", lstat)
 
 
-def test_file_that_shrinks_while_read_is_zero_padded(store, tmp_path, monkeypatch, restore_decoders):
+def test_file_that_shrinks_while_read_is_zero_padded(store, tmp_path, monkeypatch, restore_decoders, caplog):
     path, after = str(tmp_path / "shrinks"), str(tmp_path / "after")
     original = os.urandom(5000)
     write_tree_file(path, original)
@@ -230,6 +233,7 @@ def test_file_that_shrinks_while_read_is_zero_padded(store, tmp_path, monkeypatc
     assert read[0][1] == original[:1200] + bytes(3800)
     assert read[1][1] == b"next member"
     assert group.bytes_read == 1200 + 11
+    assert "%s shrank from 5000 to 1200 bytes" % path in caplog.text
 
 
 def test_file_that_grows_while_read_is_cut_to_its_header_size(store, tmp_path, monkeypatch, restore_decoders):
@@ -267,6 +271,21 @@ def test_file_vanishing_between_lstat_and_open_is_skipped(store, tmp_path, monke
     build(store, [WalkEntry(path, "base/5/16384"), WalkEntry(after, "base/5/16385")])
     read = members(tar_bytes(store, FOLDER + "/data.tar", restore_decoders))
     assert [(member.name, content) for member, content in read] == [("base/5/16385", b"next member")]
+
+
+def test_unreadable_file_fails_with_its_path_and_the_fix(store, tmp_path, monkeypatch):
+    path = str(tmp_path / "root-only")
+    write_tree_file(path, b"secret")
+
+    def refuse(target, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", target)
+
+    # Tests run as root, whom file modes do not stop.
+    monkeypatch.setattr(tar_stream, "open", refuse, raising=False)
+    with pytest.raises(UnreadableFileError) as caught:
+        build(store, [WalkEntry(path, "base/5/16384")])
+    assert str(caught.value).startswith("cannot read %s as OS user " % path)
+    assert "fix its owner or mode" in str(caught.value)
 
 
 def test_add_tells_whether_the_entry_was_archived(store, tmp_path):
@@ -358,6 +377,38 @@ def test_failure_of_the_store_stops_the_build_and_is_raised(store, tmp_path):
     with pytest.raises(StorageError, match="_0002.tar"):
         group.build(walk_data_directory(root), 1)
     assert FOLDER + "/data_0003.tar" not in store.objects
+
+
+def test_after_a_failure_the_other_builder_drops_its_archive(store, tmp_path, monkeypatch):
+    """Completing an archive of a failed backup would only cost time (and retries)."""
+    first, second = str(tmp_path / "first"), str(tmp_path / "second")
+    write_tree_file(first, b"first")
+    write_tree_file(second, b"second")
+    second_taken, failed = threading.Event(), threading.Event()
+    real_add = TarArchive.add
+
+    def add(archive, entry):
+        # The first builder holds `first` until the second has taken `second`; the second
+        # holds `second` until the first builder's upload has failed.
+        if entry.path == first:
+            second_taken.wait(10)
+        else:
+            second_taken.set()
+            failed.wait(10)
+            time.sleep(0.2)
+        return real_add(archive, entry)
+
+    def fail(key):
+        failed.set()
+        return True
+
+    monkeypatch.setattr(TarArchive, "add", add)
+    store.fail_put = fail
+    group = ArchiveGroup(UploadPool(store, jobs=2, chunk_size=1 << 20), FOLDER, "data", None, 1 << 30)
+    with pytest.raises(StorageError):
+        group.build(iter([WalkEntry(first, "./first"), WalkEntry(second, "./second")]), 2)
+    assert second_taken.is_set() and failed.is_set()
+    assert len(store.calls_of("put")) == 1
 
 
 # --- backup_label ------------------------------------------------------------------------------------
