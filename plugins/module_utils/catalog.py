@@ -6,9 +6,12 @@
 from __future__ import annotations
 
 import logging
+import re
+import tarfile
 from typing import Any, Dict, List, Optional
 
 from . import backup_info
+from .compression import EXTENSIONS
 from .config import BACKUP_ID_PATTERN
 from .errors import BackupNotFoundError, PgCloudError
 from .storage import ObjectStore
@@ -82,6 +85,103 @@ class Catalog:
             )
         return matches[0]
 
+    def wal_archived(self, wal_name: str) -> bool:
+        """Whether barman-cloud-wal-archive (or the like) has stored this WAL file, compressed or not."""
+        key = self.destination.key("wals", wal_name[:16], wal_name)
+        return any(item.key == key or item.key.startswith(key + ".") for item in self.store.list_objects(key))
+
     def objects(self, backup_id: str) -> List[Dict[str, Any]]:
         prefix = self.folder_key(backup_id) + "/"
         return [{"key": item.key, "size": item.size} for item in self.store.list_objects(prefix)]
+
+
+# <group>.<ext> or <group>_NNNN.<ext>, where group is `data` or a tablespace's oid.
+_ARCHIVE_NAME = re.compile(r"^(?P<group>data|\d+)(?:_(?P<number>\d{4}))?\.(?P<extension>tar(?:\.\w+)?)$")
+# An uncompressed archive holds whole 512-byte blocks, at least the two that end it.
+_SMALLEST_TAR = 2 * tarfile.BLOCKSIZE
+
+
+def check_objects(catalog: Catalog, fields: Dict[str, Any]) -> Dict[str, Any]:
+    """Whether the objects of a backup are all in the store, from a listing alone (nothing is read).
+
+    backup.info names the archive groups (data and each tablespace's oid); each group needs its
+    first archive and no gap in its `_NNNN` numbering, every archive a known extension, the same
+    in all groups, and a size an archive can have. The backups of this collection record the
+    bytes stored in `size`, which the listed sizes must add up to: that finds a lost last part
+    or a truncated object too.
+    """
+    listed = {item["key"].rsplit("/", 1)[-1]: item["size"] for item in catalog.objects(fields["backup_id"])}
+    folder = catalog.folder_key(fields["backup_id"]) + "/"
+    if fields.get("snapshots_info"):
+        return _check_snapshot_objects(folder, listed)
+    groups = ["data"] + [str(oid) for _name, oid, _location in fields.get("tablespaces") or []]
+    missing: List[str] = []
+    mismatched: List[Dict[str, Any]] = []
+    archives = _archives_by_group(listed)
+    extensions = {extension for parts in archives.values() for extension in parts.values()}
+    for group in groups:
+        parts = archives.get(group, {})
+        if 0 not in parts:
+            missing.append(folder + "%s.%s" % (group, _one(extensions)))
+        for number in range(1, max(parts, default=0)):
+            if number not in parts:
+                missing.append(folder + "%s_%04d.%s" % (group, number, _one(extensions)))
+    if "backup.info" not in listed:
+        missing.append(folder + "backup.info")
+    for name, size in sorted(listed.items()):
+        problem = _archive_problem(name, size, extensions)
+        if problem:
+            mismatched.append({"key": folder + name, "size": size, "reason": problem})
+    stored = sum(size for name, size in listed.items() if name != "backup.info")
+    expected = fields.get("size")
+    if expected is not None and not missing and stored != expected:
+        mismatched.append({"key": folder, "size": stored,
+                           "reason": "the archives add up to %d bytes, backup.info records %d" % (stored, expected)})
+    return {"ok": not missing and not mismatched, "missing": missing, "mismatched": mismatched,
+            "objects": len(listed), "stored_size": stored, "recorded_size": expected}
+
+
+def _check_snapshot_objects(folder: str, listed: Dict[str, int]) -> Dict[str, Any]:
+    """A snapshot backup stores backup_label and backup.info; its data is in the disks' snapshots."""
+    missing = [folder + name for name in ("backup_label", "backup.info") if name not in listed]
+    mismatched = [{"key": folder + name, "size": size, "reason": "empty" if name in ("backup_label", "backup.info")
+                   else "not an object of a snapshot backup"}
+                  for name, size in sorted(listed.items())
+                  if size == 0 or name not in ("backup_label", "backup.info")]
+    return {"ok": not missing and not mismatched, "missing": missing, "mismatched": mismatched,
+            "objects": len(listed), "stored_size": sum(listed.values()), "recorded_size": None}
+
+
+def _archives_by_group(listed: Dict[str, int]) -> Dict[str, Dict[int, str]]:
+    """group -> {archive number (0 for the first): extension}, for the archives the restore tools read."""
+    archives: Dict[str, Dict[int, str]] = {}
+    for name in listed:
+        match = _ARCHIVE_NAME.match(name)
+        # The restore tools skip an archive of an unknown extension: it counts as absent.
+        if match and match.group("extension") in EXTENSIONS.values():
+            number = int(match.group("number") or 0)
+            archives.setdefault(match.group("group"), {})[number] = match.group("extension")
+    return archives
+
+
+def _archive_problem(name: str, size: int, extensions: set) -> Optional[str]:
+    if name == "backup.info":
+        return None if size > 0 else "empty"
+    match = _ARCHIVE_NAME.match(name)
+    if match is None:
+        return "not an object of a backup (the restore tools skip it)"
+    extension = match.group("extension")
+    if extension not in EXTENSIONS.values():
+        return "unknown extension .%s (the restore tools skip it)" % extension
+    if len(extensions) > 1:
+        return "archives with different extensions (%s) in one backup" % ", ".join(sorted(extensions))
+    if size == 0:
+        return "empty"
+    if extension == "tar" and (size < _SMALLEST_TAR or size % tarfile.BLOCKSIZE):
+        return "an uncompressed archive must be whole 512-byte blocks, at least 1024 bytes"
+    return None
+
+
+def _one(extensions: set) -> str:
+    """The extension of the backup's archives, to name a missing one; `tar*` when unknown."""
+    return next(iter(extensions)) if len(extensions) == 1 else "tar*"

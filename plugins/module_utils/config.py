@@ -19,6 +19,8 @@ from .errors import ConfigurationError
 
 CLOUD_PROVIDERS = ("aws-s3", "azure-blob-storage", "google-cloud-storage")
 COMPRESSIONS = ("gzip", "bzip2", "snappy", "lz4", "zstd")
+# The checksums of backup_manifest that pg_verifybackup knows and the engine computes.
+MANIFEST_CHECKSUMS = ("SHA256", "CRC32C")
 RESERVED_BACKUP_NAMES = ("latest", "last", "oldest", "first", "last-failed", "latest-full", "last-full", "auto")
 BACKUP_ID_PATTERN = re.compile(r"^\d{8}T\d{6}$")
 MAX_TAGS = 10
@@ -240,13 +242,20 @@ class PostgresConfig:
     password: Optional[str] = None
     immediate_checkpoint: bool = False
     keepalive_interval: int = 60
+    # A backup from a standby: the primary to switch WAL on, and how long to wait for the
+    # WAL file that ends the backup to reach the destination.
+    primary_conninfo: Optional[str] = None
+    wal_archive_timeout: int = 300
 
     def __post_init__(self) -> None:
-        if self.keepalive_interval is None or int(self.keepalive_interval) < 0:
-            raise ConfigurationError(
-                "keepalive_interval must be 0 (off) or a positive number of seconds", "keepalive_interval"
-            )
-        self.keepalive_interval = int(self.keepalive_interval)
+        for name in ("keepalive_interval", "wal_archive_timeout"):
+            value = getattr(self, name)
+            if value is None or int(value) < 0:
+                raise ConfigurationError("%s must be 0 (off) or a positive number of seconds" % name, name)
+            setattr(self, name, int(value))
+        if self.primary_conninfo is not None and not self.primary_conninfo.strip():
+            raise ConfigurationError("primary_conninfo must not be empty: give the primary's conninfo, "
+                                     "such as 'host=db1 user=postgres', or leave it unset", "primary_conninfo")
         if self.dbname is None:
             self.dbname = "postgres"
 
@@ -258,12 +267,16 @@ class BackupConfig:
     compression: Optional[str] = None
     max_archive_size: Any = "100GB"
     backup_name: Optional[str] = None
+    manifest_checksum: str = "SHA256"
 
     def __post_init__(self) -> None:
         if self.compression is not None and self.compression not in COMPRESSIONS:
             raise ConfigurationError(
                 "compression=%r is not one of %s" % (self.compression, ", ".join(COMPRESSIONS)), "compression"
             )
+        if self.manifest_checksum not in MANIFEST_CHECKSUMS:
+            raise ConfigurationError("manifest_checksum=%r is not one of %s" % (
+                self.manifest_checksum, ", ".join(MANIFEST_CHECKSUMS)), "manifest_checksum")
         self.max_archive_size = parse_size(self.max_archive_size, "max_archive_size")
         validate_backup_name(self.backup_name)
 

@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional
 
 from . import backup_info
 from .backup_job import BaseBackupJob, check_readable
-from .catalog import Catalog
+from .catalog import Catalog, check_objects
 from .config import BackupConfig, PostgresConfig, SnapshotConfig, StorageConfig
 from .errors import BucketNotFoundError, PgCloudError, StorageAccessDeniedError, StorageError
 from .pg_session import PostgresSession
@@ -96,6 +96,13 @@ def _summary(catalog: Catalog, fields: Dict[str, Any]) -> Dict[str, Any]:
 def list_backups(storage: StorageConfig) -> List[Dict[str, Any]]:
     catalog = Catalog(open_store(storage))
     return [_summary(catalog, fields) for fields in catalog.all()]
+
+
+def check_backup_objects(storage: StorageConfig, backup: str) -> Dict[str, Any]:
+    """Whether the objects of one backup are all in the store, from a listing (see catalog.check_objects)."""
+    catalog = Catalog(open_store(storage))
+    fields = catalog.resolve(backup)
+    return dict(check_objects(catalog, fields), backup_id=fields["backup_id"])
 
 
 def show_backup(storage: StorageConfig, backup: str) -> Dict[str, Any]:

@@ -92,6 +92,37 @@ def connection_arguments(config: PostgresConfig) -> Dict[str, Any]:
     return arguments
 
 
+def switch_primary_wal(conninfo: str) -> str:
+    """Close the primary's current WAL file, so that it is archived; returns that file's name.
+
+    A standby can neither switch WAL nor (unless archive_mode=always) archive it: the file
+    that holds the end of a backup taken there reaches the archive once the primary closes it.
+    """
+    if psycopg2 is None:
+        raise MissingDependencyError("psycopg2", "connecting to PostgreSQL", PSYCOPG2_IMPORT_ERROR)
+    try:
+        connection = psycopg2.connect(conninfo, application_name=APPLICATION_NAME)
+    except psycopg2.Error as error:
+        raise PostgresError("cannot connect to the primary with primary_conninfo: %s" % _first_line(error))
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_is_in_recovery()")
+            if cursor.fetchone()[0]:
+                raise PostgresError("primary_conninfo leads to a server in recovery: give the primary's conninfo")
+            cursor.execute("SELECT pg_walfile_name(pg_switch_wal())")
+            return str(cursor.fetchone()[0])
+    except psycopg2.Error as error:
+        raise PostgresError("the primary refused pg_switch_wal: %s; the role of primary_conninfo must be a "
+                            "superuser or have EXECUTE on pg_switch_wal()" % _first_line(error))
+    finally:
+        connection.close()
+
+
+def _first_line(error: Exception) -> str:
+    return (getattr(error, "pgerror", None) or str(error)).strip().splitlines()[0]
+
+
 class PostgresSession:
     """One connection to the server, with a lock because the keepalive thread shares it."""
 

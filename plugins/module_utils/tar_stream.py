@@ -25,6 +25,7 @@ from typing import Callable, Dict, Iterator, List, Optional
 from .compression import EXTENSIONS, PassThrough, new_compressor
 from .errors import UnreadableFileError
 from .file_walk import WalkEntry, os_user_name
+from .manifest import BackupManifest, ChecksummedReader, FileChecksum
 from .uploader import UploadPool, WrittenObject
 
 LOG = logging.getLogger("pgcloud.backup")
@@ -76,10 +77,17 @@ def tar_header(name: str, status: os.stat_result, linkname: str = "") -> tarfile
 
 
 class TarArchive:
-    """One archive object: tar members, then one compression stream, then the writer."""
+    """One archive object: tar members, then one compression stream, then the writer.
 
-    def __init__(self, writer, compression: Optional[str]) -> None:
+    With a manifest, every regular file is listed in it under `manifest_prefix` + its member
+    name (without the leading `./`), with the checksum of the bytes archived.
+    """
+
+    def __init__(self, writer, compression: Optional[str], manifest: Optional[BackupManifest] = None,
+                 manifest_prefix: str = "") -> None:
         self.writer = writer
+        self.manifest = manifest
+        self.manifest_prefix = manifest_prefix
         self.key = writer.key
         self.compressor = new_compressor(compression)
         self.bytes_read = 0
@@ -118,14 +126,22 @@ class TarArchive:
         with source:
             header = tar_header(entry.name, status)
             self._emit(header.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
-            copied = self._copy(source, header.size)
+            checksum = self.manifest.new_checksum() if self.manifest is not None else None
+            copied = self._copy(source if checksum is None else ChecksummedReader(source, checksum), header.size,
+                                checksum)
         if copied < header.size:
             # As pg_basebackup does: the WAL replayed after a restore rewrites what changed.
             LOG.warning("%s shrank from %d to %d bytes while it was copied; the rest is zeros in the backup",
                         entry.path, header.size, copied)
+        if checksum is not None:
+            self._list(entry.name, header.size, status.st_mtime, checksum)
         return True
 
-    def _copy(self, source, size: int) -> int:
+    def _list(self, name: str, size: int, mtime: float, checksum: FileChecksum) -> None:
+        path = name[2:] if name.startswith("./") else name
+        self.manifest.add(self.manifest_prefix + path, size, mtime, checksum.hexdigest())
+
+    def _copy(self, source, size: int, checksum: Optional[FileChecksum] = None) -> int:
         """Exactly `size` bytes: a file that shrank meanwhile is padded, one that grew is cut.
         Returns the number of bytes read from the file."""
         if isinstance(self.compressor, PassThrough):
@@ -137,6 +153,8 @@ class TarArchive:
         while remaining:
             padding = min(READ_SIZE, remaining)
             self._emit(_ZEROS[:padding])
+            if checksum is not None:  # the restored file holds these zeros too
+                checksum.update(_ZEROS[:padding])
             remaining -= padding
         tail = size % BLOCK
         if tail:
@@ -156,7 +174,12 @@ class TarArchive:
                 done += count
         return done
 
-    def add_bytes(self, name: str, data: bytes, info: tarfile.TarInfo) -> None:
+    def add_bytes(self, name: str, data: bytes, info: tarfile.TarInfo, listed: bool = True) -> None:
+        """A member made in memory (backup_label; the manifest itself, which is not `listed`)."""
+        if listed and self.manifest is not None:
+            checksum = self.manifest.new_checksum()
+            checksum.update(data)
+            self._list(name, len(data), info.mtime, checksum)
         info.name, info.size, info.type = name, len(data), tarfile.REGTYPE
         self._emit(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
         self._emit(data)
@@ -181,8 +204,10 @@ class ArchiveGroup:
     """Names and counts the objects of one group (`data`, `16384`), shared by several builders."""
 
     def __init__(self, pool: UploadPool, folder_key: str, base: str, compression: Optional[str],
-                 max_archive_size: int) -> None:
+                 max_archive_size: int, manifest: Optional[BackupManifest] = None, manifest_prefix: str = "") -> None:
         self.pool = pool
+        self.manifest = manifest
+        self.manifest_prefix = manifest_prefix
         self.folder_key = folder_key
         self.base = base
         self.compression = compression
@@ -197,7 +222,7 @@ class ArchiveGroup:
             number, self._next_number = self._next_number, self._next_number + 1
         suffix = "" if number == 0 else "_%04d" % number
         key = "%s/%s%s.%s" % (self.folder_key, self.base, suffix, EXTENSIONS[self.compression])
-        return TarArchive(self.pool.open(key), self.compression)
+        return TarArchive(self.pool.open(key), self.compression, self.manifest, self.manifest_prefix)
 
     def finish(self, archive: TarArchive) -> None:
         written = archive.close()

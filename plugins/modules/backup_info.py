@@ -26,6 +26,19 @@ options:
       - When unset, all the backups of the server are listed, in less detail.
       - The module fails when no backup matches, or when a name matches several backups.
     type: str
+  check_objects:
+    description:
+      - Also check that the objects of the backup O(backup) are all in the store, from a listing
+        of its folder; nothing is downloaded. The result is RV(objects_check).
+      - The archives expected are those C(backup.info) names (C(data) and one per tablespace),
+        each with its first object and no gap in the numbering of the next ones; every object
+        needs a known extension (the same for all) and a size an archive can have. Backups
+        taken by this collection record their stored bytes in C(backup.info), which the listed
+        sizes must add up to; this also finds a missing last part or a truncated object.
+      - Problems are reported, not raised; use RV(objects_check.ok) to act on them.
+      - Requires O(backup).
+    type: bool
+    default: false
 extends_documentation_fragment:
   - pgcloud.backup.storage
   - pgcloud.backup.storage.sse_customer_key
@@ -54,6 +67,15 @@ EXAMPLES = r"""
     server_name: db1
     backup: latest
   register: latest
+
+- name: Check that every object of the latest backup is still in the bucket
+  pgcloud.backup.backup_info:
+    destination_url: s3://acme-backups/postgres
+    server_name: db1
+    backup: latest
+    check_objects: true
+  register: latest_checked
+  failed_when: not latest_checked.objects_check.ok
 
 - name: Fail when the latest backup did not complete
   ansible.builtin.assert:
@@ -167,6 +189,56 @@ backup:
       type: int
       returned: always
       sample: 268435456
+objects_check:
+  description: Whether the objects of the backup are all in the store, and what is not.
+  returned: when O(check_objects) is true
+  type: dict
+  contains:
+    backup_id:
+      description: The id of the backup checked.
+      type: str
+      returned: always
+      sample: 20260125T031500
+    ok:
+      description: True when nothing is missing or mismatched.
+      type: bool
+      returned: always
+      sample: false
+    missing:
+      description:
+        - The keys of the objects that should be there and are not. When the extension of a
+          missing archive cannot be told, it is written V(tar*).
+      type: list
+      elements: str
+      returned: always
+      sample: ["postgres/db1/base/20260125T031500/data_0002.tar.zst"]
+    mismatched:
+      description:
+        - The objects that are there but cannot be right, each with its key, its listed size
+          and why. A total that differs from the size C(backup.info) records is reported with
+          the key of the backup's folder.
+      type: list
+      elements: dict
+      returned: always
+      sample: [{"key": "postgres/db1/base/20260125T031500/16385.tar", "size": 1000,
+                "reason": "an uncompressed archive must be whole 512-byte blocks, at least 1024 bytes"}]
+    objects:
+      description: How many objects the backup's folder holds.
+      type: int
+      returned: always
+      sample: 4
+    stored_size:
+      description: The bytes of the objects listed, C(backup.info) aside.
+      type: int
+      returned: always
+      sample: 268435456
+    recorded_size:
+      description:
+        - The bytes stored that C(backup.info) records; null for backups that do not record it
+          (those of C(barman-cloud-backup), and snapshot backups).
+      type: int
+      returned: always
+      sample: 268435456
 """
 
 from typing import Any, Dict
@@ -174,28 +246,36 @@ from typing import Any, Dict
 from ansible_collections.pgcloud.backup.plugins.module_utils.ansible_adapter import (
     PgCloudModule,
     merge_argument_specs,
+    merge_rules,
     sse_customer_key_argument_spec,
     storage_argument_spec,
     storage_rules,
 )
-from ansible_collections.pgcloud.backup.plugins.module_utils.operations import list_backups, show_backup
+from ansible_collections.pgcloud.backup.plugins.module_utils.operations import (
+    check_backup_objects,
+    list_backups,
+    show_backup,
+)
 
 
 def argument_spec() -> Dict[str, Dict[str, Any]]:
     return merge_argument_specs(
         storage_argument_spec(),
         sse_customer_key_argument_spec(),
-        {"backup": {"type": "str"}},
+        {"backup": {"type": "str"}, "check_objects": {"type": "bool", "default": False}},
     )
 
 
 def main() -> None:
-    module = PgCloudModule(argument_spec(), rules=storage_rules(), supports_check_mode=True)
+    rules = merge_rules(storage_rules(), {"required_if": [["check_objects", True, ["backup"]]]})
+    module = PgCloudModule(argument_spec(), rules=rules, supports_check_mode=True)
     wanted = module.params["backup"]
     with module.engine_errors():
         storage = module.storage_config()
         if wanted:
             result = {"backup": show_backup(storage, wanted)}
+            if module.params["check_objects"]:
+                result["objects_check"] = check_backup_objects(storage, wanted)
         else:
             result = {"backups": list_backups(storage)}
     module.exit_json(changed=False, **result)

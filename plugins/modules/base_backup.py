@@ -77,6 +77,19 @@ options:
       - When unset or V(0), uploads are not limited.
       - Equivalent to C(--max-bandwidth) of C(barman-cloud-backup).
     type: str
+  manifest_checksum:
+    description:
+      - The checksum of each file in the C(backup_manifest) that the last data archive holds,
+        after C(backup_label). The manifest is PostgreSQL's own (as C(pg_basebackup) writes
+        it), so that C(pg_verifybackup) can check a copy restored by C(barman-cloud-restore)
+        before it is started (with C(--no-parse-wal) unless the WAL is fetched into it).
+      - Checksums are computed as the files are archived; each file is read once.
+      - V(SHA256) needs nothing beyond Python. V(CRC32C), the default of C(pg_basebackup), is
+        much cheaper to compute but needs the C(google-crc32c) library with its C extension
+        (which the Google Cloud Storage SDK installs).
+    type: str
+    choices: [SHA256, CRC32C]
+    default: SHA256
 extends_documentation_fragment:
   - pgcloud.backup.storage
   - pgcloud.backup.storage.sse_customer_key
@@ -257,7 +270,7 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.ansible_adapter imp
     upload_argument_spec,
     upload_rules,
 )
-from ansible_collections.pgcloud.backup.plugins.module_utils.config import COMPRESSIONS
+from ansible_collections.pgcloud.backup.plugins.module_utils.config import COMPRESSIONS, MANIFEST_CHECKSUMS
 from ansible_collections.pgcloud.backup.plugins.module_utils.operations import take_base_backup
 
 
@@ -272,6 +285,7 @@ def argument_spec() -> Dict[str, Dict[str, Any]]:
             "max_archive_size": {"type": "str", "default": "100GB"},
             "min_chunk_size": {"type": "str"},
             "max_bandwidth": {"type": "str"},
+            "manifest_checksum": {"type": "str", "choices": list(MANIFEST_CHECKSUMS), "default": "SHA256"},
         },
     )
 

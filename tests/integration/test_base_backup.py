@@ -154,6 +154,29 @@ def test_reference_tools_read_a_named_backup(playbook, moto, source_cluster, sto
     assert by_name.task("Read backup information")["backup"]["backup_id"] == result["backup_id"]
 
 
+def test_backup_info_finds_a_deleted_object_without_downloading(playbook, moto, storage):
+    result = take_backup(playbook, storage, compression="zstd", max_archive_size="1MB", jobs=2)
+    files = assert_done(result, moto, storage)
+    prefix = storage.backup_prefix(result["backup_id"])
+
+    def objects_check() -> Dict[str, Any]:
+        run = playbook("backup_info", backup_vars(storage, backup=result["backup_id"], check_objects=True))
+        assert run.rc == 0, run.output
+        return run.task("Read backup information")["objects_check"]
+
+    intact = objects_check()
+    assert (intact["ok"], intact["missing"], intact["mismatched"]) == (True, [], [])
+    assert intact["stored_size"] == intact["recorded_size"] == sum(
+        size for key, size in moto.list_objects(storage.bucket, prefix).items() if not key.endswith("backup.info"))
+    assert intact["objects"] == len(files)
+
+    moto.client().delete_object(Bucket=storage.bucket, Key=prefix + "data_0001.tar.zst")
+    broken = objects_check()
+    assert broken["ok"] is False
+    assert broken["missing"] == [prefix + "data_0001.tar.zst"]
+    assert broken["objects"] == len(files) - 1
+
+
 def test_backup_name_makes_the_task_idempotent(playbook, moto, storage):
     first = take_backup(playbook, storage, compression="lz4", backup_name="weekly")
     assert_done(first, moto, storage)

@@ -8,7 +8,8 @@ benchmarks. Everything runs on loopback and in scratch folders under /tmp, and c
 after itself (servers stopped, folders removed), on failure too.
 
 * `MotoServer`: `moto_server` on a free loopback port; buckets, keys, multipart uploads.
-* `PostgresCluster`: a PostgreSQL 15 cluster run by the `postgres` OS user, with a tablespace,
+* `PostgresCluster`: a PostgreSQL cluster (15, or another major: `pg_bin_of`) run by the
+  `postgres` OS user, with a tablespace,
   pgbench data, and WAL archived by `barman-cloud-wal-archive` to a destination that can be
   switched at any time (`archive_to`), so that WAL lands where the backup under test lands.
 * `restore_and_verify`: the real `barman-cloud-restore`, WAL replayed by
@@ -478,7 +479,8 @@ class PgbenchRun:
 
 
 class PostgresCluster:
-    """A PostgreSQL 15 cluster in a scratch folder under /tmp, run by the postgres OS user.
+    """A PostgreSQL cluster (15 unless pg_bin says otherwise) in a scratch folder under /tmp,
+    run by the postgres OS user.
 
     Listens on 127.0.0.1 and on a unix socket in its folder, on a free port. With an
     `archive_target`, archive_mode is on and every WAL file goes through
@@ -487,8 +489,11 @@ class PostgresCluster:
     """
 
     def __init__(self, name: str = "source", *, tablespace: Optional[str] = "testbed_space",
-                 archive_target: Optional[StorageTarget] = None, port: Optional[int] = None) -> None:
+                 archive_target: Optional[StorageTarget] = None, port: Optional[int] = None,
+                 pg_bin: Path = PG_BIN) -> None:
         self.name = name
+        # The server's binaries (initdb, pg_ctl): another major's with pg_bin_of(major).
+        self.pg_bin = pg_bin
         self.port = port or free_port()
         self.tablespace = tablespace
         self.root = scratch_dir("pgcloud-tests-%s-" % name)
@@ -505,7 +510,7 @@ class PostgresCluster:
     def create(self) -> "PostgresCluster":
         """initdb, settings, start, tablespace; the whole folder is removed if a step fails."""
         try:
-            run(as_postgres([str(PG_BIN / "initdb"), "-D", str(self.pgdata), "-A", "trust", "-U", POSTGRES_USER,
+            run(as_postgres([str(self.pg_bin / "initdb"), "-D", str(self.pgdata), "-A", "trust", "-U", POSTGRES_USER,
                              "--data-checksums", "-E", "UTF8", "--locale", "C.UTF-8"]))
             if self.archive_target is not None:
                 self._write_archive_script()
@@ -568,14 +573,14 @@ class PostgresCluster:
 
     def start(self) -> None:
         try:
-            run(as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.pgdata), "-l", str(self.log_file), "-w",
+            run(as_postgres([str(self.pg_bin / "pg_ctl"), "-D", str(self.pgdata), "-l", str(self.log_file), "-w",
                              "-t", "120", "start"]), timeout=180)
         except TestBedError as error:
             raise TestBedError("%s\n--- %s\n%s" % (error, self.log_file, tail(self.log_file))) from None
 
     def stop(self, mode: str = "fast") -> None:
         if (self.pgdata / "postmaster.pid").exists():
-            run(as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.pgdata), "-m", mode, "-w", "-t", "120", "stop"]),
+            run(as_postgres([str(self.pg_bin / "pg_ctl"), "-D", str(self.pgdata), "-m", mode, "-w", "-t", "120", "stop"]),
                 check=False, timeout=180)
 
     def destroy(self) -> None:
@@ -803,18 +808,19 @@ class RestoreResult:
 
 
 def restore_and_verify(target: StorageTarget, backup_id: str, *, tablespaces: Sequence[str] = (),
-                       timeout: float = 300, keep: bool = False) -> RestoreResult:
+                       timeout: float = 300, keep: bool = False, pg_bin: Path = PG_BIN,
+                       before_start: Optional[Callable[[Path], None]] = None) -> RestoreResult:
     """Restore a backup with the real tools, start PostgreSQL on it, check it, fingerprint it.
 
     1. `barman-cloud-restore` (as postgres) into a fresh folder, each tablespace named in
        `tablespaces` relocated to a fresh folder with `--tablespace NAME:LOCATION`;
     2. recovery.signal and a restore_command running `barman-cloud-wal-restore` from the same
        target, with no recovery target: recovery replays every archived WAL file, then
-       promotes. So after `switch_wal_and_wait()` on the source, the restored data must equal
+       promotes (`before_start(pgdata)` runs first, on the files as restored). So after `switch_wal_and_wait()` on the source, the restored data must equal
        the source's at that call (a recovery target of 'immediate' would only prove the
        backup consistent, not that it holds the data);
-    3. PostgreSQL on another port until recovery ends, `pg_amcheck --all --heapallindexed`,
-       and the fingerprint. The restored server is always stopped, and its folder removed
+    3. PostgreSQL (of `pg_bin`) on another port until recovery ends, `pg_amcheck` (see
+       amcheck_command), and the fingerprint. The restored server is always stopped, and its folder removed
        unless keep.
     """
     root = scratch_dir("pgcloud-tests-restore-")
@@ -831,9 +837,11 @@ def restore_and_verify(target: StorageTarget, backup_id: str, *, tablespaces: Se
         tblspc = pgdata / "pg_tblspc"
         links = {int(link.name): os.readlink(link) for link in tblspc.iterdir() if link.is_symlink()} \
             if tblspc.is_dir() else {}
+        if before_start is not None:
+            before_start(pgdata)
         write_recovery_settings(pgdata, target, port=port, socket_dir=root)
         try:
-            run(as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(pgdata), "-l", str(log_file), "-w",
+            run(as_postgres([str(pg_bin / "pg_ctl"), "-D", str(pgdata), "-l", str(log_file), "-w",
                              "-t", str(int(timeout)), "start"]), timeout=timeout + 30)
         except TestBedError as error:
             raise TestBedError("the restored server did not start: %s\n--- %s\n%s" % (
@@ -849,8 +857,7 @@ def restore_and_verify(target: StorageTarget, backup_id: str, *, tablespaces: Se
             wait_for(promoted, timeout, interval=0.5, what="the recovery of the restored server to end")
         except TestBedError as error:
             raise TestBedError("%s\n--- %s\n%s" % (error, log_file, tail(log_file, 60))) from None
-        amcheck = run([str(PG_BIN / "pg_amcheck"), "-h", str(root), "-p", str(port), "-U", POSTGRES_USER,
-                       "--all", "--heapallindexed", "--install-missing"], check=False, timeout=timeout)
+        amcheck = run(amcheck_command(root, port, server_major(pgdata)), check=False, timeout=timeout)
         with contextlib.closing(connect("postgres")) as connection, connection.cursor() as cursor:
             cursor.execute("SELECT spcname, pg_tablespace_location(oid) FROM pg_tablespace "
                            "WHERE spcname NOT IN ('pg_default', 'pg_global')")
@@ -861,7 +868,7 @@ def restore_and_verify(target: StorageTarget, backup_id: str, *, tablespaces: Se
                              tablespace_locations=locations, restore_output=restored.stdout + restored.stderr)
     finally:
         if (pgdata / "postmaster.pid").exists():
-            run(as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(pgdata), "-m", "immediate", "-w", "stop"]),
+            run(as_postgres([str(pg_bin / "pg_ctl"), "-D", str(pgdata), "-m", "immediate", "-w", "stop"]),
                 check=False, timeout=120)
         if not keep:
             remove_tree(root)
@@ -1129,3 +1136,96 @@ def backup_files(keys: Sequence[str], target: StorageTarget, backup_id: str) -> 
     """The file names (after <server>/base/<id>/) of one backup among object keys."""
     prefix = target.backup_prefix(backup_id)
     return sorted(key[len(prefix):] for key in keys if key.startswith(prefix))
+
+
+# ---------------------------------------------------------------------------------------------
+# Other PostgreSQL majors (the version tests)
+
+# Where scripts/setup.sh installs the server binaries of the majors other than Debian's 15.
+OTHER_MAJORS_DIR = PREFIX / "pg"
+DEFAULT_MAJOR = 15
+# amcheck's heap check (verify_heapam, which pg_amcheck calls) came with PostgreSQL 14.
+FIRST_MAJOR_WITH_HEAP_CHECK = 14
+
+
+def pg_bin_of(major: int) -> Path:
+    """The server binaries of a PostgreSQL major: Debian's for 15, scripts/setup.sh's for the others.
+
+    The client tools (pgbench, pg_amcheck, pg_basebackup, pg_verifybackup) stay PG_BIN's:
+    the other majors' builds ship none.
+    """
+    if major == DEFAULT_MAJOR:
+        return PG_BIN
+    path = OTHER_MAJORS_DIR / str(major) / "bin"
+    if not (path / "postgres").is_file():
+        raise TestBedError("no PostgreSQL %d server binaries in %s: run scripts/setup.sh" % (major, path))
+    return path
+
+
+def server_major(pgdata: Path) -> int:
+    """The major version of a data directory, from its PG_VERSION file."""
+    return int((pgdata / "PG_VERSION").read_text().strip())
+
+
+def amcheck_command(socket_dir: Path, port: int, major: int) -> List[str]:
+    """pg_amcheck (Debian's 15, which checks servers of any major) on every database.
+
+    Before 14 the server's amcheck has no heap check: there every B-tree index is checked
+    with --heapallindexed, which reads the table of each index to find every row in it.
+    """
+    command = [str(PG_BIN / "pg_amcheck"), "-h", str(socket_dir), "-p", str(port), "-U", POSTGRES_USER,
+               "--all", "--heapallindexed", "--install-missing"]
+    if major < FIRST_MAJOR_WITH_HEAP_CHECK:
+        command += ["--index", "*.*.*"]
+    return command
+
+
+def verify_backup(pgdata: Path) -> subprocess.CompletedProcess:
+    """pg_verifybackup (Debian's 15, which reads the manifests of every major) on a restored copy
+    not yet started: every file the backup's backup_manifest lists, with its size and checksum.
+
+    --no-parse-wal: the copy holds no WAL yet (recovery fetches it later).
+    """
+    return run([str(PG_BIN / "pg_verifybackup"), "--no-parse-wal", str(pgdata)], check=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# A streaming standby
+
+
+class StandbyCluster(PostgresCluster):
+    """A streaming standby of `primary`, cloned with `pg_basebackup -R` (so of 15, the major of
+    the client tools), its tablespace mapped into its own folder.
+
+    Its postgresql.conf is the primary's with the port and socket folder overridden; it
+    archives nothing (archive_mode=on does not archive during recovery).
+    """
+
+    def __init__(self, primary: PostgresCluster, name: str = "standby") -> None:
+        super().__init__(name, tablespace=primary.tablespace, pg_bin=primary.pg_bin)
+        self.primary = primary
+
+    def create(self) -> "StandbyCluster":
+        try:
+            command = [str(PG_BIN / "pg_basebackup"), "-h", str(self.primary.socket_dir), "-p", str(self.primary.port),
+                       "-U", POSTGRES_USER, "-D", str(self.pgdata), "-R", "-X", "stream", "-c", "fast"]
+            if self.primary.tablespace_dir is not None:
+                command += ["-T", "%s=%s" % (self.primary.tablespace_dir, self.tablespace_dir)]
+            run(as_postgres(command))
+            self._append_settings({"port": str(self.port), "unix_socket_directories": "'%s'" % self.socket_dir})
+            self.start()
+            wait_for(self.streaming, 60, what="the standby %s to stream from its primary" % self.name)
+        except BaseException:
+            self.destroy()
+            raise
+        return self
+
+    def streaming(self) -> bool:
+        return bool(self.scalar("SELECT pg_is_in_recovery() AND EXISTS "
+                                "(SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming')"))
+
+    def wait_replayed(self, timeout: float = 60) -> None:
+        """Wait until the standby has replayed everything the primary has written so far."""
+        target = self.primary.scalar("SELECT pg_current_wal_lsn()::text")
+        wait_for(lambda: self.scalar("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (target,)), timeout,
+                 what="the standby %s to replay up to %s" % (self.name, target))

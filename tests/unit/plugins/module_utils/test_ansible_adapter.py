@@ -31,7 +31,7 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.version import COLL
 
 SECRET_OPTIONS = {"aws_access_key", "aws_secret_key", "aws_session_token", "sse_customer_key", "password",
                   "azure_storage_connection_string", "azure_storage_sas_token", "azure_storage_key",
-                  "gcp_service_account_contents"}
+                  "gcp_service_account_contents", "primary_conninfo"}
 REQUIRED = {"destination_url": "s3://acme-backups/postgres", "server_name": "db1"}
 
 
@@ -167,6 +167,9 @@ def test_defaults_are_the_reference_tools():
         "dbname": "postgres",
         "immediate_checkpoint": False,
         "keepalive_interval": 60,
+        # Not the reference's, which does not wait at all: a backup from a standby is only
+        # recorded DONE once it can be restored (see backup_job._await_end_wal).
+        "wal_archive_timeout": 300,
     }
 
 

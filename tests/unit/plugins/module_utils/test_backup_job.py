@@ -16,7 +16,9 @@ member of the last data archive, DONE last; on failure FAILED with
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
 import os
 import re
@@ -140,9 +142,28 @@ def test_backup_objects_and_backup_info(store, facts, restore_decoders):
     assert data == [".", "./PG_VERSION", "./pg_hba.conf", "base", "base/5", "base/5/1259", "global", "global/1262",
                     "pg_tblspc"]
     final = tar_members(store.objects[folder + "data_0001.tar.gz"], decode)
-    assert [member.name for member, _content in final] == ["global/pg_control", "postgresql.conf", "backup_label"]
+    assert [member.name for member, _content in final] == ["global/pg_control", "postgresql.conf", "backup_label",
+                                                           "backup_manifest"]
     assert final[0][1] == open(os.path.join(facts.data_directory, "global", "pg_control"), "rb").read()
-    assert final[-1][1] == LABEL.encode("utf-8")
+    assert final[-2][1] == LABEL.encode("utf-8")
+
+    # the manifest: every regular file where a restore puts it, with the checksum of what was archived
+    manifest = json.loads(final[-1][1])
+    archived = {}
+    for key in store.objects:
+        if key.endswith(".tar.gz"):
+            prefix = "pg_tblspc/16384/" if "/16384" in key else ""
+            for member, content in tar_members(store.objects[key], decode):
+                if member.isfile() and member.name != "backup_manifest":
+                    archived[prefix + member.name.replace("./", "", 1)] = content
+    assert sorted(archived) == ["PG_VERSION", "backup_label", "base/5/1259", "global/1262", "global/pg_control",
+                                "pg_hba.conf", "pg_tblspc/16384/PG_15_202209061/5/16385", "postgresql.conf"]
+    listed = {item["Path"]: item for item in manifest["Files"]}
+    assert sorted(listed) == sorted(archived)
+    for path, content in archived.items():
+        assert (listed[path]["Size"], listed[path]["Checksum-Algorithm"], listed[path]["Checksum"]) == (
+            len(content), "SHA256", hashlib.sha256(content).hexdigest()), path
+    assert manifest["WAL-Ranges"] == [{"Timeline": 1, "Start-LSN": "0/2000028", "End-LSN": "0/2000138"}]
 
     # the session
     assert session.events[0] == ("start_backup", "Barman backup cloud %s" % backup_id, False)
@@ -170,9 +191,60 @@ def test_tablespaces_are_uploaded_before_pgdata(store, facts):
 
 def test_no_restore_point_on_a_standby(store, facts):
     facts.in_recovery = True
+    store.objects[END_WAL_KEY] = b"archived"
     session = RecordingSession()
     make_job(store)._take(session, facts)
     assert "create_restore_point" not in session.names()
+
+
+# --- a backup from a standby -----------------------------------------------------------------------------
+
+# The WAL file that holds the end (0/2000138) of RecordingSession's backups, as barman-cloud-wal-archive stores it.
+END_WAL_KEY = "some/path/db1/wals/0000000100000000/000000010000000000000002.gz"
+
+
+def standby_job(store, **postgres):
+    config = StorageConfig(destination_url="s3://test-bucket/some/path", server_name="db1", jobs=1)
+    return BaseBackupJob(config, PostgresConfig(keepalive_interval=0, **postgres), BackupConfig(), store=store)
+
+
+def test_standby_backup_switches_wal_on_the_primary_until_its_last_wal_file_is_archived(store, facts, monkeypatch):
+    facts.in_recovery = True
+    switches = []
+
+    def switch_primary_wal(conninfo):
+        switches.append(conninfo)
+        if len(switches) == 2:  # the primary's archiver stores it after the second switch
+            store.objects[END_WAL_KEY] = b"archived"
+        return "000000010000000000000002"
+
+    monkeypatch.setattr(backup_job, "switch_primary_wal", switch_primary_wal)
+    monkeypatch.setattr(backup_job, "WAL_POLL_INTERVAL", 0.01)
+    monkeypatch.setattr(backup_job, "WAL_SWITCH_INTERVAL", 0)
+    session = RecordingSession()
+    result = standby_job(store, primary_conninfo="host=db0")._take(session, facts)
+
+    assert result["status"] == "DONE"
+    assert switches == ["host=db0", "host=db0"]
+    # The standby's own wait for archiving could last forever: the job waits on the store instead.
+    assert ("stop_backup", False) in session.events
+    assert [fields["status"] for fields in info_puts(store)] == ["STARTED", "DONE"]
+
+
+def test_standby_backup_fails_when_its_last_wal_file_is_not_archived_in_time(store, facts, monkeypatch):
+    facts.in_recovery = True
+    monkeypatch.setattr(backup_job, "WAL_POLL_INTERVAL", 0.01)
+    with pytest.raises(BackupError) as raised:
+        standby_job(store, wal_archive_timeout=1)._take(RecordingSession(), facts)
+    message = str(raised.value)
+    assert "000000010000000000000002" in message and "primary_conninfo" in message and "archive_timeout" in message
+    assert info_puts(store)[-1]["status"] == "FAILED"
+
+
+def test_standby_backup_without_wait(store, facts):
+    facts.in_recovery = True
+    result = standby_job(store, wal_archive_timeout=0)._take(RecordingSession(), facts)
+    assert result["status"] == "DONE"
 
 
 def test_split_data_archives(store, facts, restore_decoders):
@@ -188,8 +260,9 @@ def test_split_data_archives(store, facts, restore_decoders):
         key = result["keys"][names.index(name)]
         members += [member.name for member, _content in tar_members(store.objects[key], restore_decoders[None])]
     assert sorted(members) == sorted([".", "./PG_VERSION", "./pg_hba.conf", "base", "base/5", "base/5/1259", "global",
-                                      "global/1262", "pg_tblspc", "global/pg_control", "postgresql.conf", "backup_label"])
-    assert members[-1] == "backup_label"
+                                      "global/1262", "pg_tblspc", "global/pg_control", "postgresql.conf", "backup_label",
+                                      "backup_manifest"])
+    assert members[-2:] == ["backup_label", "backup_manifest"]
 
 
 # --- failures ------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 import pytest
 
 from ansible_collections.pgcloud.backup.plugins.module_utils import backup_info
-from ansible_collections.pgcloud.backup.plugins.module_utils.catalog import Catalog
+from ansible_collections.pgcloud.backup.plugins.module_utils.catalog import Catalog, check_objects
 from ansible_collections.pgcloud.backup.plugins.module_utils.errors import BackupNotFoundError, PgCloudError
 
 
@@ -170,3 +170,63 @@ def test_objects_of_a_backup(store):
     assert sorted((item["key"], item["size"]) for item in objects) == sorted([
         (base + "16384.tar", 1024), (base + "backup.info", len(store.objects[base + "backup.info"])),
         (base + "data.tar", 2048), (base + "data_0001.tar", 512)])
+
+
+# --- the objects of a backup, checked from a listing ------------------------------------------------------
+
+FOLDER = "some/path/db1/base/20261201T010000/"
+COMPLETE = {"data.tar.zst": 3000, "data_0001.tar.zst": 2000, "data_0002.tar.zst": 1000, "16385.tar.zst": 700}
+
+
+def stored_backup(store, objects, size=sum(COMPLETE.values()), tablespaces=(("ts", 16385, "/srv/ts"),), **fields):
+    info = {"status": "DONE", "size": size, "tablespaces": list(tablespaces), "timeline": 1, "version": 150018}
+    info.update(fields)
+    store.put_object(FOLDER + "backup.info", backup_info.render(info))
+    for name, length in objects.items():
+        store.put_object(FOLDER + name, b"x" * length)
+    catalog = Catalog(store)
+    return check_objects(catalog, catalog.resolve("20261201T010000"))
+
+
+def test_a_complete_backup_checks_ok(store):
+    report = stored_backup(store, COMPLETE)
+    assert report["ok"] is True and report["missing"] == [] and report["mismatched"] == []
+    assert (report["objects"], report["stored_size"], report["recorded_size"]) == (5, 6700, 6700)
+
+
+@pytest.mark.parametrize("lost", sorted(COMPLETE))
+def test_each_lost_archive_is_found(store, lost):
+    objects = {name: size for name, size in COMPLETE.items() if name != lost}
+    report = stored_backup(store, objects)
+    assert report["ok"] is False
+    if lost == "data_0002.tar.zst":  # the last part: only the recorded size tells
+        assert report["missing"] == []
+        assert [item["reason"] for item in report["mismatched"]] == [
+            "the archives add up to 5700 bytes, backup.info records 6700"]
+    else:
+        assert report["missing"] == [FOLDER + lost]
+
+
+def test_a_truncated_archive_is_a_size_mismatch(store):
+    report = stored_backup(store, dict(COMPLETE, **{"16385.tar.zst": 10}))
+    assert report["missing"] == [] and report["mismatched"][0]["key"] == FOLDER
+
+
+def test_objects_that_cannot_be_archives(store):
+    objects = {"data.tar": 1000, "16385.tar": 0, "data.tar.rar": 5, "notes.txt": 3}
+    report = stored_backup(store, objects, size=None)
+    reasons = {item["key"][len(FOLDER):]: item["reason"] for item in report["mismatched"]}
+    assert set(reasons) == {"data.tar", "16385.tar", "data.tar.rar", "notes.txt"}
+    assert "512-byte blocks" in reasons["data.tar"] and reasons["16385.tar"] == "empty"
+    assert "unknown extension" in reasons["data.tar.rar"] and "not an object" in reasons["notes.txt"]
+
+
+def test_a_reference_backup_without_recorded_size_is_checked_by_names(store):
+    report = stored_backup(store, {"data.tar.gz": 50}, size=None, tablespaces=())
+    assert report["ok"] is True and report["recorded_size"] is None
+
+
+def test_a_snapshot_backup_needs_its_backup_label(store):
+    report = stored_backup(store, {}, size=None, tablespaces=(),
+                           snapshots_info={"provider": "gcp", "provider_info": {}, "snapshots": []})
+    assert report["missing"] == [FOLDER + "backup_label"] and report["ok"] is False

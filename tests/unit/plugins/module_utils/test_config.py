@@ -245,6 +245,14 @@ def test_keepalive_interval_zero_disables_and_negative_is_rejected():
     assert_rejected("keepalive_interval", lambda: PostgresConfig(keepalive_interval=-1), "0 (off)")
 
 
+def test_standby_options():
+    config = PostgresConfig()
+    assert (config.primary_conninfo, config.wal_archive_timeout) == (None, 300)
+    assert PostgresConfig(wal_archive_timeout="0").wal_archive_timeout == 0
+    assert_rejected("wal_archive_timeout", lambda: PostgresConfig(wal_archive_timeout=-5), "0 (off)")
+    assert_rejected("primary_conninfo", lambda: PostgresConfig(primary_conninfo="  "), "primary's conninfo")
+
+
 def test_backup_defaults():
     config = BackupConfig()
     assert config.compression is None

@@ -125,3 +125,12 @@ def test_missing_psycopg2_is_reported(monkeypatch):
 
 def test_minimum_server_version_is_13():
     assert pg_session.MIN_SERVER_VERSION == 130000
+
+
+def test_unreachable_primary_names_primary_conninfo(closed_port):
+    conninfo = "host=127.0.0.1 port=%d user=nobody password=Secr3tPw" % closed_port
+    with pytest.raises(PostgresError) as caught:
+        pg_session.switch_primary_wal(conninfo)
+    message = str(caught.value)
+    assert message.startswith("cannot connect to the primary with primary_conninfo: ")
+    assert "\n" not in message and "Secr3tPw" not in message
