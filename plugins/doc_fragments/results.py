@@ -17,6 +17,11 @@ log:
   elements: str
   sample:
     - "2026-01-25 03:15:00,120 INFO starting backup 20260125T031500 of /var/lib/postgresql/15/main"
+parameter:
+  description: The parameter to fix, when the module refused a parameter's value.
+  returned: on failure, when one parameter is the cause
+  type: str
+  sample: destination_url
 version:
   description: The version of the pgcloud.backup collection that ran the module.
   returned: always

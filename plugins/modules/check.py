@@ -100,7 +100,9 @@ msg:
   type: str
   sample: "s3://acme-backups/postgres is reachable; PostgreSQL 15.4 at /var/lib/postgresql/15/main can be backed up"
 storage:
-  description: What was found at the destination.
+  description:
+    - What was found at the destination.
+    - Null when a parameter was refused before any check ran (the C(parameter) result names it).
   returned: always
   type: dict
   contains:
@@ -140,7 +142,9 @@ storage:
       returned: always
       sample: null
 postgres:
-  description: What was found on the PostgreSQL server; null when O(check_postgres=false).
+  description:
+    - What was found on the PostgreSQL server.
+    - Null when O(check_postgres=false), or when a parameter was refused before any check ran.
   returned: always
   type: dict
   contains:
@@ -191,11 +195,13 @@ from typing import Any, Dict, Optional
 
 from ansible_collections.pgcloud.backup.plugins.module_utils.ansible_adapter import (
     PgCloudModule,
+    failure_result,
     merge_argument_specs,
     postgres_argument_spec,
     storage_argument_spec,
     storage_rules,
 )
+from ansible_collections.pgcloud.backup.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.pgcloud.backup.plugins.module_utils.operations import check_destination
 
 
@@ -235,9 +241,13 @@ def summary(report: Dict[str, Any]) -> str:
 def main() -> None:
     module = PgCloudModule(argument_spec(), rules=storage_rules(), supports_check_mode=True)
     with module.engine_errors():
-        storage = module.storage_config()
-        postgres = module.postgres_config() if module.params["check_postgres"] else None
-        report = check_destination(storage, postgres)
+        try:
+            storage = module.storage_config()
+            postgres = module.postgres_config() if module.params["check_postgres"] else None
+            report = check_destination(storage, postgres)
+        except ConfigurationError as error:
+            # A playbook that reads the report finds its keys even when no check could run.
+            module.fail_json(ok=False, storage=None, postgres=None, **failure_result(error))
     for warning in (report["postgres"] or {}).get("warnings") or []:
         module.warn(warning)
     if not report["ok"]:
