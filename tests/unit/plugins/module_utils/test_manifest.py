@@ -126,6 +126,22 @@ def test_crc32c_is_printed_in_the_machines_byte_order():
     assert checksum.hexdigest() == ("839206e3" if sys.byteorder == "little" else "e3069283")
 
 
+def test_default_algorithm_is_crc32c_where_it_runs_in_c(monkeypatch):
+    expected = "CRC32C" if CRC32C_AVAILABLE else "SHA256"
+    assert BackupManifest().algorithm == expected
+    assert BackupManifest(None).algorithm == expected
+    # Without the C extension the default falls back to SHA256 rather than failing.
+    monkeypatch.setattr(manifest_module, "google_crc32c", None)
+    assert manifest_module.default_algorithm() == "SHA256"
+    assert BackupManifest().algorithm == "SHA256"
+    with pytest.raises(MissingDependencyError):
+        BackupManifest("CRC32C")
+
+
+def test_an_explicit_algorithm_is_kept():
+    assert BackupManifest("SHA256").algorithm == "SHA256"
+
+
 def test_unknown_algorithm():
     with pytest.raises(ValueError):
         BackupManifest("MD5")
