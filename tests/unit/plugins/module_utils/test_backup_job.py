@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import re
+import sys
 import tarfile
 from datetime import datetime, timezone
 
@@ -336,7 +337,7 @@ def test_run_checks_the_store_first(store, closed_port):
 
 
 def test_run_checks_the_compression_library_first(store, closed_port, monkeypatch):
-    monkeypatch.setattr(compression, "zstandard", None)
+    monkeypatch.setitem(sys.modules, "zstandard", None)
     job = BaseBackupJob(StorageConfig(destination_url="s3://test-bucket/some/path", server_name="db1"),
                         unreachable_postgres(closed_port), BackupConfig(compression="zstd"), store=store)
     with pytest.raises(MissingDependencyError, match="zstandard"):
