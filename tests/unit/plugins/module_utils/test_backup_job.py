@@ -16,7 +16,6 @@ member of the last data archive, DONE last; on failure FAILED with
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -28,7 +27,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from ansible_collections.pgcloud.backup.plugins.module_utils import backup_info, backup_job, compression
+from ansible_collections.pgcloud.backup.plugins.module_utils import backup_info, backup_job
 from ansible_collections.pgcloud.backup.plugins.module_utils.backup_job import BaseBackupJob, check_readable, new_backup_id
 from ansible_collections.pgcloud.backup.plugins.module_utils import manifest as manifest_module
 from ansible_collections.pgcloud.backup.plugins.module_utils.catalog import Catalog
