@@ -281,7 +281,7 @@ def ingest_ceiling(moto: testbed.MotoServer, collections: Path, jobs: int, total
     done = time.perf_counter()
     moto.delete_bucket(bucket)
     size = parts * chunk_size / MIB
-    return Ceiling("store: moto raw ingest, engine's boto3 client, %d threads, one object of %.0f MiB" % (jobs, size),
+    return Ceiling("store: moto raw ingest, engine's S3 client, %d threads, one object of %.0f MiB" % (jobs, size),
                    size / (done - started), "parts of %.2f MiB: %.2f s sending, %.2f s completing" % (
                        chunk_size / MIB, sent - started, done - sent)), chunk_size
 

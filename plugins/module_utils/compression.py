@@ -12,22 +12,19 @@ from __future__ import annotations
 import bz2
 import importlib
 import zlib
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional
 
 from .errors import MissingDependencyError
 
 
-def _optional_import(name: str) -> Tuple[Any, Optional[ImportError]]:
-    """The module, or None and the import error: a host needs only the libraries it uses."""
+def _library(module: str, library: str, purpose: str) -> Any:
+    """The compression library, imported on first use: a backup loads only the one it uses
+    (cramjam alone adds 2.3 MiB to the process), and a host needs only the libraries it uses."""
     try:
-        return importlib.import_module(name), None
-    except ImportError as error:  # pragma: no cover - depends on the host
-        return None, error
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise MissingDependencyError(library, purpose, error) from None
 
-
-zstandard, ZSTANDARD_IMPORT_ERROR = _optional_import("zstandard")
-lz4_frame, LZ4_IMPORT_ERROR = _optional_import("lz4.frame")
-cramjam, CRAMJAM_IMPORT_ERROR = _optional_import("cramjam")
 
 # Archive name suffixes the restore tools recognise, by compression.
 EXTENSIONS: Dict[Optional[str], str] = {
@@ -81,6 +78,7 @@ class _Lz4Frame(Compressor):
     so the ratio is the same as with the default linked 64 KB blocks, at a third less CPU."""
 
     def __init__(self) -> None:
+        lz4_frame = _library("lz4.frame", "lz4", "compression: lz4")
         self._engine = lz4_frame.LZ4FrameCompressor(block_size=lz4_frame.BLOCKSIZE_MAX1MB, block_linked=False)
         self._header = self._engine.begin()
 
@@ -99,7 +97,7 @@ class _SnappyFramed(Compressor):
     """Snappy in its framing format, the one python-snappy's stream decompressor reads."""
 
     def __init__(self) -> None:
-        self._engine = cramjam.snappy.Compressor()
+        self._engine = _library("cramjam", "cramjam", "compression: snappy").snappy.Compressor()
 
     def compress(self, data: bytes) -> bytes:
         # cramjam takes bytes only, not the memoryview of the reused read buffer.
@@ -121,21 +119,16 @@ def _bzip2() -> Compressor:
 
 
 def _zstd() -> Compressor:
-    if zstandard is None:
-        raise MissingDependencyError("zstandard", "compression: zstd", ZSTANDARD_IMPORT_ERROR)
+    zstandard = _library("zstandard", "zstandard", "compression: zstd")
     engine = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj()
     return _CompressObject(engine, engine.flush)
 
 
 def _lz4() -> Compressor:
-    if lz4_frame is None:
-        raise MissingDependencyError("lz4", "compression: lz4", LZ4_IMPORT_ERROR)
     return _Lz4Frame()
 
 
 def _snappy() -> Compressor:
-    if cramjam is None:
-        raise MissingDependencyError("cramjam", "compression: snappy", CRAMJAM_IMPORT_ERROR)
     return _SnappyFramed()
 
 

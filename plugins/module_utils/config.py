@@ -267,14 +267,15 @@ class BackupConfig:
     compression: Optional[str] = None
     max_archive_size: Any = "100GB"
     backup_name: Optional[str] = None
-    manifest_checksum: str = "SHA256"
+    # None: CRC32C where google-crc32c runs in C, else SHA256 (manifest.default_algorithm).
+    manifest_checksum: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.compression is not None and self.compression not in COMPRESSIONS:
             raise ConfigurationError(
                 "compression=%r is not one of %s" % (self.compression, ", ".join(COMPRESSIONS)), "compression"
             )
-        if self.manifest_checksum not in MANIFEST_CHECKSUMS:
+        if self.manifest_checksum is not None and self.manifest_checksum not in MANIFEST_CHECKSUMS:
             raise ConfigurationError("manifest_checksum=%r is not one of %s" % (
                 self.manifest_checksum, ", ".join(MANIFEST_CHECKSUMS)), "manifest_checksum")
         self.max_archive_size = parse_size(self.max_archive_size, "max_archive_size")

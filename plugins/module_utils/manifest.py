@@ -33,6 +33,8 @@ else:
 
 MANIFEST_NAME = "backup_manifest"
 ALGORITHMS = ("SHA256", "CRC32C")
+# The largest copy FileChecksum makes for google-crc32c, whatever the size of the data.
+CRC_COPY_SIZE = 256 << 10
 
 
 class FileChecksum:
@@ -49,10 +51,15 @@ class FileChecksum:
     def update(self, data) -> None:
         if self.algorithm == "SHA256":
             self._sha256.update(data)
+        elif isinstance(data, bytes):
+            self._crc = google_crc32c.extend(self._crc, data)
         else:
-            # The C extension takes bytes only: a copy of the read buffer, still far cheaper
-            # than SHA-256.
-            self._crc = google_crc32c.extend(self._crc, data if isinstance(data, bytes) else bytes(data))
+            # The C extension takes bytes only: a copy, still far cheaper than SHA-256, made in
+            # slices, since an uncompressed archive reads straight into a 20 MiB part buffer and
+            # a whole copy of it per builder would add 40 MiB to the peak memory.
+            with memoryview(data) as view, view.cast("B") as octets:
+                for start in range(0, len(octets), CRC_COPY_SIZE):
+                    self._crc = google_crc32c.extend(self._crc, bytes(octets[start:start + CRC_COPY_SIZE]))
 
     def hexdigest(self) -> str:
         if self.algorithm == "SHA256":
@@ -62,11 +69,25 @@ class FileChecksum:
         return struct.pack("=I", self._crc).hex()
 
 
+def crc32c_available() -> bool:
+    """Whether google-crc32c runs in C here (its pure Python fallback is far too slow)."""
+    return google_crc32c is not None and getattr(google_crc32c, "implementation", "") == "c"
+
+
+def default_algorithm() -> str:
+    """CRC32C, as pg_basebackup, where it is cheap; SHA256 otherwise.
+
+    On 1.5 GiB of pgbench data archived with lz4, SHA-256 (1.8 GB/s on one core with the
+    SHA extensions) cost 1.2 s of the engine's 3.1 s of CPU; CRC32C costs under 0.1 s.
+    """
+    return "CRC32C" if crc32c_available() else "SHA256"
+
+
 def require_algorithm(algorithm: str) -> None:
     """CRC32C needs the C implementation of google-crc32c: the pure Python one is far too slow."""
     if algorithm not in ALGORITHMS:
         raise ValueError("no manifest checksum algorithm %r" % algorithm)
-    if algorithm == "CRC32C" and (google_crc32c is None or getattr(google_crc32c, "implementation", "") != "c"):
+    if algorithm == "CRC32C" and not crc32c_available():
         raise MissingDependencyError("google-crc32c (with its C extension)", "CRC32C manifest checksums",
                                      CRC32C_IMPORT_ERROR)
 
@@ -104,7 +125,8 @@ class WalRange:
 class BackupManifest:
     """The files of one backup, added by every archive builder, rendered once at the end."""
 
-    def __init__(self, algorithm: str = "SHA256") -> None:
+    def __init__(self, algorithm: Optional[str] = None) -> None:
+        algorithm = algorithm or default_algorithm()
         require_algorithm(algorithm)
         self.algorithm = algorithm
         self._files: List[ManifestFile] = []

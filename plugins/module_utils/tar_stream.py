@@ -30,7 +30,10 @@ from .uploader import UploadPool, WrittenObject
 
 LOG = logging.getLogger("pgcloud.backup")
 BLOCK = tarfile.BLOCKSIZE
-READ_SIZE = 1 << 20
+# Reads of 256 KiB: each builder holds its read buffer, the checksum's copy of it and the
+# compressed output at once; 1 MiB reads added 3 MiB to the peak RSS of a backup for no
+# measurable speed (lz4 still compresses 1 MB blocks: its frame buffers the input).
+READ_SIZE = 1 << 18
 _ZEROS = bytes(READ_SIZE)
 
 
@@ -91,7 +94,7 @@ class TarArchive:
         self.key = writer.key
         self.compressor = new_compressor(compression)
         self.bytes_read = 0
-        # Files are read into this one buffer: a fresh 1 MiB bytes per read costs an mmap,
+        # Files are read into this one buffer: a fresh bytes object per read costs an mmap,
         # its page faults and a munmap each time.
         self._read_buffer: Optional[bytearray] = None
 

@@ -16,20 +16,22 @@ member of the last data archive, DONE last; on failure FAILED with
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
 import os
 import re
+import sys
 import tarfile
 from datetime import datetime, timezone
 
 import pytest
 
-from ansible_collections.pgcloud.backup.plugins.module_utils import backup_info, backup_job, compression
+from ansible_collections.pgcloud.backup.plugins.module_utils import backup_info, backup_job
 from ansible_collections.pgcloud.backup.plugins.module_utils.backup_job import BaseBackupJob, check_readable, new_backup_id
+from ansible_collections.pgcloud.backup.plugins.module_utils import manifest as manifest_module
 from ansible_collections.pgcloud.backup.plugins.module_utils.catalog import Catalog
+from ansible_collections.pgcloud.backup.plugins.module_utils.manifest import FileChecksum
 from ansible_collections.pgcloud.backup.plugins.module_utils.config import BackupConfig, PostgresConfig, StorageConfig
 from ansible_collections.pgcloud.backup.plugins.module_utils.errors import (
     BackupError,
@@ -160,9 +162,13 @@ def test_backup_objects_and_backup_info(store, facts, restore_decoders):
                                 "pg_hba.conf", "pg_tblspc/16384/PG_15_202209061/5/16385", "postgresql.conf"]
     listed = {item["Path"]: item for item in manifest["Files"]}
     assert sorted(listed) == sorted(archived)
+    # The default algorithm: CRC32C where google-crc32c runs in C (the test requirements install it).
+    assert manifest_module.default_algorithm() == "CRC32C"
     for path, content in archived.items():
+        expected = FileChecksum("CRC32C")
+        expected.update(content)
         assert (listed[path]["Size"], listed[path]["Checksum-Algorithm"], listed[path]["Checksum"]) == (
-            len(content), "SHA256", hashlib.sha256(content).hexdigest()), path
+            len(content), "CRC32C", expected.hexdigest()), path
     assert manifest["WAL-Ranges"] == [{"Timeline": 1, "Start-LSN": "0/2000028", "End-LSN": "0/2000138"}]
 
     # the session
@@ -330,7 +336,7 @@ def test_run_checks_the_store_first(store, closed_port):
 
 
 def test_run_checks_the_compression_library_first(store, closed_port, monkeypatch):
-    monkeypatch.setattr(compression, "zstandard", None)
+    monkeypatch.setitem(sys.modules, "zstandard", None)
     job = BaseBackupJob(StorageConfig(destination_url="s3://test-bucket/some/path", server_name="db1"),
                         unreachable_postgres(closed_port), BackupConfig(compression="zstd"), store=store)
     with pytest.raises(MissingDependencyError, match="zstandard"):

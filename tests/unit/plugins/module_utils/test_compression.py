@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -49,6 +51,14 @@ def test_extensions_are_the_ones_restore_recognises():
     }
 
 
+def test_only_the_chosen_library_is_imported():
+    code = ("import sys; from ansible_collections.pgcloud.backup.plugins.module_utils import compression; "
+            "compression.require('lz4'); print(sorted(m for m in ('lz4', 'zstandard', 'cramjam') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert result.stdout.strip() == "['lz4']"
+
+
 @pytest.mark.parametrize("name", [None, "gzip", "bzip2", "snappy", "lz4", "zstd"])
 def test_round_trip_is_one_stream_decoded_by_the_restore_library(name, restore_decoders):
     pieces = sample_pieces()
@@ -83,13 +93,13 @@ def test_pass_through_changes_nothing():
     assert compressor.finish() == b""
 
 
-@pytest.mark.parametrize("name, attribute, library", [
+@pytest.mark.parametrize("name, module, library", [
     ("zstd", "zstandard", "zstandard"),
-    ("lz4", "lz4_frame", "lz4"),
+    ("lz4", "lz4.frame", "lz4"),
     ("snappy", "cramjam", "cramjam"),
 ])
-def test_missing_library_is_reported_before_the_backup(monkeypatch, name, attribute, library):
-    monkeypatch.setattr(compression, attribute, None)
+def test_missing_library_is_reported_before_the_backup(monkeypatch, name, module, library):
+    monkeypatch.setitem(sys.modules, module, None)  # what `import module` then raises is ImportError
     with pytest.raises(MissingDependencyError) as caught:
         compression.require(name)
     assert caught.value.library == library

@@ -126,6 +126,22 @@ def test_crc32c_is_printed_in_the_machines_byte_order():
     assert checksum.hexdigest() == ("839206e3" if sys.byteorder == "little" else "e3069283")
 
 
+def test_default_algorithm_is_crc32c_where_it_runs_in_c(monkeypatch):
+    expected = "CRC32C" if CRC32C_AVAILABLE else "SHA256"
+    assert BackupManifest().algorithm == expected
+    assert BackupManifest(None).algorithm == expected
+    # Without the C extension the default falls back to SHA256 rather than failing.
+    monkeypatch.setattr(manifest_module, "google_crc32c", None)
+    assert manifest_module.default_algorithm() == "SHA256"
+    assert BackupManifest().algorithm == "SHA256"
+    with pytest.raises(MissingDependencyError):
+        BackupManifest("CRC32C")
+
+
+def test_an_explicit_algorithm_is_kept():
+    assert BackupManifest("SHA256").algorithm == "SHA256"
+
+
 def test_unknown_algorithm():
     with pytest.raises(ValueError):
         BackupManifest("MD5")
@@ -159,3 +175,24 @@ def test_pg_verifybackup_refuses_a_manifest_whose_checksum_is_wrong(tmp_path):
     (tmp_path / "backup_manifest").write_bytes(data)
     refused = verify(tmp_path)
     assert refused.returncode != 0 and "manifest checksum mismatch" in refused.stderr, refused.stderr
+
+
+def test_crc32c_of_a_large_buffer_is_computed_in_bounded_copies(monkeypatch):
+    if not CRC32C_AVAILABLE:
+        pytest.skip("google-crc32c with its C extension is missing")
+    data = bytearray(os.urandom(3 * manifest_module.CRC_COPY_SIZE + 1000))
+    copies = []
+    extend = manifest_module.google_crc32c.extend
+
+    def counting_extend(crc, piece):
+        copies.append(len(piece))
+        return extend(crc, piece)
+
+    monkeypatch.setattr(manifest_module.google_crc32c, "extend", counting_extend)
+    checksum = FileChecksum("CRC32C")
+    with memoryview(data) as view:
+        checksum.update(view[10:])
+    whole = FileChecksum("CRC32C")
+    whole.update(bytes(data[10:]))
+    assert checksum.hexdigest() == whole.hexdigest()
+    assert max(copies[:-1]) <= manifest_module.CRC_COPY_SIZE and len(copies) == 5

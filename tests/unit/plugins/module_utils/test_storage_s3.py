@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import subprocess
+import sys
 from urllib.parse import parse_qs
 
 import pytest
@@ -308,3 +310,21 @@ def test_client_settings_follow_the_parameters(aws_environment):
     default = open_store(StorageConfig(destination_url="s3://bkt/pg", server_name="db1", aws_access_key="a",
                                        aws_secret_key="b")).client
     assert default.meta.config.read_timeout == 60  # the reference tool's (botocore's) default
+
+
+def test_the_store_does_not_import_boto3(aws_environment):
+    """The client comes from botocore alone: boto3 and s3transfer would cost 2.4 MiB per backup."""
+    code = ("import sys; from ansible_collections.pgcloud.backup.plugins.module_utils.config import StorageConfig; "
+            "from ansible_collections.pgcloud.backup.plugins.module_utils.storage import open_store; "
+            "open_store(StorageConfig(destination_url='s3://bkt/pg', server_name='db1', aws_access_key='k', "
+            "aws_secret_key='s')); print('boto3' in sys.modules, 'botocore' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert result.stdout.split() == ["False", "True"]
+
+
+def test_access_keys_are_the_clients_credentials(aws_environment):
+    config = StorageConfig(destination_url="s3://bkt/pg", server_name="db1", aws_access_key="AKIDEXAMPLE",
+                           aws_secret_key="secret", aws_session_token="token")
+    credentials = open_store(config).client._request_signer._credentials
+    assert (credentials.access_key, credentials.secret_key, credentials.token) == ("AKIDEXAMPLE", "secret", "token")
