@@ -101,16 +101,19 @@ _ARCHIVE_NAME = re.compile(r"^(?P<group>data|\d+)(?:_(?P<number>\d{4}))?\.(?P<ex
 _SMALLEST_TAR = 2 * tarfile.BLOCKSIZE
 
 
-def check_objects(catalog: Catalog, fields: Dict[str, Any]) -> Dict[str, Any]:
+def check_objects(catalog: Catalog, fields: Dict[str, Any],
+                  objects: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
     """Whether the objects of a backup are all in the store, from a listing alone (nothing is read).
 
     backup.info names the archive groups (data and each tablespace's oid); each group needs its
     first archive and no gap in its `_NNNN` numbering, every archive a known extension, the same
     in all groups, and a size an archive can have. The backups of this collection record the
     bytes stored in `size`, which the listed sizes must add up to: that finds a lost last part
-    or a truncated object too.
+    or a truncated object too. `objects` is the backup folder's listing, when the caller has it.
     """
-    listed = {item["key"].rsplit("/", 1)[-1]: item["size"] for item in catalog.objects(fields["backup_id"])}
+    if objects is None:
+        objects = catalog.objects(fields["backup_id"])
+    listed = {item["key"].rsplit("/", 1)[-1]: item["size"] for item in objects}
     folder = catalog.folder_key(fields["backup_id"]) + "/"
     if fields.get("snapshots_info"):
         return _check_snapshot_objects(folder, listed)

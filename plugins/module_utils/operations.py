@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import backup_info
 from .backup_job import BaseBackupJob, check_readable
@@ -98,17 +98,22 @@ def list_backups(storage: StorageConfig) -> List[Dict[str, Any]]:
     return [_summary(catalog, fields) for fields in catalog.all()]
 
 
-def check_backup_objects(storage: StorageConfig, backup: str) -> Dict[str, Any]:
-    """Whether the objects of one backup are all in the store, from a listing (see catalog.check_objects)."""
-    catalog = Catalog(open_store(storage))
-    fields = catalog.resolve(backup)
-    return dict(check_objects(catalog, fields), backup_id=fields["backup_id"])
-
-
 def show_backup(storage: StorageConfig, backup: str) -> Dict[str, Any]:
     catalog = Catalog(open_store(storage))
     fields = catalog.resolve(backup)
+    return _shown(fields, catalog.objects(fields["backup_id"]))
+
+
+def show_and_check_backup(storage: StorageConfig, backup: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """show_backup, and whether the backup's objects are all in the store (see catalog.check_objects),
+    from the one listing of its folder."""
+    catalog = Catalog(open_store(storage))
+    fields = catalog.resolve(backup)
     objects = catalog.objects(fields["backup_id"])
+    return _shown(fields, objects), dict(check_objects(catalog, fields, objects), backup_id=fields["backup_id"])
+
+
+def _shown(fields: Dict[str, Any], objects: List[Dict[str, Any]]) -> Dict[str, Any]:
     shown = {name: value for name, value in fields.items() if name not in backup_info.TIME_FIELDS}
     shown.update(
         begin_time=backup_info.describe_time(fields.get("begin_time")),

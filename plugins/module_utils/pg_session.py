@@ -152,8 +152,7 @@ class PostgresSession:
                     cursor.execute(sql, parameters)
                     return cursor.fetchall() if cursor.description else []
             except psycopg2.Error as error:
-                message = (getattr(error, "pgerror", None) or str(error)).strip().splitlines()[0]
-                raise PostgresError("PostgreSQL refused %s: %s" % (sql.split("(")[0].strip(), message))
+                raise PostgresError("PostgreSQL refused %s: %s" % (sql.split("(")[0].strip(), _first_line(error)))
 
     def value(self, sql: str, parameters: Tuple = ()) -> Any:
         rows = self.query(sql, parameters)

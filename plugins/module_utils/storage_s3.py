@@ -71,27 +71,22 @@ def _profile_not_found(config: StorageConfig) -> ConfigurationError:
     )
 
 
-def aws_session(config: StorageConfig):
-    """A boto3 session with the credentials of the storage options (profile or keys), for EC2."""
-    import boto3  # only the snapshot backups need boto3 itself
-
-    try:
-        return boto3.session.Session(
-            profile_name=config.aws_profile,
-            aws_access_key_id=config.aws_access_key,
-            aws_secret_access_key=config.aws_secret_key,
-            aws_session_token=config.aws_session_token,
-        )
-    except botocore.exceptions.ProfileNotFound:
-        raise _profile_not_found(config)
-
-
 def botocore_session(config: StorageConfig):
-    """A botocore session with the same credentials as aws_session (profile or keys)."""
+    """A botocore session with the credentials of the storage options (profile or keys)."""
     session = botocore.session.Session(profile=config.aws_profile)
     if config.aws_access_key or config.aws_secret_key or config.aws_session_token:
         session.set_credentials(config.aws_access_key, config.aws_secret_key, config.aws_session_token)
     return session
+
+
+def aws_session(config: StorageConfig):
+    """A boto3 session on botocore_session's credentials, for EC2."""
+    import boto3  # only the snapshot backups need boto3 itself
+
+    try:
+        return boto3.session.Session(botocore_session=botocore_session(config))
+    except botocore.exceptions.ProfileNotFound:
+        raise _profile_not_found(config)
 
 
 class _MissingObject(StorageError):

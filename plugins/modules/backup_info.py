@@ -252,8 +252,8 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.ansible_adapter imp
     storage_rules,
 )
 from ansible_collections.pgcloud.backup.plugins.module_utils.operations import (
-    check_backup_objects,
     list_backups,
+    show_and_check_backup,
     show_backup,
 )
 
@@ -272,10 +272,11 @@ def main() -> None:
     wanted = module.params["backup"]
     with module.engine_errors():
         storage = module.storage_config()
-        if wanted:
+        if wanted and module.params["check_objects"]:
+            shown, objects_check = show_and_check_backup(storage, wanted)
+            result = {"backup": shown, "objects_check": objects_check}
+        elif wanted:
             result = {"backup": show_backup(storage, wanted)}
-            if module.params["check_objects"]:
-                result["objects_check"] = check_backup_objects(storage, wanted)
         else:
             result = {"backups": list_backups(storage)}
     module.exit_json(changed=False, **result)

@@ -38,8 +38,7 @@ class Bed:
     cluster: PostgresCluster
 
     def postgres(self) -> Dict[str, Any]:
-        params = self.cluster.connection_params
-        return {"host": params["host"], "port": params["port"], "user": params["user"]}
+        return dict(self.cluster.connection_params)
 
     def s3(self, case: str) -> Dict[str, Any]:
         return {"destination_url": "s3://%s/%s" % (BUCKET, case), "server_name": "source",

@@ -40,6 +40,7 @@ from testbed import (
     PostgresCluster,
     StorageTarget,
     backup_list,
+    backup_module_args,
     chown_postgres,
     module_result,
     postgres_dir,
@@ -59,14 +60,6 @@ CREATE_UPLOAD = r"\?uploads"
 COMPLETE_UPLOAD = r"\?uploadId="
 BACKUP_INFO = r"/base/\d{8}T\d{6}/backup\.info"
 BUCKET_CHECK = r"^/[^/?]+/?$"
-
-
-def backup_params(storage: StorageTarget, cluster: PostgresCluster, **extra: Any) -> Dict[str, Any]:
-    """The module's parameters; an immediate checkpoint, since a spread one can take minutes
-    after a test that wrote much."""
-    params = cluster.connection_params
-    return dict(storage.module_params(), host=params["host"], port=params["port"], user=params["user"],
-                immediate_checkpoint=True, **extra)
 
 
 def statuses(storage: StorageTarget) -> Dict[str, str]:
@@ -141,7 +134,7 @@ def assert_killed_backup_not_done(storage: StorageTarget, cluster: PostgresClust
     assert info_statuses(storage) == killed
     assert cluster.sessions_left() == []
     started = time.monotonic()
-    again = run_module("base_backup", backup_params(storage, cluster))
+    again = run_module("base_backup", backup_module_args(cluster, storage))
     assert again.rc == 0, again.stdout
     assert time.monotonic() - started < 120
     assert statuses(storage) == {backup_id: "STARTED", again.result["backup_id"]: "DONE"}
@@ -151,7 +144,7 @@ def assert_killed_backup_not_done(storage: StorageTarget, cluster: PostgresClust
 @pytest.mark.parametrize("point", sorted(KILL_POINTS))
 def test_killed_during_the_upload(moto, source_cluster, storage, point):
     # Throttled, so that the kill point lasts long enough to be seen.
-    params = backup_params(storage, source_cluster, jobs=1, max_bandwidth="16MB", **SMALL_PARTS)
+    params = backup_module_args(source_cluster, storage, jobs=1, max_bandwidth="16MB", **SMALL_PARTS)
     with started_module("base_backup", params) as process:
         reached = kill_when(process, lambda: KILL_POINTS[point](moto, storage))
     assert reached.startswith(storage.server_prefix + "base/")
@@ -163,7 +156,7 @@ def test_killed_while_writing_done(moto, source_cluster, storage):
     backup.info hangs (a stalled store) when the process is killed."""
     with FaultProxy(moto.port) as proxy:
         stall = proxy.add(FaultRule("PUT", BACKUP_INFO, "stall", seconds=120, skip=1))
-        params = backup_params(storage, source_cluster, endpoint_url=proxy.endpoint_url, read_timeout=300)
+        params = backup_module_args(source_cluster, storage, endpoint_url=proxy.endpoint_url, read_timeout=300)
         with started_module("base_backup", params) as process:
             kill_when(process, stall.engaged.is_set)
     assert moto.multipart_uploads(storage.bucket) == []
@@ -183,8 +176,9 @@ def test_transient_store_faults_are_retried_and_the_backup_restores(moto, source
             proxy.add(FaultRule("POST", COMPLETE_UPLOAD, "status", status=500)),
             proxy.add(FaultRule("PUT", BACKUP_INFO, "stall", seconds=6, skip=1)),
         ]
-        run = run_module("base_backup", backup_params(storage, source_cluster, endpoint_url=proxy.endpoint_url,
-                                                      read_timeout=3, **SMALL_PARTS))
+        params = backup_module_args(source_cluster, storage, endpoint_url=proxy.endpoint_url, read_timeout=3,
+                                    **SMALL_PARTS)
+        run = run_module("base_backup", params)
     assert run.rc == 0, run.stdout
     assert [(rule.action, rule.injected) for rule in rules] == \
         [("reset", 1), ("status", 2), ("reset", 1), ("status", 1), ("status", 1), ("stall", 1)]
@@ -217,8 +211,9 @@ def test_permanent_store_fault_fails_the_backup_as_failed(moto, source_cluster, 
     rule = new_rule()
     with FaultProxy(moto.port) as proxy:
         proxy.add(rule)
-        run = run_module("base_backup", backup_params(storage, source_cluster, endpoint_url=proxy.endpoint_url,
-                                                      read_timeout=1, **SMALL_PARTS))
+        params = backup_module_args(source_cluster, storage, endpoint_url=proxy.endpoint_url, read_timeout=1,
+                                    **SMALL_PARTS)
+        run = run_module("base_backup", params)
     backup_id = assert_failed_clearly(run, *words)
     # botocore's standard retry mode: five attempts before giving up.
     assert rule.injected >= 5
@@ -231,7 +226,7 @@ def test_store_that_refuses_every_backup_info_write_leaves_the_backup_started(mo
     """Neither DONE nor FAILED can be recorded: the backup stays STARTED, never DONE."""
     with FaultProxy(moto.port) as proxy:
         rule = proxy.add(FaultRule("PUT", BACKUP_INFO, "reset", skip=1, times=None))
-        run = run_module("base_backup", backup_params(storage, source_cluster, endpoint_url=proxy.endpoint_url))
+        run = run_module("base_backup", backup_module_args(source_cluster, storage, endpoint_url=proxy.endpoint_url))
     backup_id = assert_failed_clearly(run, "backup.info")
     assert rule.injected >= 10  # DONE, then FAILED, each tried five times
     assert statuses(storage) == {backup_id: "STARTED"}
@@ -280,7 +275,7 @@ def test_files_that_shrink_or_vanish_during_the_backup(moto, source_cluster, sto
     for path in (shrinks, vanishes):
         chown_postgres(path)
     original = shrinks.read_bytes()
-    params = backup_params(storage, source_cluster, jobs=1, max_bandwidth="8MB", **SMALL_PARTS)
+    params = backup_module_args(source_cluster, storage, jobs=1, max_bandwidth="8MB", **SMALL_PARTS)
     with started_module("base_backup", params) as process:
         wait_for(lambda: open_by(process, shrinks), timeout=120, interval=0.01, what="the copy of %s" % shrinks)
         os.truncate(shrinks, 1 << 20)
@@ -304,7 +299,7 @@ def test_unreadable_file_fails_the_backup_with_its_path(moto, source_cluster, st
     unreadable = pgdata_files / "pgcloud_fault_root_only"
     unreadable.write_bytes(b"not for postgres")
     unreadable.chmod(0o600)
-    run = run_module("base_backup", backup_params(storage, source_cluster), user=POSTGRES_USER)
+    run = run_module("base_backup", backup_module_args(source_cluster, storage), user=POSTGRES_USER)
     backup_id = assert_failed_clearly(run, "cannot read %s as OS user %s" % (unreadable, POSTGRES_USER),
                                       "fix its owner or mode")
     assert statuses(storage) == {backup_id: "FAILED"}
@@ -329,7 +324,7 @@ def test_missing_tablespace_directory_fails_before_anything_is_written(moto, sou
     moved = extra_tablespace.with_name(extra_tablespace.name + "-moved")
     extra_tablespace.rename(moved)
     try:
-        run = run_module("base_backup", backup_params(storage, source_cluster))
+        run = run_module("base_backup", backup_module_args(source_cluster, storage))
     finally:
         moved.rename(extra_tablespace)
     assert run.rc != 0 and run.result["failed"] is True

@@ -12,7 +12,7 @@ pg_amcheck and compared with the source. 15 is Debian's; the others come from sc
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator
+from typing import Iterator
 
 import pytest
 
@@ -20,6 +20,7 @@ from testbed import (
     MotoServer,
     PostgresCluster,
     StorageTarget,
+    backup_module_args,
     backup_show,
     pg_bin_of,
     restore_and_verify,
@@ -38,10 +39,6 @@ def archived_bucket(moto: MotoServer, request: pytest.FixtureRequest) -> Iterato
     target = moto.target(moto.create_bucket(), "pg/%s" % request.node.callspec.id, "versions")
     yield target
     moto.delete_bucket(target.bucket)
-
-
-def backup_module_args(cluster: PostgresCluster, target: StorageTarget, **params: Any) -> Dict[str, Any]:
-    return dict(target.module_params(), immediate_checkpoint=True, **cluster.connection_params, **params)
 
 
 @pytest.mark.parametrize("major", MAJORS, ids=["pg%d" % major for major in MAJORS])

@@ -1129,6 +1129,12 @@ def run_module(name: str, args: Mapping[str, Any], *, env: Optional[Mapping[str,
         return module_result(name, process, timeout)
 
 
+def backup_module_args(cluster: "PostgresCluster", target: StorageTarget, **params: Any) -> Dict[str, Any]:
+    """base_backup's parameters for a backup of `cluster` to `target`; an immediate checkpoint,
+    since a spread one can take minutes after a test that wrote much."""
+    return dict(target.module_params(), immediate_checkpoint=True, **cluster.connection_params, **params)
+
+
 BACKUP_ID_PATTERN = re.compile(r"^\d{8}T\d{6}$")
 
 

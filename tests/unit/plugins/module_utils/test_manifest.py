@@ -179,7 +179,7 @@ def test_pg_verifybackup_refuses_a_manifest_whose_checksum_is_wrong(tmp_path):
 
 def test_crc32c_of_a_large_buffer_is_computed_in_bounded_copies(monkeypatch):
     if not CRC32C_AVAILABLE:
-        pytest.skip("google-crc32c with its C extension is missing")
+        pytest.fail("google-crc32c with its C extension is missing: tests/unit/requirements.txt installs it")
     data = bytearray(os.urandom(3 * manifest_module.CRC_COPY_SIZE + 1000))
     copies = []
     extend = manifest_module.google_crc32c.extend
