@@ -38,7 +38,12 @@ EXTENSIONS: Dict[Optional[str], str] = {
 
 # gzip level 6: the reference tool's fixed level 9 costs five times the CPU for ~2% less size.
 GZIP_LEVEL = 6
+# zstd level 3, as the reference tool, with a 512 KiB window instead of 2 MiB: PostgreSQL's
+# 8 KiB pages repeat at short distances, so the ratio is the same (0.5776 against 0.5780 on
+# the benchmark's mixed data set, 0.0268 against 0.0275 on pgbench's) and each archive
+# builder's compression context takes 2 MiB instead of 3.5 MiB.
 ZSTD_LEVEL = 3
+ZSTD_WINDOW_LOG = 19
 
 
 class Compressor:
@@ -120,7 +125,8 @@ def _bzip2() -> Compressor:
 
 def _zstd() -> Compressor:
     zstandard = _library("zstandard", "zstandard", "compression: zstd")
-    engine = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj()
+    parameters = zstandard.ZstdCompressionParameters.from_level(ZSTD_LEVEL, window_log=ZSTD_WINDOW_LOG)
+    engine = zstandard.ZstdCompressor(compression_params=parameters).compressobj()
     return _CompressObject(engine, engine.flush)
 
 

@@ -25,6 +25,23 @@ from .storage import ObjectStore
 LOG = logging.getLogger("pgcloud.backup")
 
 
+def release_free_heap() -> bool:
+    """Give the C heap's free pages back to the OS, before the part buffers are taken.
+
+    Building a store's SDK client parses large JSON models: with botocore's S3 client, 1.9 MiB
+    of what that freed stays in glibc's heap, resident, under the jobs x chunk size of part
+    buffers that come next. Only glibc has malloc_trim; False where there is none.
+    """
+    import ctypes  # only here: the modules that never back up do not load it
+
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):
+        return False
+    trim(0)
+    return True
+
+
 def chunk_size_for(store: ObjectStore, max_archive_size: int, min_chunk_size: Optional[int]) -> int:
     """Parts big enough that the largest archive fits in the provider's part count limit."""
     return max(2 * (max_archive_size // store.max_chunks), store.min_chunk_size, min_chunk_size or 0)

@@ -99,9 +99,13 @@ def free_port() -> int:
 
 
 def as_postgres(command: Sequence[str]) -> List[str]:
-    """Prefix a command so that it runs as the postgres OS user (initdb refuses root)."""
+    """Prefix a command so that it runs as the postgres OS user (initdb refuses root).
+
+    setpriv changes user and executes the command in the same process, where runuser stays
+    as its parent: the benchmark measures the process tree of each tool, without a wrapper.
+    """
     if os.geteuid() == 0:
-        return ["runuser", "-u", POSTGRES_USER, "--", *command]
+        return ["setpriv", "--reuid", POSTGRES_USER, "--regid", POSTGRES_USER, "--init-groups", "--", *command]
     if pwd.getpwuid(os.geteuid()).pw_name == POSTGRES_USER:
         return list(command)
     raise TestBedError("the test bed must run as root or as the postgres user")

@@ -131,3 +131,16 @@ def test_lz4_is_one_frame_of_independent_blocks():
     assert stream[4] & 0x20
     assert (stream[5] >> 4) & 0x7 == 6
     assert lz4.frame.decompress(stream) == data
+
+
+def test_zstd_is_level_3_with_a_512_kib_window():
+    """The window (what a restore needs in memory, and each builder holds) is 512 KiB, not level 3's 2 MiB."""
+    import zstandard
+
+    out = compression.new_compressor("zstd")
+    data = os.urandom(1 << 20) * 4
+    stream = out.compress(data) + out.finish()
+    assert zstandard.get_frame_parameters(stream).window_size == 512 << 10
+    reference = zstandard.ZstdCompressor(level=3).compress(data)
+    assert zstandard.get_frame_parameters(reference).window_size > 512 << 10
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(stream) == data

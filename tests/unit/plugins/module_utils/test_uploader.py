@@ -12,7 +12,8 @@ import time
 import pytest
 
 from ansible_collections.pgcloud.backup.plugins.module_utils.errors import StorageError
-from ansible_collections.pgcloud.backup.plugins.module_utils.uploader import Throttle, UploadPool, WrittenObject, chunk_size_for
+from ansible_collections.pgcloud.backup.plugins.module_utils.uploader import (Throttle, UploadPool, WrittenObject, chunk_size_for,
+                                                                             release_free_heap)
 
 KEY = "some/path/db1/base/20261125T023350/data.tar"
 
@@ -317,3 +318,22 @@ def test_write_from_reads_a_file_straight_into_parts(store, tmp_path):
     pool.close()
     assert store.objects[KEY] == data
     assert pool.buffers.peak <= 2
+
+
+def resident_anonymous_mib():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no RssAnon in /proc/self/status")
+
+
+def test_release_free_heap_gives_freed_heap_pages_back():
+    """64 MiB freed in the middle of the heap, which glibc keeps resident on its own."""
+    blocks = [b"x" * 16384 for _ in range(4096)]
+    kept = blocks[::64]  # live blocks between the freed ones: the heap cannot shrink from its top
+    del blocks
+    before = resident_anonymous_mib()
+    assert release_free_heap()
+    assert before - resident_anonymous_mib() > 32
+    assert len(kept) == 64
