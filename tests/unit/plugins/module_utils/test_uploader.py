@@ -12,8 +12,8 @@ import time
 import pytest
 
 from ansible_collections.pgcloud.backup.plugins.module_utils.errors import StorageError
-from ansible_collections.pgcloud.backup.plugins.module_utils.uploader import (Throttle, UploadPool, WrittenObject, chunk_size_for,
-                                                                             release_free_heap)
+from ansible_collections.pgcloud.backup.plugins.module_utils.uploader import (
+    Throttle, UploadPool, WrittenObject, chunk_size_for, release_free_heap)
 
 KEY = "some/path/db1/base/20261125T023350/data.tar"
 
@@ -330,7 +330,7 @@ def resident_anonymous_mib():
 
 def test_release_free_heap_gives_freed_heap_pages_back():
     """64 MiB freed in the middle of the heap, which glibc keeps resident on its own."""
-    blocks = [b"x" * 16384 for _ in range(4096)]
+    blocks = [b"%05d" % number * 3277 for number in range(4096)]
     kept = blocks[::64]  # live blocks between the freed ones: the heap cannot shrink from its top
     del blocks
     before = resident_anonymous_mib()
