@@ -30,7 +30,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import psutil
 
@@ -53,6 +53,8 @@ DATASETS = ("pgbench", "mixed")
 SPEED_GOALS = {"gzip": 2.0, "snappy": 3.0, "lz4": 3.0, "zstd": 3.0}
 INGEST_GOAL = 0.9
 MEMORY_GOAL_BASE = 64 * 1000 * 1000
+# Restores of the same data from moto vary by this much from run to run.
+RESTORE_NOISE = 0.1
 # Rows of the mixed data set per unit of scale: about the 15 MiB of one pgbench scale unit.
 MIXED_ROWS_PER_SCALE = 60000
 WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo",
@@ -79,6 +81,7 @@ class Run:
     machine_cpu: float  # busy CPU seconds of the whole machine during the run (moto included)
     stored_bytes: int = 0
     objects: int = 0
+    restore_wall: Optional[float] = None  # barman-cloud-restore of this backup, when measured
     error: str = ""
 
     @property
@@ -351,8 +354,30 @@ class Bench:
             status = json.loads(log_base.with_suffix(".out").read_text().strip().splitlines()[-1]).get("status")
             if status != "DONE":
                 result.returncode, result.error = -1, "engine result status %s" % status
+        if result.ok and self.args.restore:
+            self.restore(result, target, log_base)
         store.delete_bucket(bucket)
         return result
+
+    def restore(self, result: Run, target: testbed.StorageTarget, log_base: Path) -> None:
+        """barman-cloud-restore of the backup just taken, into an empty folder: its wall time,
+        and a check that every byte of PGDATA came back."""
+        folder = testbed.scratch_dir("pgcloud-bench-restore-")
+        try:
+            command = testbed.as_postgres(testbed.barman_cloud_command(
+                "restore", target, target.url, target.server_name, "latest", str(folder / "pgdata")))
+            restored = measure(result.tool, result.provider, result.compression, command,
+                               log_base.with_name(log_base.name + "-restore"), self.args.interval)
+            size, expected = data_size(folder / "pgdata"), data_size(self.cluster.pgdata)
+            if not restored.ok or abs(size - expected) > expected // 100:
+                result.returncode = restored.returncode or -1
+                result.error = "barman-cloud-restore: exit %d, %d of %d bytes restored: %s" % (
+                    restored.returncode, size, expected,
+                    log_base.with_name(log_base.name + "-restore.err").read_text(errors="replace")[-2000:])
+            else:
+                result.restore_wall = restored.wall
+        finally:
+            testbed.remove_tree(folder)
 
     def series(self, provider: str, compression: str) -> List[Run]:
         """Both tools on the same store, alternating order; moto afresh (its memory only grows)."""
@@ -385,7 +410,7 @@ def data_size(pgdata: Path) -> int:
 
 
 HEADERS = ["store", "tool", "compression", "runs", "wall s", "MiB/s", "CPU s", "peak RSS MiB", "peak PSS MiB",
-           "machine CPU s", "stored MiB", "objects", "x ref"]
+           "machine CPU s", "stored MiB", "objects", "x ref", "restore s"]
 
 
 def summary(runs: List[Run], size: int) -> List[List[str]]:
@@ -412,8 +437,28 @@ def summary(runs: List[Run], size: int) -> List[List[str]]:
                                  "%.0f" % (max(run.peak_pss for run in done) / MIB),
                                  "%.1f" % statistics.median(run.machine_cpu for run in done),
                                  "%.0f" % (statistics.median(run.stored_bytes for run in done) / MIB),
-                                 "%d" % done[0].objects, "" if ratio is None else "%.2f" % ratio])
+                                 "%d" % done[0].objects, "" if ratio is None else "%.2f" % ratio,
+                                 _median_text(run.restore_wall for run in done)])
     return rows
+
+
+def _median_text(values: Iterable[Optional[float]]) -> str:
+    known = [value for value in values if value is not None]
+    return "%.2f" % statistics.median(known) if known else ""
+
+
+def restore_goal(runs: List[Run], provider: str, compression: str) -> Optional[str]:
+    """barman-cloud-restore of the engine's backups against the reference's, median wall times."""
+    walls = {}
+    for tool in TOOLS:
+        known = [run.restore_wall for run in runs if (run.tool, run.provider, run.compression) == (
+            tool, provider, compression) and run.ok and run.restore_wall is not None]
+        if not known:
+            return None
+        walls[tool] = statistics.median(known)
+    ratio = walls["engine"] / walls["reference"]
+    return "restore %.2f s against %.2f s for the reference's backup (goal: not worse, within %.0f%% of moto's noise): %s" % (
+        walls["engine"], walls["reference"], 100 * RESTORE_NOISE, "met" if ratio <= 1 + RESTORE_NOISE else "NOT met")
 
 
 def table(rows: List[List[str]]) -> str:
@@ -443,6 +488,9 @@ def goal_lines(runs: List[Run], size: int, ingest: Optional[float], jobs: int, c
         if compression == "none" and ingest and provider == "aws-s3":
             parts.append("%.0f%% of the store's raw ingest, %.1f MiB/s (goal %.0f%%): %s" % (
                 100 * rate / ingest, ingest, 100 * INGEST_GOAL, "met" if rate >= INGEST_GOAL * ingest else "NOT met"))
+        restore = restore_goal(runs, provider, compression)
+        if restore:
+            parts.append(restore)
         if chunk_size:
             parts.append("peak RSS %.0f MiB (goal 64 MB + %d x %.2f MiB = %.0f MiB): %s" % (
                 rss / MIB, jobs, chunk_size / MIB, memory_goal / MIB, "met" if rss <= memory_goal else "NOT met"))
@@ -467,6 +515,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1, help="runs of each tool per compression (medians)")
     parser.add_argument("--tools", default="reference,engine", help="reference,engine or one of them")
     parser.add_argument("--interval", type=float, default=0.05, help="memory sampling interval, seconds")
+    parser.add_argument("--no-restore", dest="restore", action="store_false",
+                        help="skip the barman-cloud-restore of every backup")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (cluster, logs)")
     args = parser.parse_args(argv)
     args.compressions = list(COMPRESSIONS) if args.compressions == "all" else args.compressions.split(",")
