@@ -121,7 +121,7 @@ def test_the_one_stream_check_catches_concatenated_streams(name, restore_decoder
 
 
 def test_lz4_is_one_frame_of_independent_blocks():
-    """Blocks independent of each other (frame descriptor FLG bit 5) and at most 1 MB (BD = 6)."""
+    """Blocks independent of each other (frame descriptor FLG bit 5) and at most 256 KB (BD = 5)."""
     import lz4.frame
 
     out = compression.new_compressor("lz4")
@@ -129,7 +129,7 @@ def test_lz4_is_one_frame_of_independent_blocks():
     stream = out.compress(data) + out.finish()
     assert stream[:4] == b"\x04\x22\x4d\x18"
     assert stream[4] & 0x20
-    assert (stream[5] >> 4) & 0x7 == 6
+    assert (stream[5] >> 4) & 0x7 == 5
     assert lz4.frame.decompress(stream) == data
 
 
