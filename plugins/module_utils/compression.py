@@ -135,20 +135,12 @@ def _zstd() -> Compressor:
     return _CompressObject(engine, engine.flush)
 
 
-def _lz4() -> Compressor:
-    return _Lz4Frame()
-
-
-def _snappy() -> Compressor:
-    return _SnappyFramed()
-
-
 _FACTORIES: Dict[Optional[str], Callable[[], Compressor]] = {
     None: PassThrough,
     "gzip": _gzip,
     "bzip2": _bzip2,
-    "snappy": _snappy,
-    "lz4": _lz4,
+    "snappy": _SnappyFramed,
+    "lz4": _Lz4Frame,
     "zstd": _zstd,
 }
 

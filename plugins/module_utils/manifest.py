@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import List, Optional
 
+from .config import MANIFEST_CHECKSUMS as ALGORITHMS
 from .errors import MissingDependencyError
 
 try:
@@ -32,7 +33,6 @@ else:
     CRC32C_IMPORT_ERROR = None
 
 MANIFEST_NAME = "backup_manifest"
-ALGORITHMS = ("SHA256", "CRC32C")
 # The largest copy FileChecksum makes for google-crc32c, whatever the size of the data.
 CRC_COPY_SIZE = 256 << 10
 

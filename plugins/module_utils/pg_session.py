@@ -98,8 +98,7 @@ def switch_primary_wal(conninfo: str) -> str:
     A standby can neither switch WAL nor (unless archive_mode=always) archive it: the file
     that holds the end of a backup taken there reaches the archive once the primary closes it.
     """
-    if psycopg2 is None:
-        raise MissingDependencyError("psycopg2", "connecting to PostgreSQL", PSYCOPG2_IMPORT_ERROR)
+    _require_psycopg2()
     try:
         connection = psycopg2.connect(conninfo, application_name=APPLICATION_NAME)
     except psycopg2.Error as error:
@@ -119,6 +118,11 @@ def switch_primary_wal(conninfo: str) -> str:
         connection.close()
 
 
+def _require_psycopg2() -> None:
+    if psycopg2 is None:
+        raise MissingDependencyError("psycopg2", "connecting to PostgreSQL", PSYCOPG2_IMPORT_ERROR)
+
+
 def _first_line(error: Exception) -> str:
     return (getattr(error, "pgerror", None) or str(error)).strip().splitlines()[0]
 
@@ -127,8 +131,7 @@ class PostgresSession:
     """One connection to the server, with a lock because the keepalive thread shares it."""
 
     def __init__(self, config: PostgresConfig) -> None:
-        if psycopg2 is None:
-            raise MissingDependencyError("psycopg2", "connecting to PostgreSQL", PSYCOPG2_IMPORT_ERROR)
+        _require_psycopg2()
         self.config = config
         self._lock = threading.Lock()
         self._backup_running = False
