@@ -28,7 +28,7 @@ from .manifest import MANIFEST_NAME, BackupManifest, WalRange
 from .pg_session import BackupPoint, PostgresSession, ServerFacts, parse_lsn, switch_primary_wal, wal_file_name
 from .storage import ObjectStore, open_store
 from .tar_stream import ArchiveGroup, TarArchive, label_header
-from .uploader import UploadPool, chunk_size_for, release_free_heap
+from .uploader import UploadPool, chunk_size_for, freeze_long_lived_objects, release_free_heap
 
 LOG = logging.getLogger("pgcloud.backup")
 PROGRESS_INTERVAL = 10.0
@@ -351,6 +351,7 @@ class BaseBackupJob(BackupJob):
 
     def _before_start(self) -> None:
         release_free_heap()
+        freeze_long_lived_objects()
         self.pool = UploadPool(self.store, self.storage.jobs, self.chunk_size, self.storage.max_bandwidth)
         self.manifest = BackupManifest(self.backup.manifest_checksum)
         self.groups = []

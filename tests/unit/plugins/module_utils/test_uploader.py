@@ -5,15 +5,17 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
+import weakref
 
 import pytest
 
 from ansible_collections.pgcloud.backup.plugins.module_utils.errors import StorageError
 from ansible_collections.pgcloud.backup.plugins.module_utils.uploader import (
-    Throttle, UploadPool, WrittenObject, chunk_size_for, release_free_heap)
+    Throttle, UploadPool, WrittenObject, chunk_size_for, freeze_long_lived_objects, release_free_heap)
 
 KEY = "some/path/db1/base/20261125T023350/data.tar"
 
@@ -337,3 +339,22 @@ def test_release_free_heap_gives_freed_heap_pages_back():
     assert release_free_heap()
     assert before - resident_anonymous_mib() > 32
     assert len(kept) == 64
+
+
+def test_freeze_long_lived_objects_spares_them_and_still_collects_later_cycles():
+    class Node:
+        pass
+
+    collected = []
+    alive_before = len(gc.get_objects())
+    try:
+        freeze_long_lived_objects()
+        assert gc.get_freeze_count() >= alive_before
+        cycle = Node()
+        cycle.self = cycle
+        weakref.finalize(cycle, collected.append, True)
+        del cycle
+        gc.collect()
+        assert collected == [True]
+    finally:
+        gc.unfreeze()
