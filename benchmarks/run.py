@@ -29,7 +29,7 @@ import sys
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -82,6 +82,7 @@ class Run:
     machine_cpu: float  # busy CPU seconds of the whole machine during the run (moto included)
     stored_bytes: int = 0
     objects: int = 0
+    object_sizes: List[int] = field(default_factory=list)
     restore_wall: Optional[float] = None  # barman-cloud-restore of this backup, when measured
     error: str = ""
 
@@ -263,16 +264,21 @@ def compressor_ceilings(sample: bytes, collections: Path, names: List[str]) -> L
     return results
 
 
-def ingest_ceiling(moto: testbed.MotoServer, collections: Path, jobs: int, total: int) -> Tuple[Ceiling, int]:
-    """The store's raw ingest with the engine's own S3 client (same SDK settings) and chunk size:
-    `total` bytes in parts from `jobs` threads into one multipart object, completion included
-    (moto copies every part then, as the engine's objects need too); and the chunk size."""
+def engine_store(moto: testbed.MotoServer, collections: Path, jobs: int, bucket: str):
+    """The engine's own S3 store (same SDK settings) on a bucket of moto, and its chunk size."""
     _compression, config, storage, uploader = engine_modules(collections)
     os.environ.update(testbed.FAKE_AWS_ENV)
-    bucket = moto.create_bucket("bench-ingest-ceiling")
-    store = storage.open_store(config.StorageConfig(destination_url="s3://%s/ingest" % bucket, server_name=SERVER_NAME,
+    store = storage.open_store(config.StorageConfig(destination_url="s3://%s/bench" % bucket, server_name=SERVER_NAME,
                                                     endpoint_url=moto.endpoint_url, jobs=jobs))
-    chunk_size = uploader.chunk_size_for(store, config.BackupConfig().max_archive_size, None)
+    return store, uploader.chunk_size_for(store, config.BackupConfig().max_archive_size, None)
+
+
+def ingest_ceiling(moto: testbed.MotoServer, collections: Path, jobs: int, total: int) -> Tuple[Ceiling, int]:
+    """The store's raw ingest with the engine's own S3 client and chunk size: `total` bytes in
+    parts from `jobs` threads into one multipart object, completion included (moto copies every
+    part then, as the engine's objects need too); and the chunk size."""
+    bucket = moto.create_bucket("bench-ingest-ceiling")
+    store, chunk_size = engine_store(moto, collections, jobs, bucket)
     data = bytearray(os.urandom(chunk_size))
     parts = max(1, -(-total // chunk_size))
     key = "ingest/object"
@@ -288,6 +294,34 @@ def ingest_ceiling(moto: testbed.MotoServer, collections: Path, jobs: int, total
     return Ceiling("store: moto raw ingest, engine's S3 client, %d threads, one object of %.0f MiB" % (jobs, size),
                    size / (done - started), "parts of %.2f MiB: %.2f s sending, %.2f s completing" % (
                        chunk_size / MIB, sent - started, done - sent)), chunk_size
+
+
+def send_object(store, key: str, size: int, chunk_size: int, data: bytearray) -> None:
+    """An object of `size` bytes sent as the engine sends one: one PUT when it stays under a
+    chunk, else parts of chunk_size one after another, then the completion."""
+    if size < chunk_size:
+        store.put_object(key, data[:size])
+        return
+    upload = store.create_multipart(key)
+    records = [store.upload_part(key, upload, number, data if size - offset >= chunk_size else data[:size - offset])
+               for number, offset in enumerate(range(0, size, chunk_size), 1)]
+    store.complete_multipart(key, upload, records)
+
+
+def store_floor(moto: testbed.MotoServer, collections: Path, jobs: int, sizes: List[int]) -> float:
+    """Seconds moto takes to receive objects of these sizes from the engine's client, `jobs` at a
+    time, with nothing to read or compress and no process to start: what a backup that stores
+    them costs at the least on this machine and store."""
+    bucket = moto.create_bucket("bench-store-floor")
+    store, chunk_size = engine_store(moto, collections, jobs, bucket)
+    data = bytearray(os.urandom(chunk_size))
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(lambda item: send_object(store, "floor/%d" % item[0], item[1], chunk_size, data),
+                      enumerate(sorted(sizes, reverse=True))))
+    elapsed = time.perf_counter() - started
+    moto.delete_bucket(bucket)
+    return elapsed
 
 
 def ceilings(args: argparse.Namespace, bench: "Bench", size: int) -> Tuple[List[Ceiling], Optional[float], int]:
@@ -314,6 +348,7 @@ class Bench:
         self.workdir = workdir
         self.cluster = cluster
         self.stores = stores
+        self.floors: Dict[Tuple[str, str], float] = {}
         self.collections = workdir / "collections"
         link = self.collections / "ansible_collections" / "pgcloud" / "backup"
         link.parent.mkdir(parents=True)
@@ -352,7 +387,7 @@ class Bench:
         result = measure(tool, provider, compression, self.command(tool, compression, target), log_base,
                          self.args.interval)
         sizes = store.list_objects(bucket)
-        result.stored_bytes, result.objects = sum(sizes.values()), len(sizes)
+        result.stored_bytes, result.objects, result.object_sizes = sum(sizes.values()), len(sizes), list(sizes.values())
         if not result.ok:
             result.error = log_base.with_suffix(".err").read_text(errors="replace")[-2000:]
         elif tool == "engine":
@@ -397,7 +432,20 @@ class Bench:
                 run = self.one(tool, provider, compression, repetition)
                 log("  %s in %.1f s%s" % ("done" if run.ok else "FAILED", run.wall, "" if run.ok else ":\n" + run.error))
                 runs.append(run)
+        self.measure_floor(provider, compression, runs)
         return runs
+
+    def measure_floor(self, provider: str, compression: str, runs: List[Run]) -> None:
+        """The store floor of the engine's median run (see store_floor), median of --repeat
+        measurements, for the compressions with a speed goal."""
+        store = self.stores[provider]
+        engine = sorted((run for run in runs if run.tool == "engine" and run.ok), key=lambda run: run.wall)
+        if not isinstance(store, testbed.MotoServer) or compression not in SPEED_GOALS or not engine:
+            return
+        sizes = engine[len(engine) // 2].object_sizes
+        log("store floor, %s, %s: %d objects, %.0f MiB" % (STORE_NAMES[provider], compression, len(sizes), sum(sizes) / MIB))
+        self.floors[provider, compression] = statistics.median(
+            store_floor(store, self.collections, self.args.jobs, sizes) for _ in range(self.args.repeat))
 
 
 def data_size(pgdata: Path) -> int:
@@ -472,7 +520,8 @@ def table(rows: List[List[str]]) -> str:
     return "\n".join("  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in lines)
 
 
-def goal_lines(runs: List[Run], size: int, ingest: Optional[float], jobs: int, chunk_size: int) -> List[str]:
+def goal_lines(runs: List[Run], size: int, ingest: Optional[float], jobs: int, chunk_size: int,
+               floors: Dict[Tuple[str, str], float]) -> List[str]:
     """Each compression's figures against the goals of issue 8 (medians, largest peak RSS)."""
     lines = []
     memory_goal = MEMORY_GOAL_BASE + jobs * chunk_size
@@ -490,6 +539,9 @@ def goal_lines(runs: List[Run], size: int, ingest: Optional[float], jobs: int, c
             ratio = rate / rates["reference"][0]
             parts.append("%.2fx the reference (goal %.0fx): %s" % (
                 ratio, SPEED_GOALS[compression], "met" if ratio >= SPEED_GOALS[compression] else "NOT met"))
+            if (provider, compression) in floors:
+                parts.append(floor_text(size / MIB / rate, size / MIB / (SPEED_GOALS[compression] * rates["reference"][0]),
+                                        floors[provider, compression]))
         if compression == "none" and ingest and provider == "aws-s3":
             parts.append("%.0f%% of the store's raw ingest, %.1f MiB/s (goal %.0f%%): %s" % (
                 100 * rate / ingest, ingest, 100 * INGEST_GOAL, "met" if rate >= INGEST_GOAL * ingest else "NOT met"))
@@ -501,6 +553,11 @@ def goal_lines(runs: List[Run], size: int, ingest: Optional[float], jobs: int, c
                 rss / MIB, jobs, chunk_size / MIB, memory_goal / MIB, "met" if rss <= memory_goal else "NOT met"))
         lines.append("  %s %s: %.1f MiB/s; %s" % (STORE_NAMES[provider], compression, rate, "; ".join(parts)))
     return lines
+
+
+def floor_text(wall: float, goal_wall: float, floor: float) -> str:
+    return ("the goal asks for %.2f s; the store alone took %.2f s to receive the engine's objects (nothing read "
+            "or compressed, no process started), and the engine %.2f s in all" % (goal_wall, floor, wall))
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -559,7 +616,7 @@ def one_data_set(args: argparse.Namespace, bench: Bench, dataset: str, scale: in
     out = ["", "%s data set, scale %d: %.0f MiB, jobs %d, stores on loopback" % (dataset, scale, size / MIB, args.jobs)]
     if found:
         out += ["Ceilings:"] + ["  %-95s %8.1f MiB/s  %s" % (item.what, item.mib_s, item.note) for item in found]
-    out += [table(summary(runs, size)), "Goals of issue 8:"] + goal_lines(runs, size, ingest, args.jobs, chunk_size)
+    out += [table(summary(runs, size)), "Goals of issue 8:"] + goal_lines(runs, size, ingest, args.jobs, chunk_size, bench.floors)
     return out, all(run.ok for run in runs)
 
 

@@ -16,14 +16,14 @@ import os
 import threading
 import time
 from datetime import datetime
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from . import backup_info, compression
 from .catalog import Catalog
 from .config import BackupConfig, PostgresConfig, StorageConfig
 from .errors import BackupError, PostgresError, first_line
-from .file_walk import (PG_CONTROL, WalkEntry, external_config_files, os_user_name, tablespace_directory_prefix,
-                        walk_data_directory, walk_tablespace)
+from .file_walk import (PG_CONTROL, WalkEntry, external_config_files, largest_first, os_user_name,
+                        tablespace_directory_prefix, walk_data_directory, walk_tablespace)
 from .manifest import MANIFEST_NAME, BackupManifest, WalRange
 from .pg_session import BackupPoint, PostgresSession, ServerFacts, parse_lsn, switch_primary_wal, wal_file_name
 from .storage import ObjectStore, open_store
@@ -37,6 +37,8 @@ PROGRESS_INTERVAL = 10.0
 WAL_POLL_INTERVAL = 1.0
 WAL_SWITCH_INTERVAL = 10.0
 MIB = 1 << 20
+# How many of the largest files each archive builder is given before the rest of the walk.
+FILES_FIRST_PER_BUILDER = 4
 
 
 class Progress:
@@ -383,12 +385,14 @@ class BaseBackupJob(BackupJob):
         for name, oid, location in facts.tablespaces:
             LOG.info("archiving tablespace %s (%d) at %s", name, oid, location)
             group = self._group(pool, folder, str(oid), "pg_tblspc/%d/" % oid)
-            group.build(_tablespace_entries(name, location, facts.version), self.builders, progress.add)
+            group.build(self._ordered(lambda: _tablespace_entries(name, location, facts.version)), self.builders,
+                        progress.add)
             groups.append(group)
         LOG.info("archiving PGDATA %s", facts.data_directory)
         data = self._group(pool, folder, "data")
         groups.append(data)
-        data.build(walk_data_directory(facts.data_directory, [tablespace[2] for tablespace in facts.tablespaces]),
+        tablespace_locations = [tablespace[2] for tablespace in facts.tablespaces]
+        data.build(self._ordered(lambda: walk_data_directory(facts.data_directory, tablespace_locations)),
                    self.builders, progress.add)
         final = data.new_archive()
         control = os.path.join(facts.data_directory, PG_CONTROL)
@@ -402,6 +406,12 @@ class BaseBackupJob(BackupJob):
                 LOG.warning("configuration file %s is included by the server's configuration but lies outside "
                             "PGDATA, so it is not in the backup", path)
         return final
+
+    def _ordered(self, walk: Callable[[], Iterator[WalkEntry]]) -> Iterator[WalkEntry]:
+        """The walk, with the largest files first when several builders share it."""
+        if self.builders == 1:
+            return walk()
+        return largest_first(walk, FILES_FIRST_PER_BUILDER * self.builders)
 
     def _stored_size(self) -> Optional[int]:
         # backup_info's check of a backup's objects compares the listed sizes with this.

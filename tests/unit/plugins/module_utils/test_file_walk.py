@@ -20,6 +20,7 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.file_walk import (
     PG_CONTROL,
     WalkEntry,
     external_config_files,
+    largest_first,
     tablespace_directory_prefix,
     walk_data_directory,
     walk_tablespace,
@@ -220,3 +221,37 @@ def test_external_config_files_are_stored_by_basename(tmp_path, cluster):
         WalkEntry(str(etc / "postgresql.conf"), "postgresql.conf"),
         WalkEntry(str(etc / "pg_hba.conf"), "pg_hba.conf"),
     ]
+
+
+def test_largest_first_moves_the_largest_files_to_the_front_and_keeps_every_entry_once(tmp_path):
+    pgdata = tmp_path / "pgdata"
+    sizes = {"base/5/1247": 10, "base/5/16398": 9000, "base/5/16398.1": 3000, "base/5/16402": 5000,
+             "global/1260": 20, "PG_VERSION": 3}
+    for name, size in sizes.items():
+        write_file(str(pgdata / name), b"x" * size)
+    walk = list(walk_data_directory(str(pgdata)))
+
+    ordered = list(largest_first(lambda: walk_data_directory(str(pgdata)), 3))
+
+    assert [entry.name for entry in ordered[:3]] == ["base/5/16398", "base/5/16402", "base/5/16398.1"]
+    assert sorted(ordered, key=lambda entry: entry.name) == sorted(walk, key=lambda entry: entry.name)
+    assert [entry for entry in ordered[3:]] == [entry for entry in walk if entry not in ordered[:3]]
+
+
+def test_largest_first_never_moves_directories_and_hands_out_what_its_first_pass_found(tmp_path):
+    pgdata = tmp_path / "pgdata"
+    write_file(str(pgdata / "base/5/16398"), b"x" * 100)
+    write_file(str(pgdata / "base/5/16399"), b"x" * 50)
+    passes = []
+
+    def walk():
+        passes.append(True)
+        if len(passes) == 2:  # the second pass runs after a file was dropped
+            os.remove(str(pgdata / "base/5/16399"))
+        return walk_data_directory(str(pgdata))
+
+    names = [entry.name for entry in largest_first(walk, 10)]
+
+    # A file dropped meanwhile is still handed out (the archive skips a file that vanished);
+    # the directories keep their places in the walk.
+    assert names == ["base/5/16398", "base/5/16399", ".", "base", "base/5"]
