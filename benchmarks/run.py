@@ -445,7 +445,7 @@ class Bench:
         sizes = engine[len(engine) // 2].object_sizes
         log("store floor, %s, %s: %d objects, %.0f MiB" % (STORE_NAMES[provider], compression, len(sizes), sum(sizes) / MIB))
         self.floors[provider, compression] = statistics.median(
-            store_floor(store, self.collections, self.args.jobs, sizes) for _ in range(self.args.repeat))
+            store_floor(store, self.collections, self.args.jobs, sizes) for _repetition in range(self.args.repeat))
 
 
 def data_size(pgdata: Path) -> int:

@@ -235,7 +235,7 @@ def test_largest_first_moves_the_largest_files_to_the_front_and_keeps_every_entr
 
     assert [entry.name for entry in ordered[:3]] == ["base/5/16398", "base/5/16402", "base/5/16398.1"]
     assert sorted(ordered, key=lambda entry: entry.name) == sorted(walk, key=lambda entry: entry.name)
-    assert [entry for entry in ordered[3:]] == [entry for entry in walk if entry not in ordered[:3]]
+    assert ordered[3:] == [entry for entry in walk if entry not in ordered[:3]]
 
 
 def test_largest_first_never_moves_directories_and_hands_out_what_its_first_pass_found(tmp_path):
