@@ -11,6 +11,7 @@ the server's backup is stopped, open multipart uploads are aborted and FAILED is
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -385,14 +386,14 @@ class BaseBackupJob(BackupJob):
         for name, oid, location in facts.tablespaces:
             LOG.info("archiving tablespace %s (%d) at %s", name, oid, location)
             group = self._group(pool, folder, str(oid), "pg_tblspc/%d/" % oid)
-            group.build(self._ordered(lambda: _tablespace_entries(name, location, facts.version)), self.builders,
-                        progress.add)
+            group.build(self._ordered(functools.partial(_tablespace_entries, name, location, facts.version)),
+                        self.builders, progress.add)
             groups.append(group)
         LOG.info("archiving PGDATA %s", facts.data_directory)
         data = self._group(pool, folder, "data")
         groups.append(data)
         tablespace_locations = [tablespace[2] for tablespace in facts.tablespaces]
-        data.build(self._ordered(lambda: walk_data_directory(facts.data_directory, tablespace_locations)),
+        data.build(self._ordered(functools.partial(walk_data_directory, facts.data_directory, tablespace_locations)),
                    self.builders, progress.add)
         final = data.new_archive()
         control = os.path.join(facts.data_directory, PG_CONTROL)

@@ -271,6 +271,20 @@ def test_split_data_archives(store, facts, restore_decoders):
     assert members[-2:] == ["backup_label", "backup_manifest"]
 
 
+def test_several_builders_start_with_the_largest_files(store, facts, restore_decoders):
+    """The largest file of PGDATA opens one of the walk's archives, and every file is stored once."""
+    job = make_job(store, compression_name=None, jobs=2)
+    job.builders = 2  # whatever the cores of the machine running the test
+    result = job._take(RecordingSession(), facts)
+    names = [key.rsplit("/", 1)[1] for key in result["keys"]]
+    walk_archives = [key for key, name in zip(result["keys"], names) if name in ("data.tar", "data_0001.tar")]
+    members = [[member.name for member, _content in tar_members(store.objects[key], restore_decoders[None])]
+               for key in walk_archives]
+    assert "base/5/1259" in [archive[0] for archive in members]  # 20000 bytes, the largest
+    assert sorted(name for archive in members for name in archive) == sorted(
+        [".", "./PG_VERSION", "./pg_hba.conf", "base", "base/5", "base/5/1259", "global", "global/1262", "pg_tblspc"])
+
+
 # --- failures ------------------------------------------------------------------------------------------
 
 
