@@ -393,9 +393,11 @@ class BaseBackupJob(BackupJob):
         data = self._group(pool, folder, "data")
         groups.append(data)
         tablespace_locations = [tablespace[2] for tablespace in facts.tablespaces]
-        data.build(self._ordered(functools.partial(walk_data_directory, facts.data_directory, tablespace_locations)),
-                   self.builders, progress.add)
-        final = data.new_archive()
+        # The archive that ends the walk stays open for pg_control, then backup_label and the
+        # manifest: with one builder, PGDATA is one object, as in the reference tool's backups.
+        final = data.build(self._ordered(functools.partial(walk_data_directory, facts.data_directory,
+                                                           tablespace_locations)),
+                           self.builders, progress.add, keep_last_open=True) or data.new_archive()
         control = os.path.join(facts.data_directory, PG_CONTROL)
         if not final.add(WalkEntry(control, PG_CONTROL)):
             raise PostgresError("%s is missing: is %s a PostgreSQL data directory?" % (control, facts.data_directory))

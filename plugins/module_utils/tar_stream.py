@@ -234,18 +234,30 @@ class ArchiveGroup:
             self.bytes_read += archive.bytes_read
 
     def build(self, entries: Iterator[WalkEntry], builders: int,
-              on_progress: Callable[[int], None] = lambda read: None) -> None:
+              on_progress: Callable[[int], None] = lambda read: None,
+              keep_last_open: bool = False) -> Optional[TarArchive]:
         """Archive every entry with `builders` threads, each filling its own objects.
 
         Compression releases the GIL, so two builders keep two cores busy; the walk is shared,
         so a builder that finishes a large file takes the next entry.
+
+        With keep_last_open, the builder that ends last leaves its archive open and it is
+        returned (None if that builder had none), for the caller to add the backup's last
+        members to: one object fewer to store and for a restore to fetch and extract.
         """
         lock = threading.Lock()
         stop = threading.Event()
+        running = [max(1, builders)]
+        left_open: List[TarArchive] = []
 
         def next_entry() -> Optional[WalkEntry]:
             with lock:
                 return None if stop.is_set() else next(entries, None)
+
+        def ends_last() -> bool:
+            with lock:
+                running[0] -= 1
+                return running[0] == 0
 
         def build_one() -> None:
             archive: Optional[TarArchive] = None
@@ -262,9 +274,12 @@ class ArchiveGroup:
                     before = archive.bytes_read
                     archive.add(entry)
                     on_progress(archive.bytes_read - before)
+                last = ends_last()
                 if archive is not None and stop.is_set():
                     # Another builder failed: completing this upload would only delay the failure.
                     archive.discard()
+                elif archive is not None and keep_last_open and last:
+                    left_open.append(archive)
                 elif archive is not None:
                     self.finish(archive)
             except BaseException as error:
@@ -274,15 +289,20 @@ class ArchiveGroup:
                 stop.set()
 
         errors: List[BaseException] = []
-        threads = [threading.Thread(target=build_one, name="pgcloud-archive-%d" % i) for i in range(max(1, builders))]
+        threads = [threading.Thread(target=build_one, name="pgcloud-archive-%d" % i) for i in range(running[0])]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         if errors:
+            for archive in left_open:
+                archive.discard()
             raise errors[0]
-        if not self.written:
+        if left_open:
+            return left_open[0]
+        if not self.written and not keep_last_open:
             self.finish(self.new_archive())
+        return None
 
     def keys(self) -> List[str]:
         return sorted(item.key for item in self.written)

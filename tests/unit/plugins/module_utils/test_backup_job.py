@@ -110,11 +110,11 @@ def tar_members(data, decode):
 
 def test_backup_objects_and_backup_info(store, facts, restore_decoders):
     session = RecordingSession()
-    result = make_job(store, backup_name="nightly", jobs=1)._take(session, facts)  # one builder: one walk archive
+    result = make_job(store, backup_name="nightly", jobs=1)._take(session, facts)  # one builder: one data archive
     backup_id = result["backup_id"]
     assert ID_PATTERN.match(backup_id)
     folder = "some/path/db1/base/%s/" % backup_id
-    assert sorted(store.objects) == [folder + name for name in ("16384.tar.gz", "backup.info", "data.tar.gz", "data_0001.tar.gz")]
+    assert sorted(store.objects) == [folder + name for name in ("16384.tar.gz", "backup.info", "data.tar.gz")]
 
     # backup.info: STARTED first, DONE last
     started, done = info_puts(store)
@@ -140,13 +140,12 @@ def test_backup_objects_and_backup_info(store, facts, restore_decoders):
     decode = restore_decoders["gzip"]
     tablespace = [member.name for member, _content in tar_members(store.objects[folder + "16384.tar.gz"], decode)]
     assert tablespace == ["PG_15_202209061", "PG_15_202209061/5", "PG_15_202209061/5/16385"]
-    data = [member.name for member, _content in tar_members(store.objects[folder + "data.tar.gz"], decode)]
-    assert data == [".", "./PG_VERSION", "./pg_hba.conf", "base", "base/5", "base/5/1259", "global", "global/1262",
-                    "pg_tblspc"]
-    final = tar_members(store.objects[folder + "data_0001.tar.gz"], decode)
-    assert [member.name for member, _content in final] == ["global/pg_control", "postgresql.conf", "backup_label",
-                                                           "backup_manifest"]
-    assert final[0][1] == open(os.path.join(facts.data_directory, "global", "pg_control"), "rb").read()
+    # PGDATA's walk, then the members added after it, in the same object
+    final = tar_members(store.objects[folder + "data.tar.gz"], decode)
+    assert [member.name for member, _content in final] == [
+        ".", "./PG_VERSION", "./pg_hba.conf", "base", "base/5", "base/5/1259", "global", "global/1262", "pg_tblspc",
+        "global/pg_control", "postgresql.conf", "backup_label", "backup_manifest"]
+    assert final[-4][1] == open(os.path.join(facts.data_directory, "global", "pg_control"), "rb").read()
     assert final[-2][1] == LABEL.encode("utf-8")
 
     # the manifest: every regular file where a restore puts it, with the checksum of what was archived
@@ -272,7 +271,7 @@ def test_split_data_archives(store, facts, restore_decoders):
 
 
 def test_several_builders_start_with_the_largest_files(store, facts, restore_decoders):
-    """The largest file of PGDATA opens one of the walk's archives, and every file is stored once."""
+    """The largest file of PGDATA opens one of the two builders' archives, and every file is stored once."""
     job = make_job(store, compression_name=None, jobs=2)
     job.builders = 2  # whatever the cores of the machine running the test
     result = job._take(RecordingSession(), facts)
@@ -282,7 +281,10 @@ def test_several_builders_start_with_the_largest_files(store, facts, restore_dec
                for key in walk_archives]
     assert "base/5/1259" in [archive[0] for archive in members]  # 20000 bytes, the largest
     assert sorted(name for archive in members for name in archive) == sorted(
-        [".", "./PG_VERSION", "./pg_hba.conf", "base", "base/5", "base/5/1259", "global", "global/1262", "pg_tblspc"])
+        [".", "./PG_VERSION", "./pg_hba.conf", "base", "base/5", "base/5/1259", "global", "global/1262", "pg_tblspc",
+         "global/pg_control", "postgresql.conf", "backup_label", "backup_manifest"])
+    # the builder that ended last kept its archive open for the members added after the walk
+    assert [archive[-1] for archive in members].count("backup_manifest") == 1
 
 
 # --- failures ------------------------------------------------------------------------------------------

@@ -411,6 +411,67 @@ def test_after_a_failure_the_other_builder_drops_its_archive(store, tmp_path, mo
     assert len(store.calls_of("put")) == 1
 
 
+def test_keep_last_open_returns_the_archive_of_the_builder_that_ended_last(store, tmp_path, restore_decoders):
+    root = many_files(tmp_path, 6, 3000)
+    entries = list(walk_data_directory(root))
+    pool = UploadPool(store, jobs=2, chunk_size=1 << 20)
+    group = ArchiveGroup(pool, FOLDER, "data", None, BIG)
+    final = group.build(iter(entries), 2, keep_last_open=True)
+    assert final is not None and final.key not in group.keys()
+    final.add_bytes("backup_label", b"label", tarfile.TarInfo("backup_label"))
+    group.finish(final)
+    pool.close()
+    names = []
+    for key in group.keys():
+        names += [member.name for member, _content in members(tar_bytes(store, key, restore_decoders))]
+    assert sorted(names) == sorted([entry.name for entry in entries] + ["backup_label"])
+    assert sorted(store.objects) == group.keys()
+
+
+def test_keep_last_open_of_an_empty_walk_writes_nothing(store):
+    pool = UploadPool(store, jobs=2, chunk_size=1 << 20)
+    group = ArchiveGroup(pool, FOLDER, "data", None, BIG)
+    assert group.build(iter([]), 2, keep_last_open=True) is None
+    pool.close()
+    assert group.keys() == [] and store.objects == {}
+
+
+def test_the_archive_kept_open_is_dropped_when_another_builder_failed(store, tmp_path, monkeypatch):
+    """The first builder's archive fails to close after the second has ended its walk last."""
+    first, second = str(tmp_path / "first"), str(tmp_path / "second")
+    write_tree_file(first, b"first")
+    write_tree_file(second, b"second")
+    second_taken, failed = threading.Event(), threading.Event()
+    real_add = TarArchive.add
+
+    def add(archive, entry):
+        # One entry for each builder; the one with `second` ends its walk last, once the other
+        # is closing its archive.
+        if entry.path == first:
+            second_taken.wait(10)
+        else:
+            second_taken.set()
+            failed.wait(10)
+        return real_add(archive, entry)
+
+    def fail(key):
+        failed.set()
+        for thread in threading.enumerate():  # the other builder ends its walk, last, before this fails
+            if thread.name.startswith("pgcloud-archive") and thread is not threading.current_thread():
+                thread.join(10)
+        return True
+
+    monkeypatch.setattr(TarArchive, "add", add)
+    store.fail_put = fail
+    pool = UploadPool(store, jobs=2, chunk_size=1 << 20)
+    group = ArchiveGroup(pool, FOLDER, "data", None, 1 << 30)
+    with pytest.raises(StorageError):
+        group.build(iter([WalkEntry(first, "./first"), WalkEntry(second, "./second")]), 2, keep_last_open=True)
+    assert second_taken.is_set() and failed.is_set()
+    assert len(store.calls_of("put")) == 1  # the failed one: the archive kept open was never sent
+    assert pool.buffers.in_use == 0  # and its part buffer was given back
+
+
 # --- backup_label ------------------------------------------------------------------------------------
 
 
