@@ -241,31 +241,39 @@ class ArchiveGroup:
         Compression releases the GIL, so two builders keep two cores busy; the walk is shared,
         so a builder that finishes a large file takes the next entry.
 
-        With keep_last_open, the builder that ends last leaves its archive open and it is
-        returned (None if that builder had none), for the caller to add the backup's last
-        members to: one object fewer to store and for a restore to fetch and extract.
+        With keep_last_open, the last builder to end among those that took an entry leaves its
+        archive open and it is returned (None for an empty walk), for the caller to add the
+        backup's last members to: one object fewer to store and for a restore to fetch and
+        extract.
         """
         lock = threading.Lock()
         stop = threading.Event()
-        running = [max(1, builders)]
+        # Builders that took an entry, and so hold an archive: counted as they take their
+        # first one, so that once the walk is over the count is final.
+        holders = [0]
         left_open: List[TarArchive] = []
 
-        def next_entry() -> Optional[WalkEntry]:
+        def next_entry(holding: bool) -> Optional[WalkEntry]:
             with lock:
-                return None if stop.is_set() else next(entries, None)
+                entry = None if stop.is_set() else next(entries, None)
+                if entry is not None and not holding:
+                    holders[0] += 1
+                return entry
 
         def ends_last() -> bool:
             with lock:
-                running[0] -= 1
-                return running[0] == 0
+                holders[0] -= 1
+                return holders[0] == 0
 
         def build_one() -> None:
             archive: Optional[TarArchive] = None
+            holding = False
             try:
                 while True:
-                    entry = next_entry()
+                    entry = next_entry(holding)
                     if entry is None:
                         break
+                    holding = True
                     if archive is not None and archive.stored_size > self.max_archive_size:
                         self.finish(archive)
                         archive = None
@@ -274,7 +282,7 @@ class ArchiveGroup:
                     before = archive.bytes_read
                     archive.add(entry)
                     on_progress(archive.bytes_read - before)
-                last = ends_last()
+                last = holding and ends_last()
                 if archive is not None and stop.is_set():
                     # Another builder failed: completing this upload would only delay the failure.
                     archive.discard()
@@ -289,7 +297,7 @@ class ArchiveGroup:
                 stop.set()
 
         errors: List[BaseException] = []
-        threads = [threading.Thread(target=build_one, name="pgcloud-archive-%d" % i) for i in range(running[0])]
+        threads = [threading.Thread(target=build_one, name="pgcloud-archive-%d" % i) for i in range(max(1, builders))]
         for thread in threads:
             thread.start()
         for thread in threads:
