@@ -379,35 +379,44 @@ def test_failure_of_the_store_stops_the_build_and_is_raised(store, tmp_path):
     assert FOLDER + "/data_0003.tar" not in store.objects
 
 
+class TwoBuildersRace:
+    """Two entries, one for each of two builders: the builder with `first` holds it until the
+    other has taken `second`, which is held until `failed` is set (by a failing store), then
+    for `pause` seconds more."""
+
+    def __init__(self, tmp_path, monkeypatch, pause: float = 0.0) -> None:
+        first, second = str(tmp_path / "first"), str(tmp_path / "second")
+        write_tree_file(first, b"first")
+        write_tree_file(second, b"second")
+        self.entries = [WalkEntry(first, "./first"), WalkEntry(second, "./second")]
+        self.second_taken, self.failed = threading.Event(), threading.Event()
+        real_add = TarArchive.add
+
+        def add(archive, entry):
+            if entry.path == first:
+                self.second_taken.wait(10)
+            else:
+                self.second_taken.set()
+                self.failed.wait(10)
+                time.sleep(pause)
+            return real_add(archive, entry)
+
+        monkeypatch.setattr(TarArchive, "add", add)
+
+
 def test_after_a_failure_the_other_builder_drops_its_archive(store, tmp_path, monkeypatch):
     """Completing an archive of a failed backup would only cost time (and retries)."""
-    first, second = str(tmp_path / "first"), str(tmp_path / "second")
-    write_tree_file(first, b"first")
-    write_tree_file(second, b"second")
-    second_taken, failed = threading.Event(), threading.Event()
-    real_add = TarArchive.add
-
-    def add(archive, entry):
-        # The first builder holds `first` until the second has taken `second`; the second
-        # holds `second` until the first builder's upload has failed.
-        if entry.path == first:
-            second_taken.wait(10)
-        else:
-            second_taken.set()
-            failed.wait(10)
-            time.sleep(0.2)
-        return real_add(archive, entry)
+    race = TwoBuildersRace(tmp_path, monkeypatch, pause=0.2)
 
     def fail(key):
-        failed.set()
+        race.failed.set()
         return True
 
-    monkeypatch.setattr(TarArchive, "add", add)
     store.fail_put = fail
     group = ArchiveGroup(UploadPool(store, jobs=2, chunk_size=1 << 20), FOLDER, "data", None, 1 << 30)
     with pytest.raises(StorageError):
-        group.build(iter([WalkEntry(first, "./first"), WalkEntry(second, "./second")]), 2)
-    assert second_taken.is_set() and failed.is_set()
+        group.build(iter(race.entries), 2)
+    assert race.second_taken.is_set() and race.failed.is_set()
     assert len(store.calls_of("put")) == 1
 
 
@@ -438,36 +447,21 @@ def test_keep_last_open_of_an_empty_walk_writes_nothing(store):
 
 def test_the_archive_kept_open_is_dropped_when_another_builder_failed(store, tmp_path, monkeypatch):
     """The first builder's archive fails to close after the second has ended its walk last."""
-    first, second = str(tmp_path / "first"), str(tmp_path / "second")
-    write_tree_file(first, b"first")
-    write_tree_file(second, b"second")
-    second_taken, failed = threading.Event(), threading.Event()
-    real_add = TarArchive.add
-
-    def add(archive, entry):
-        # One entry for each builder; the one with `second` ends its walk last, once the other
-        # is closing its archive.
-        if entry.path == first:
-            second_taken.wait(10)
-        else:
-            second_taken.set()
-            failed.wait(10)
-        return real_add(archive, entry)
+    race = TwoBuildersRace(tmp_path, monkeypatch)
 
     def fail(key):
-        failed.set()
+        race.failed.set()
         for thread in threading.enumerate():  # the other builder ends its walk, last, before this fails
             if thread.name.startswith("pgcloud-archive") and thread is not threading.current_thread():
                 thread.join(10)
         return True
 
-    monkeypatch.setattr(TarArchive, "add", add)
     store.fail_put = fail
     pool = UploadPool(store, jobs=2, chunk_size=1 << 20)
     group = ArchiveGroup(pool, FOLDER, "data", None, 1 << 30)
     with pytest.raises(StorageError):
-        group.build(iter([WalkEntry(first, "./first"), WalkEntry(second, "./second")]), 2, keep_last_open=True)
-    assert second_taken.is_set() and failed.is_set()
+        group.build(iter(race.entries), 2, keep_last_open=True)
+    assert race.second_taken.is_set() and race.failed.is_set()
     assert len(store.calls_of("put")) == 1  # the failed one: the archive kept open was never sent
     assert pool.buffers.in_use == 0  # and its part buffer was given back
 
