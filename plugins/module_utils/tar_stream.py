@@ -248,32 +248,34 @@ class ArchiveGroup:
         """
         lock = threading.Lock()
         stop = threading.Event()
-        # Builders that took an entry, and so hold an archive: counted as they take their
-        # first one, so that once the walk is over the count is final.
-        holders = [0]
+        # Builders holding an archive, counted as they take their first entry (under the
+        # walk's lock), so that once the walk is over the count is final.
+        holders = 0
         left_open: List[TarArchive] = []
 
         def next_entry(holding: bool) -> Optional[WalkEntry]:
+            nonlocal holders
             with lock:
                 entry = None if stop.is_set() else next(entries, None)
                 if entry is not None and not holding:
-                    holders[0] += 1
+                    holders += 1
                 return entry
 
         def ends_last() -> bool:
+            nonlocal holders
             with lock:
-                holders[0] -= 1
-                return holders[0] == 0
+                holders -= 1
+                return holders == 0
 
         def build_one() -> None:
             archive: Optional[TarArchive] = None
-            holding = False
             try:
                 while True:
-                    entry = next_entry(holding)
+                    # A builder holds an archive from its first entry on (a full one is replaced
+                    # at once), so `archive` tells whether it is counted among the holders.
+                    entry = next_entry(archive is not None)
                     if entry is None:
                         break
-                    holding = True
                     if archive is not None and archive.stored_size > self.max_archive_size:
                         self.finish(archive)
                         archive = None
@@ -282,7 +284,7 @@ class ArchiveGroup:
                     before = archive.bytes_read
                     archive.add(entry)
                     on_progress(archive.bytes_read - before)
-                last = holding and ends_last()
+                last = archive is not None and ends_last()
                 if archive is not None and stop.is_set():
                     # Another builder failed: completing this upload would only delay the failure.
                     archive.discard()
