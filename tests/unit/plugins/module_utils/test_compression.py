@@ -144,3 +144,18 @@ def test_zstd_is_level_3_with_a_512_kib_window():
     reference = zstandard.ZstdCompressor(level=3).compress(data)
     assert zstandard.get_frame_parameters(reference).window_size > 512 << 10
     assert zstandard.ZstdDecompressor().decompressobj().decompress(stream) == data
+
+
+def test_snappy_is_the_stream_compressors_output_byte_for_byte():
+    """One stream identifier at the start, then the chunks: what cramjam's stream Compressor writes."""
+    import cramjam
+
+    pieces = sample_pieces()
+    stream = cramjam.snappy.Compressor()
+    expected = []
+    for piece in pieces:
+        stream.compress(piece)
+        expected.append(bytes(stream.flush()))
+    expected.append(bytes(stream.finish()))
+    assert compress("snappy", pieces) == b"".join(expected)
+    assert compress("snappy", [b"", b""]) == b""
