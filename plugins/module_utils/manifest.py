@@ -93,7 +93,7 @@ def require_algorithm(algorithm: str) -> None:
 
 
 class ChecksummedReader:
-    """A file read through `readinto`, whose bytes also feed a checksum."""
+    """A file read through `readinto` or `read`, whose bytes also feed a checksum."""
 
     def __init__(self, source, checksum: FileChecksum) -> None:
         self.source = source
@@ -105,6 +105,12 @@ class ChecksummedReader:
             with memoryview(buffer) as view:
                 self.checksum.update(view[:count])
         return count or 0
+
+    def read(self, size: int) -> bytes:
+        data = self.source.read(size)
+        if data:
+            self.checksum.update(data)
+        return data
 
 
 @dataclass(frozen=True)

@@ -94,9 +94,6 @@ class TarArchive:
         self.key = writer.key
         self.compressor = new_compressor(compression)
         self.bytes_read = 0
-        # Files are read into this one buffer: a fresh bytes object per read costs an mmap,
-        # its page faults and a munmap each time.
-        self._read_buffer: Optional[bytearray] = None
 
     @property
     def stored_size(self) -> int:
@@ -165,16 +162,16 @@ class TarArchive:
         return copied
 
     def _compress_from(self, source, size: int) -> int:
-        if self._read_buffer is None:
-            self._read_buffer = bytearray(READ_SIZE)
+        # A fresh bytes object per read rather than one reused buffer: google-crc32c takes bytes
+        # only, and the copy of the buffer made for it cost more than the allocation (an lz4
+        # backup of pgbench data took 5-10% longer in alternated runs).
         done = 0
-        with memoryview(self._read_buffer) as buffer:
-            while done < size:
-                count = source.readinto(buffer[:min(READ_SIZE, size - done)])
-                if not count:
-                    break
-                self._emit(buffer[:count])
-                done += count
+        while done < size:
+            data = source.read(min(READ_SIZE, size - done))
+            if not data:
+                break
+            self._emit(data)
+            done += len(data)
         return done
 
     def add_bytes(self, name: str, data: bytes, info: tarfile.TarInfo, listed: bool = True) -> None:

@@ -114,6 +114,21 @@ def test_zero_padding_counts_in_the_checksum():
     assert checksum.hexdigest() == hashlib.sha256(b"abc\0\0").hexdigest()
 
 
+@pytest.mark.parametrize("algorithm", ["SHA256", "CRC32C"])
+def test_read_and_readinto_feed_the_same_checksum(algorithm):
+    """Compressed archives read fresh bytes, uncompressed ones read into the part buffer."""
+    if algorithm == "CRC32C" and not CRC32C_AVAILABLE:
+        pytest.skip("google-crc32c does not run in C here")
+    data = os.urandom(700000)
+    by_read, by_readinto = FileChecksum(algorithm), FileChecksum(algorithm)
+    reader = ChecksummedReader(io.BytesIO(data), by_read)
+    assert b"".join(iter(lambda: reader.read(1 << 18), b"")) == data
+    reader, buffer = ChecksummedReader(io.BytesIO(data), by_readinto), bytearray(1 << 18)
+    while reader.readinto(buffer):
+        pass
+    assert by_read.hexdigest() == by_readinto.hexdigest()
+
+
 def test_crc32c_is_printed_in_the_machines_byte_order():
     if not CRC32C_AVAILABLE:
         with pytest.raises(MissingDependencyError, match="google-crc32c"):
