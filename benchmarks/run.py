@@ -403,6 +403,9 @@ class Bench:
         """barman-cloud-restore of the backup just taken, into an empty folder: its wall time,
         and a check that every byte of PGDATA came back."""
         folder = testbed.scratch_dir("pgcloud-bench-restore-")
+        # The store has just written the backup's objects to its temporary files: flushed
+        # first, so that their writeback does not compete with the restore's own writes.
+        os.sync()
         try:
             command = testbed.as_postgres(testbed.barman_cloud_command(
                 "restore", target, target.url, target.server_name, "latest", str(folder / "pgdata")))
