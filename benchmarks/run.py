@@ -22,10 +22,12 @@ import compileall
 import contextlib
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -400,25 +402,33 @@ class Bench:
         return result
 
     def restore(self, result: Run, target: testbed.StorageTarget, log_base: Path) -> None:
-        """barman-cloud-restore of the backup just taken, into an empty folder: its wall time,
-        and a check that every byte of PGDATA came back."""
-        folder = testbed.scratch_dir("pgcloud-bench-restore-")
+        """barman-cloud-restore of the backup just taken, --restores times into an empty folder:
+        the median wall time, and a check that every byte of PGDATA came back each time."""
+        walls = []
+        for number in range(self.args.restores):
+            restored = self.restore_once(result, target, log_base.with_name("%s-restore-%d" % (log_base.name, number)))
+            if restored is None:
+                return
+            walls.append(restored)
+        result.restore_wall = statistics.median(walls)
+
+    def restore_once(self, result: Run, target: testbed.StorageTarget, log_base: Path) -> Optional[float]:
+        folder = restore_folder(self.cluster.pgdata)
         # The store has just written the backup's objects to its temporary files: flushed
         # first, so that their writeback does not compete with the restore's own writes.
         os.sync()
         try:
             command = testbed.as_postgres(testbed.barman_cloud_command(
                 "restore", target, target.url, target.server_name, "latest", str(folder / "pgdata")))
-            restored = measure(result.tool, result.provider, result.compression, command,
-                               log_base.with_name(log_base.name + "-restore"), self.args.interval)
+            restored = measure(result.tool, result.provider, result.compression, command, log_base,
+                               self.args.interval)
             size, expected = data_size(folder / "pgdata"), data_size(self.cluster.pgdata)
             if not restored.ok or abs(size - expected) > expected // 100:
                 result.returncode = restored.returncode or -1
                 result.error = "barman-cloud-restore: exit %d, %d of %d bytes restored: %s" % (
-                    restored.returncode, size, expected,
-                    log_base.with_name(log_base.name + "-restore.err").read_text(errors="replace")[-2000:])
-            else:
-                result.restore_wall = restored.wall
+                    restored.returncode, size, expected, log_base.with_suffix(".err").read_text(errors="replace")[-2000:])
+                return None
+            return restored.wall
         finally:
             testbed.remove_tree(folder)
 
@@ -449,6 +459,18 @@ class Bench:
         log("store floor, %s, %s: %d objects, %.0f MiB" % (STORE_NAMES[provider], compression, len(sizes), sum(sizes) / MIB))
         self.floors[provider, compression] = statistics.median(
             store_floor(store, self.collections, self.args.jobs, sizes) for _repetition in range(self.args.repeat))
+
+
+def restore_folder(pgdata: Path) -> Path:
+    """An empty folder for a restore: in tmpfs when it has room for two copies of the data, so
+    that the disk's writeback, which varies from one restore to the next by more than the tools
+    differ, stays out of the figure; else under /tmp."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and shutil.disk_usage(shm).free > 2 * data_size(pgdata):
+        path = Path(tempfile.mkdtemp(prefix="pgcloud-bench-restore-", dir=shm))
+        testbed.chown_postgres(path)
+        return path
+    return testbed.scratch_dir("pgcloud-bench-restore-")
 
 
 def data_size(pgdata: Path) -> int:
@@ -582,8 +604,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--interval", type=float, default=0.05, help="memory sampling interval, seconds")
     parser.add_argument("--no-restore", dest="restore", action="store_false",
                         help="skip the barman-cloud-restore of every backup")
+    parser.add_argument("--restores", type=int, default=2,
+                        help="barman-cloud-restore runs of each backup (median)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (cluster, logs)")
     args = parser.parse_args(argv)
+    if args.restores < 1:
+        parser.error("--restores must be 1 or more (--no-restore skips the restores)")
     args.compressions = list(COMPRESSIONS) if args.compressions == "all" else args.compressions.split(",")
     args.tools = args.tools.split(",")
     args.providers = list(PROVIDERS) if args.providers == "all" else args.providers.split(",")
