@@ -14,6 +14,8 @@ import os
 import random
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -159,3 +161,37 @@ def test_snappy_is_the_stream_compressors_output_byte_for_byte():
     expected.append(bytes(stream.finish()))
     assert compress("snappy", pieces) == b"".join(expected)
     assert compress("snappy", [b"", b""]) == b""
+
+
+@pytest.mark.parametrize("name", ["gzip", "bzip2", "snappy", "lz4", "zstd"])
+def test_compressing_lets_other_threads_run(name):
+    """The builders are threads: a compressor that kept the GIL would put them all on one core.
+
+    A thread that only counts runs beside one compress call. While the call holds the GIL the
+    counter stands still, so its longest pause spans what the call held; released, the counter
+    pauses only when the OS schedules it out, on one core as on many.
+    """
+    half_random = os.urandom(1 << 20) + b"".join(b"row %d, some text\n" % n for n in range(60000))
+    data = half_random * {"gzip": 4, "bzip2": 1}.get(name, 32)
+    compressor = compression.new_compressor(name)
+    ticks, stop = [], threading.Event()
+
+    def count():
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    try:
+        time.sleep(0.01)
+        start = time.perf_counter()
+        compressor.compress(data)
+        end = time.perf_counter()
+    finally:
+        stop.set()
+        counter.join()
+    assert end - start > 0.01, "the call was too short to tell"
+    moments = [start] + [tick for tick in ticks if start < tick < end] + [end]
+    longest_pause = max(later - earlier for earlier, later in zip(moments, moments[1:]))
+    assert longest_pause < (end - start) / 3, "%s kept the GIL for %.0f ms of the %.0f ms it compressed" % (
+        name, 1000 * longest_pause, 1000 * (end - start))
