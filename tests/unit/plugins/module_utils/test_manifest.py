@@ -126,7 +126,11 @@ def test_read_and_readinto_feed_the_same_checksum(algorithm):
     reader, buffer = ChecksummedReader(io.BytesIO(data), by_readinto), bytearray(1 << 18)
     while reader.readinto(buffer):
         pass
-    assert by_read.hexdigest() == by_readinto.hexdigest()
+    whole = FileChecksum(algorithm)
+    whole.update(data)
+    assert by_read.hexdigest() == by_readinto.hexdigest() == whole.hexdigest()
+    if algorithm == "SHA256":
+        assert whole.hexdigest() == hashlib.sha256(data).hexdigest()
 
 
 def test_crc32c_is_printed_in_the_machines_byte_order():
