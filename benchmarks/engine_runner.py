@@ -52,8 +52,8 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(threadName)s %(message)s")
 
-    from ansible_collections.pgcloud.backup.plugins.module_utils import operations
-    from ansible_collections.pgcloud.backup.plugins.module_utils.config import (
+    from ansible_collections.pgcloud.backup.plugins.module_utils.engine import operations
+    from ansible_collections.pgcloud.backup.plugins.module_utils.engine.config import (
         BackupConfig, PostgresConfig, StorageConfig)
 
     imported = time.monotonic()

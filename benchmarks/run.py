@@ -195,7 +195,10 @@ class Ceiling:
 def engine_modules(collections: Path):
     if str(collections) not in sys.path:
         sys.path.insert(0, str(collections))
-    from ansible_collections.pgcloud.backup.plugins.module_utils import compression, config, storage, uploader
+    from ansible_collections.pgcloud.backup.plugins.module_utils.engine.archive import compression
+    from ansible_collections.pgcloud.backup.plugins.module_utils.engine import config
+    from ansible_collections.pgcloud.backup.plugins.module_utils.engine.storage import factory as storage
+    from ansible_collections.pgcloud.backup.plugins.module_utils.engine.transfer import upload as uploader
     return compression, config, storage, uploader
 
 

@@ -101,8 +101,10 @@ python39_check() {
     [ -x "$python39" ] || { echo "no Python 3.9 found: set PGCLOUD_PYTHON39" >&2; return 1; }
     "$python39" -m compileall -q plugins &&
         PYTHONPATH="$PGCLOUD_PREFIX/collections" "$python39" -c "
-from ansible_collections.pgcloud.backup.plugins.module_utils import (operations, backup_job, storage_s3,
-    storage_azure, storage_gcs, snapshot_aws, snapshot_azure, snapshot_gcp)
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine import operations
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.jobs import base_backup, snapshot_backup
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.storage import s3, azure, gcs
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.snapshot import aws, azure, gcp
 print('engine imports on', __import__('sys').version.split()[0])"
 }
 

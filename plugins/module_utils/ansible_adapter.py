@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from .config import (
+from .engine.config import (
     ADDRESSING_STYLES,
     AZURE_CREDENTIALS,
     CLOUD_PROVIDERS,
@@ -34,8 +34,8 @@ from .config import (
     StorageConfig,
     from_params,
 )
-from .errors import BackupError, ConfigurationError, MissingDependencyError, PgCloudError
-from .version import COLLECTION_VERSION
+from .engine.errors import BackupError, ConfigurationError, MissingDependencyError, PgCloudError
+from .engine.version import COLLECTION_VERSION
 
 COLLECTION_NAME = "pgcloud.backup"
 ENGINE_LOGGER = "pgcloud.backup"

@@ -251,7 +251,7 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.ansible_adapter imp
     storage_argument_spec,
     storage_rules,
 )
-from ansible_collections.pgcloud.backup.plugins.module_utils.operations import (
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.operations import (
     list_backups,
     show_and_check_backup,
     show_backup,

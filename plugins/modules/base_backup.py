@@ -273,8 +273,8 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.ansible_adapter imp
     upload_argument_spec,
     upload_rules,
 )
-from ansible_collections.pgcloud.backup.plugins.module_utils.config import COMPRESSIONS, MANIFEST_CHECKSUMS
-from ansible_collections.pgcloud.backup.plugins.module_utils.operations import take_base_backup
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.config import COMPRESSIONS, MANIFEST_CHECKSUMS
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.operations import take_base_backup
 
 
 def argument_spec() -> Dict[str, Dict[str, Any]]:

@@ -201,8 +201,8 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.ansible_adapter imp
     storage_argument_spec,
     storage_rules,
 )
-from ansible_collections.pgcloud.backup.plugins.module_utils.errors import ConfigurationError
-from ansible_collections.pgcloud.backup.plugins.module_utils.operations import check_destination
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.errors import ConfigurationError
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.operations import check_destination
 
 
 def argument_spec() -> Dict[str, Dict[str, Any]]:

@@ -187,7 +187,7 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.ansible_adapter imp
     upload_argument_spec,
     upload_rules,
 )
-from ansible_collections.pgcloud.backup.plugins.module_utils.operations import take_snapshot_backup
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.operations import take_snapshot_backup
 
 
 def argument_spec() -> Dict[str, Dict[str, Any]]:

@@ -265,8 +265,8 @@ def report(config: Dict[str, Any], status: Dict[str, Any]) -> None:
 
 def run_backup(config: Dict[str, Any], credentials: Dict[str, str]) -> Dict[str, Any]:
     """The engine's take_base_backup with the config's parameters and the credentials."""
-    from ansible_collections.pgcloud.backup.plugins.module_utils import config as engine_config
-    from ansible_collections.pgcloud.backup.plugins.module_utils import operations
+    from ansible_collections.pgcloud.backup.plugins.module_utils.engine import config as engine_config
+    from ansible_collections.pgcloud.backup.plugins.module_utils.engine import operations
 
     sections = {name: dict(config.get(name) or {}) for name in ("storage", "postgres", "backup")}
     for key, value in credentials.items():

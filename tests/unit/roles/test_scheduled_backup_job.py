@@ -160,7 +160,7 @@ def test_failed_backup_is_reported(job, tmp_path, monkeypatch):
 def test_every_credential_key_names_an_engine_parameter(job):
     from dataclasses import fields
 
-    from ansible_collections.pgcloud.backup.plugins.module_utils.config import PostgresConfig, StorageConfig
+    from ansible_collections.pgcloud.backup.plugins.module_utils.engine.config import PostgresConfig, StorageConfig
 
     names = {"storage": {item.name for item in fields(StorageConfig)},
              "postgres": {item.name for item in fields(PostgresConfig)}}

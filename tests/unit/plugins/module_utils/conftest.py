@@ -28,10 +28,11 @@ import pytest
 import snappy
 import zstandard
 
-from ansible_collections.pgcloud.backup.plugins.module_utils.config import StorageConfig
-from ansible_collections.pgcloud.backup.plugins.module_utils.errors import StorageError
-from ansible_collections.pgcloud.backup.plugins.module_utils.pg_session import ServerFacts
-from ansible_collections.pgcloud.backup.plugins.module_utils.storage import ObjectStore, StoredObject, parse_destination
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.config import StorageConfig
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.errors import StorageError
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.postgres.session import ServerFacts
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.storage.base import ObjectStore, StoredObject
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.storage.factory import parse_destination
 from ansible_collections.pgcloud.backup.tests.unit.plugins.module_utils.files import write_file
 
 DEFAULT_URL = "s3://test-bucket/some/path"

@@ -21,13 +21,13 @@ from ansible.module_utils import basic
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.pgcloud.backup.plugins.module_utils import ansible_adapter as adapter
-from ansible_collections.pgcloud.backup.plugins.module_utils.errors import (
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.errors import (
     BackupError,
     ConfigurationError,
     MissingDependencyError,
     StorageError,
 )
-from ansible_collections.pgcloud.backup.plugins.module_utils.version import COLLECTION_VERSION
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.version import COLLECTION_VERSION
 
 SECRET_OPTIONS = {"aws_access_key", "aws_secret_key", "aws_session_token", "sse_customer_key", "password",
                   "azure_storage_connection_string", "azure_storage_sas_token", "azure_storage_key",

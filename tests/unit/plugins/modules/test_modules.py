@@ -9,8 +9,8 @@ import pytest
 
 from ansible.module_utils import basic
 
-from ansible_collections.pgcloud.backup.plugins.module_utils.errors import BackupError, BackupNotFoundError
-from ansible_collections.pgcloud.backup.plugins.module_utils.version import COLLECTION_VERSION
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.errors import BackupError, BackupNotFoundError
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.version import COLLECTION_VERSION
 from ansible_collections.pgcloud.backup.plugins.modules import backup_info, base_backup, check
 
 REQUIRED = {"destination_url": "s3://acme-backups/postgres", "server_name": "db1"}

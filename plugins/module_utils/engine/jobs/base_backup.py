@@ -1,0 +1,511 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the pgcloud.backup collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One base backup, from the connectivity test to the final backup.info.
+
+The order is the reference tool's: STARTED is recorded as soon as the server's backup
+starts, tablespaces and PGDATA are copied while it runs, pg_control after the walk,
+backup_label after the stop, and DONE only once every archive is complete. On failure
+the server's backup is stopped, open multipart uploads are aborted and FAILED is recorded.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+import time
+from datetime import datetime
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+from .. import layout
+
+from ..archive import compression
+from ..catalog import Catalog
+from ..config import BackupConfig, PostgresConfig, StorageConfig
+from ..errors import BackupError, PostgresError, first_line
+from ..archive.walk import (PG_CONTROL, WalkEntry, external_config_files, largest_first, os_user_name,
+                        tablespace_directory_prefix, walk_data_directory, walk_tablespace)
+from ..archive.manifest import MANIFEST_NAME, BackupManifest, WalRange
+from ..postgres.session import BackupPoint, PostgresSession, ServerFacts, parse_lsn, switch_primary_wal, wal_file_name
+from ..storage.base import ObjectStore
+from ..storage.factory import open_store
+from ..archive.tar import ArchiveGroup, TarArchive, label_header
+from ..transfer.upload import UploadPool, chunk_size_for, freeze_long_lived_objects, release_free_heap
+
+LOG = logging.getLogger("pgcloud.backup")
+PROGRESS_INTERVAL = 10.0
+# A backup from a standby polls the store for its last WAL file this often, and asks the
+# primary to switch WAL at most this often (each switch may leave a mostly empty file).
+WAL_POLL_INTERVAL = 1.0
+WAL_SWITCH_INTERVAL = 10.0
+MIB = 1 << 20
+# How many of the largest files each archive builder is given before the rest of the walk.
+FILES_FIRST_PER_BUILDER = 4
+
+
+class Progress:
+    """Counts bytes read and logs a line every PROGRESS_INTERVAL seconds, for the journal."""
+
+    def __init__(self, backup_id: str, pool: UploadPool, session: PostgresSession) -> None:
+        self.backup_id = backup_id
+        self.pool = pool
+        self.session = session
+        self.bytes_read = 0
+        self.started = time.monotonic()
+        self._last_report = self.started
+        self._lock = threading.Lock()
+
+    def add(self, size: int) -> None:
+        self.session.ensure_alive()
+        with self._lock:
+            self.bytes_read += size
+            now = time.monotonic()
+            if now - self._last_report < PROGRESS_INTERVAL:
+                return
+            self._last_report = now
+        LOG.info("backup %s: %.0f MiB read, %.0f MiB uploaded, %.1f MiB/s", self.backup_id,
+                 self.bytes_read / MIB, self.pool.bytes_uploaded / MIB,
+                 self.bytes_read / MIB / max(now - self.started, 1e-6))
+
+
+def new_backup_id(catalog: Catalog) -> str:
+    """The local start time, as the reference tool; waits a second rather than reuse an id."""
+    existing = set(catalog.backup_ids())
+    while True:
+        backup_id = datetime.now().strftime("%Y%m%dT%H%M%S")
+        if backup_id not in existing:
+            return backup_id
+        time.sleep(1.05 - (time.time() % 1))
+
+
+def check_readable(facts: ServerFacts) -> None:
+    """The role may run backups and read where PGDATA is, and the OS user can read PGDATA and the tablespaces."""
+    check_backup_privileges(facts)
+    for name, _oid, location in facts.tablespaces:
+        if not os.path.isdir(location):
+            raise PostgresError(
+                "tablespace %s is at %s, which is not a directory on this host: restore or remount that "
+                "directory, or drop the tablespace; a backup without it could not be restored" % (name, location)
+            )
+    for path in [facts.data_directory] + [tablespace[2] for tablespace in facts.tablespaces]:
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise PostgresError(
+                "cannot read %s as OS user %s: run the backup as the PostgreSQL OS user "
+                "(become_user: postgres) or a user with read access to PGDATA and the tablespaces"
+                % (path, os_user_name())
+            )
+
+
+def check_backup_privileges(facts: ServerFacts) -> None:
+    if not facts.backup_privileges:
+        raise PostgresError(
+            "the PostgreSQL role %r may not run backups: connect as a superuser or GRANT EXECUTE on "
+            "pg_backup_start and pg_backup_stop to it (pg_start_backup/pg_stop_backup before 15)" % facts.role
+        )
+    if facts.data_directory is None:
+        # Without it the backup would not know which folder to copy.
+        raise PostgresError(
+            "the PostgreSQL role %r may not read the data_directory setting: connect as a superuser or "
+            "GRANT pg_read_all_settings TO %s" % (facts.role, facts.role)
+        )
+
+
+class BackupJob:
+    """What every kind of backup shares: the store and its catalog, the named-backup lookup, the
+    server's backup from start to stop, backup.info STARTED then DONE, and FAILED on any error.
+
+    A kind of backup fills in the hooks: `_validate`, `_prepare` (checks against the server's
+    facts), `_while_started` (what happens while the server's backup runs), `_after_stop`
+    (what needs the backup_label), `_abort` (clean-up on failure) and the result builders.
+    """
+
+    def __init__(self, storage: StorageConfig, postgres: PostgresConfig, backup_name: Optional[str],
+                 store: Optional[ObjectStore] = None) -> None:
+        self.storage = storage
+        self.postgres = postgres
+        self.backup_name = backup_name
+        self.store = store or open_store(storage)
+        self.catalog = Catalog(self.store)
+
+    def run(self, check_mode: bool = False) -> Dict[str, Any]:
+        self.store.check()
+        self._validate()
+        if self.backup_name:
+            existing = self.catalog.find_done_by_name(self.backup_name)
+            if existing is not None:
+                return self._existing_result(existing)
+        session = PostgresSession(self.postgres)
+        try:
+            facts = session.facts()
+            self._prepare(facts)
+            if check_mode:
+                return self._plan_result(facts)
+            return self._take(session, facts)
+        finally:
+            session.close()
+
+    def _take(self, session: PostgresSession, facts: ServerFacts) -> Dict[str, Any]:
+        started = time.monotonic()
+        backup_id = new_backup_id(self.catalog)
+        info = self._initial_info(facts)
+        self._before_start()
+        try:
+            LOG.info("starting backup %s of %s", backup_id, facts.data_directory)
+            start = session.start_backup("Barman backup cloud %s" % backup_id, self.postgres.immediate_checkpoint)
+            self._record_start(info, start, facts)
+            self._put_info(backup_id, info)
+            copy_started = time.monotonic()
+            self._while_started(backup_id, session, facts, info)
+            session.ensure_alive()
+            LOG.info("stopping backup %s", backup_id)
+            # A standby cannot complete the WAL file that ends the backup: its own wait could
+            # last forever (archive_mode=always), so the end is awaited in the store instead.
+            stop = session.stop_backup(wait_for_archive=not facts.in_recovery)
+            if not facts.in_recovery:
+                session.create_restore_point("barman_%s" % backup_id)
+            self._after_stop(backup_id, stop, facts)
+            copy_time = time.monotonic() - copy_started
+            if facts.in_recovery:
+                self._await_end_wal(stop, facts)
+            self._record_stop(info, stop, facts)
+            info["copy_stats"] = self._copy_stats(copy_time, time.monotonic() - started)
+            info.update(status=layout.DONE, backup_name=self.backup_name, size=self._stored_size())
+            self._put_info(backup_id, info)
+        except BaseException as error:
+            self._fail(backup_id, info, session, error)
+            raise BackupError("backup %s failed: %s" % (backup_id, first_line(error)), backup_id) from error
+        return self._done_result(backup_id, info, time.monotonic() - started)
+
+    def _await_end_wal(self, stop: BackupPoint, facts: ServerFacts) -> None:
+        """Wait until the WAL file that holds the end of a standby's backup is in the store.
+
+        Until then the backup cannot be restored. With primary_conninfo the primary is asked
+        to close its current WAL file now and then; without it, archive_timeout on the primary
+        (or its traffic) must complete the file within wal_archive_timeout.
+        """
+        timeout = self.postgres.wal_archive_timeout
+        if timeout == 0:
+            LOG.warning("backup from a standby: not waiting for its last WAL file (wal_archive_timeout=0)")
+            return
+        # The end LSN is the first byte after the backup's last record: the WAL needed ends
+        # one byte before it, which matters when the end falls on a segment boundary.
+        end_wal = wal_file_name(stop.timeline, parse_lsn(stop.lsn) - 1, facts.wal_segment_size)
+        LOG.info("backup from a standby: waiting up to %d s for WAL file %s to be archived", timeout, end_wal)
+        deadline = time.monotonic() + timeout
+        next_switch = 0.0
+        while not self.catalog.wal_archived(end_wal):
+            now = time.monotonic()
+            if now > deadline:
+                raise BackupError(
+                    "WAL file %s, which holds the end of this backup from a standby, did not reach %s within "
+                    "wal_archive_timeout (%d s): set primary_conninfo so that the backup can make the primary "
+                    "complete it, or archive_timeout on the primary, and check that WAL is archived there"
+                    % (end_wal, self.store.destination.url_of("wals"), timeout))
+            if self.postgres.primary_conninfo and now >= next_switch:
+                LOG.info("switched WAL on the primary: %s", switch_primary_wal(self.postgres.primary_conninfo))
+                next_switch = now + WAL_SWITCH_INTERVAL
+            time.sleep(WAL_POLL_INTERVAL)
+
+    # --- hooks of the kinds of backup ---------------------------------------------------------
+
+    def _validate(self) -> None:
+        """Raise ConfigurationError for what this kind of backup cannot do."""
+
+    def _prepare(self, facts: ServerFacts) -> None:
+        """Checks against the server, before anything is written."""
+        raise NotImplementedError
+
+    def _before_start(self) -> None:
+        """Set up what the backup needs (before the try block whose failure path uses it)."""
+
+    def _while_started(self, backup_id: str, session: PostgresSession, facts: ServerFacts,
+                       info: Dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _after_stop(self, backup_id: str, stop: BackupPoint, facts: ServerFacts) -> None:
+        raise NotImplementedError
+
+    def _abort(self) -> None:
+        """Release what the backup holds after a failure; never raises."""
+
+    def _copy_stats(self, copy_time: float, total_time: float) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def _stored_size(self) -> Optional[int]:
+        """The bytes of the objects the backup stored besides backup.info, for backup.info's size."""
+        return None
+
+    def _server_name(self) -> str:
+        return "cloud"
+
+    def _plan_result(self, facts: ServerFacts) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def _nothing_written(self) -> Dict[str, Any]:
+        """The kind-specific result fields of a run that wrote nothing."""
+        return {}
+
+    def _done_result(self, backup_id: str, info: Dict[str, Any], elapsed: float) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    # --- shared steps -------------------------------------------------------------------------
+
+    def _put_info(self, backup_id: str, info: Dict[str, Any]) -> None:
+        self.store.put_object(self.catalog.info_key(backup_id), layout.render(info))
+
+    def _fail(self, backup_id: str, info: Dict[str, Any], session: PostgresSession, error: BaseException) -> None:
+        LOG.error("backup %s failed: %s", backup_id, first_line(error))
+        session.close()
+        self._abort()
+        info["status"] = layout.FAILED
+        info["error"] = "failure uploading data (%s)" % first_line(error)
+        if self.backup_name:
+            info["error"] += " while taking backup_name %s" % self.backup_name
+        try:
+            self._put_info(backup_id, info)
+        except Exception as put_error:  # the store may be what failed
+            LOG.error("could not record backup %s as FAILED: %s", backup_id, put_error)
+
+    def _initial_info(self, facts: ServerFacts) -> Dict[str, Any]:
+        # The name is recorded with DONE only: the restore tools refuse a name that several
+        # backups carry, and a retried named backup must not collide with its failed attempts.
+        return {
+            "cluster_size": facts.cluster_size,
+            "config_file": facts.config_file,
+            "data_checksums": facts.data_checksums,
+            "hba_file": facts.hba_file,
+            "ident_file": facts.ident_file,
+            "included_files": facts.included_files or None,
+            "pgdata": facts.data_directory,
+            "server_name": self._server_name(),
+            "status": layout.STARTED,
+            "summarize_wal": facts.summarize_wal,
+            "systemid": facts.systemid,
+            "tablespaces": list(facts.tablespaces) or None,
+            "version": facts.version,
+            "xlog_segment_size": facts.wal_segment_size,
+        }
+
+    @staticmethod
+    def _record_start(info: Dict[str, Any], start: BackupPoint, facts: ServerFacts) -> None:
+        lsn = parse_lsn(start.lsn)
+        info.update(begin_xlog=start.lsn, begin_time=start.timestamp, timeline=start.timeline,
+                    begin_wal=wal_file_name(start.timeline, lsn, facts.wal_segment_size),
+                    begin_offset=lsn % facts.wal_segment_size)
+
+    @staticmethod
+    def _record_stop(info: Dict[str, Any], stop: BackupPoint, facts: ServerFacts) -> None:
+        lsn = parse_lsn(stop.lsn)
+        info.update(end_xlog=stop.lsn, end_time=stop.timestamp,
+                    end_wal=wal_file_name(stop.timeline, lsn, facts.wal_segment_size),
+                    end_offset=lsn % facts.wal_segment_size, backup_label=stop.label_file)
+
+    def _common_result(self, backup_id: Optional[str], info: Dict[str, Any]) -> Dict[str, Any]:
+        """The fields every backup result has, for a backup taken or found."""
+        return {
+            "backup_id": backup_id,
+            "backup_name": info.get("backup_name"),
+            "status": info.get("status"),
+            "destination": self.store.destination.url_of("base", backup_id) + "/",
+            "begin_wal": info.get("begin_wal"),
+            "end_wal": info.get("end_wal"),
+            "begin_time": layout.describe_time(info.get("begin_time")),
+            "end_time": layout.describe_time(info.get("end_time")),
+            "tablespaces": _tablespaces(info.get("tablespaces") or []),
+        }
+
+    def _existing_result(self, fields: Dict[str, Any]) -> Dict[str, Any]:
+        result = self._common_result(fields["backup_id"], fields)
+        result.update(self._nothing_written())
+        result.update(
+            changed=False,
+            elapsed_seconds=0.0,
+            msg="backup %s named %r is already DONE; nothing to do" % (fields["backup_id"], fields.get("backup_name")),
+        )
+        return result
+
+
+class BaseBackupJob(BackupJob):
+    """A base backup: tablespaces and PGDATA as tar archives, backup_label and backup_manifest
+    in the last one."""
+
+    # Set by _before_start (the pool, the manifest) and _while_started (the archive backup_label
+    # goes into, and where the WAL the backup needs starts).
+    pool: UploadPool
+    manifest: BackupManifest
+    final: TarArchive
+    wal_start: Tuple[int, str]
+
+    def __init__(self, storage: StorageConfig, postgres: PostgresConfig, backup: BackupConfig,
+                 store: Optional[ObjectStore] = None) -> None:
+        super().__init__(storage, postgres, backup.backup_name, store)
+        self.backup = backup
+        self.max_archive_size = min(backup.max_archive_size, self.store.max_archive_size)
+        if backup.max_archive_size > self.store.max_archive_size:
+            LOG.warning("max_archive_size is capped at %d bytes, the provider's limit", self.store.max_archive_size)
+        self.chunk_size = chunk_size_for(self.store, backup.max_archive_size, storage.min_chunk_size)
+        self.builders = max(1, min(storage.jobs, os.cpu_count() or 1))
+        self.groups: List[ArchiveGroup] = []
+
+    def _validate(self) -> None:
+        compression.require(self.backup.compression)
+
+    def _prepare(self, facts: ServerFacts) -> None:
+        check_readable(facts)
+
+    def _before_start(self) -> None:
+        release_free_heap()
+        freeze_long_lived_objects()
+        self.pool = UploadPool(self.store, self.storage.jobs, self.chunk_size, self.storage.max_bandwidth)
+        self.manifest = BackupManifest(self.backup.manifest_checksum)
+        self.groups = []
+
+    def _while_started(self, backup_id: str, session: PostgresSession, facts: ServerFacts,
+                       info: Dict[str, Any]) -> None:
+        self.wal_start = (info["timeline"], info["begin_xlog"])
+        session.start_keepalive(self.postgres.keepalive_interval)
+        progress = Progress(backup_id, self.pool, session)
+        self.final = self._copy(backup_id, facts, self.pool, self.groups, progress)
+        session.stop_keepalive()
+
+    def _after_stop(self, backup_id: str, stop: BackupPoint, facts: ServerFacts) -> None:
+        pgdata = os.stat(facts.data_directory)
+        self.final.add_bytes("backup_label", stop.label_file.encode("utf-8"), label_header(pgdata))
+        # One WAL range, on the timeline the backup started on: what a restore replays first.
+        wal_range = WalRange(self.wal_start[0], self.wal_start[1], stop.lsn)
+        self.final.add_bytes(MANIFEST_NAME, self.manifest.render(wal_range), label_header(pgdata), listed=False)
+        self.groups[-1].finish(self.final)
+        self.pool.close()
+
+    def _abort(self) -> None:
+        self.pool.abort()
+
+    def _copy(self, backup_id: str, facts: ServerFacts, pool: UploadPool, groups: List[ArchiveGroup],
+              progress: Progress) -> TarArchive:
+        """Archive tablespaces, then PGDATA; returns the open last archive that backup_label goes into."""
+        folder = self.catalog.folder_key(backup_id)
+        for name, oid, location in facts.tablespaces:
+            LOG.info("archiving tablespace %s (%d) at %s", name, oid, location)
+            group = self._group(pool, folder, str(oid), "pg_tblspc/%d/" % oid)
+            group.build(self._ordered(functools.partial(_tablespace_entries, name, location, facts.version)),
+                        self.builders, progress.add)
+            groups.append(group)
+        LOG.info("archiving PGDATA %s", facts.data_directory)
+        data = self._group(pool, folder, "data")
+        groups.append(data)
+        tablespace_locations = [tablespace[2] for tablespace in facts.tablespaces]
+        # The archive that ends the walk stays open for pg_control, then backup_label and the
+        # manifest: with one builder, PGDATA is one object, as in the reference tool's backups.
+        final = data.build(self._ordered(functools.partial(walk_data_directory, facts.data_directory,
+                                                           tablespace_locations)),
+                           self.builders, progress.add, keep_last_open=True) or data.new_archive()
+        control = os.path.join(facts.data_directory, PG_CONTROL)
+        if not final.add(WalkEntry(control, PG_CONTROL)):
+            raise PostgresError("%s is missing: is %s a PostgreSQL data directory?" % (control, facts.data_directory))
+        for entry in external_config_files(facts.data_directory, (facts.config_file, facts.hba_file, facts.ident_file)):
+            final.add(entry)
+        pgdata = os.path.realpath(facts.data_directory) + os.sep
+        for path in facts.included_files:
+            if not os.path.realpath(path).startswith(pgdata):
+                LOG.warning("configuration file %s is included by the server's configuration but lies outside "
+                            "PGDATA, so it is not in the backup", path)
+        return final
+
+    def _ordered(self, walk: Callable[[], Iterator[WalkEntry]]) -> Iterator[WalkEntry]:
+        """The walk, with the largest files first when several builders share it."""
+        if self.builders == 1:
+            return walk()
+        return largest_first(walk, FILES_FIRST_PER_BUILDER * self.builders)
+
+    def _stored_size(self) -> Optional[int]:
+        # backup_info's check of a backup's objects compares the listed sizes with this.
+        return sum(group.stored_bytes() for group in self.groups)
+
+    def _group(self, pool: UploadPool, folder: str, base: str, manifest_prefix: str = "") -> ArchiveGroup:
+        """The archives of `base` (data or a tablespace's oid), whose files are restored under manifest_prefix."""
+        return ArchiveGroup(pool, folder, base, self.backup.compression, self.max_archive_size, self.manifest,
+                            manifest_prefix)
+
+    def _copy_stats(self, copy_time: float, total_time: float) -> Dict[str, Any]:
+        return {
+            "total_time": round(total_time, 6),
+            "number_of_workers": self.storage.jobs,
+            "analysis_time": 0,
+            "copy_time": round(copy_time, 6),
+        }
+
+    def _plan_result(self, facts: ServerFacts) -> Dict[str, Any]:
+        return {
+            "changed": True,
+            "backup_id": None,
+            "backup_name": self.backup.backup_name,
+            "status": None,
+            "destination": self.store.destination.url_of("base") + "/",
+            "keys": [],
+            "bytes_read": 0,
+            "bytes_written": 0,
+            "elapsed_seconds": 0.0,
+            "compression": self.backup.compression,
+            "tablespaces": _tablespaces(facts.tablespaces),
+            "plan": {
+                "data_directory": facts.data_directory,
+                "tablespaces": _tablespaces(facts.tablespaces),
+                "compression": self.backup.compression,
+                "jobs": self.storage.jobs,
+                "chunk_size": self.chunk_size,
+                "max_archive_size": self.max_archive_size,
+                "cluster_size": facts.cluster_size,
+            },
+            "msg": "check mode: would back up %s (%s) to %s" % (
+                facts.data_directory, _size_text(facts.cluster_size), self.store.destination.url_of("base")),
+        }
+
+    def _nothing_written(self) -> Dict[str, Any]:
+        return {"keys": [], "bytes_read": 0, "bytes_written": 0, "compression": None}
+
+    def _done_result(self, backup_id: str, info: Dict[str, Any], elapsed: float) -> Dict[str, Any]:
+        groups = self.groups
+        keys = sorted(key for group in groups for key in group.keys()) + [self.catalog.info_key(backup_id)]
+        written = sum(group.stored_bytes() for group in groups)
+        read = sum(group.bytes_read for group in groups)
+        return {
+            "changed": True,
+            "backup_id": backup_id,
+            "backup_name": self.backup.backup_name,
+            "status": layout.DONE,
+            "destination": self.store.destination.url_of("base", backup_id) + "/",
+            "keys": keys,
+            "bytes_read": read,
+            "bytes_written": written,
+            "elapsed_seconds": round(elapsed, 3),
+            "begin_wal": info["begin_wal"],
+            "end_wal": info["end_wal"],
+            "begin_time": layout.describe_time(info["begin_time"]),
+            "end_time": layout.describe_time(info["end_time"]),
+            "compression": self.backup.compression,
+            "tablespaces": _tablespaces(info.get("tablespaces") or []),
+            "msg": "backup %s DONE: %.1f MiB read, %.1f MiB stored in %d objects, %.1f s" % (
+                backup_id, read / MIB, written / MIB, len(keys), elapsed),
+        }
+
+
+def _tablespace_entries(name: str, location: str, server_version: int) -> Iterator[WalkEntry]:
+    """The tablespace's files; an error if its version directory is gone, rather than an empty archive."""
+    entries = walk_tablespace(location, server_version)
+    first = next(entries, None)
+    if first is None:
+        raise PostgresError(
+            "tablespace %s at %s holds no %s directory: the directory was removed or replaced while the "
+            "server uses it; restore it before taking a backup" % (name, location, tablespace_directory_prefix(server_version)))
+    yield first
+    yield from entries
+
+
+def _tablespaces(tablespaces) -> List[Dict[str, Any]]:
+    return [{"name": name, "oid": oid, "location": location} for name, oid, location in tablespaces]
+
+
+def _size_text(size: Optional[int]) -> str:
+    return "size unknown" if size is None else "%.1f MiB" % (size / MIB)

@@ -1,0 +1,113 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the pgcloud.backup collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The object store seen by the engine: a few operations every provider implements.
+
+Keys handed to a store are full keys inside its bucket; `Destination.key()` builds them from
+the URL's path, the server name and the parts below it, as the reference layout does.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, List, Optional
+
+from ..config import StorageConfig
+from ..errors import ConfigurationError
+
+TIB = 1 << 40
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A parsed destination_url: the bucket (or container) and the path inside it.
+
+    `account_url` is Azure's: the service URL of the storage account
+    (http://HOST:PORT/ACCOUNT for an emulator such as Azurite).
+    """
+
+    url: str
+    cloud_provider: str
+    bucket: str
+    prefix: str
+    server_name: str
+    account_url: Optional[str] = None
+
+    def key(self, *parts: str) -> str:
+        return posixpath.join(self.prefix, self.server_name, *parts)
+
+    def url_of(self, *parts: str) -> str:
+        return self.url.rstrip("/") + "/" + posixpath.join(self.server_name, *parts)
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+
+
+def url_error(url: str, expected: str, provider: str) -> ConfigurationError:
+    return ConfigurationError(
+        "destination_url=%r is not a URL of cloud_provider %s: use %s" % (url, provider, expected),
+        "destination_url",
+    )
+
+
+class ObjectStore:
+    """Operations on one bucket. Implementations translate their SDK's errors to errors.py."""
+
+    # Limits of the provider's multipart protocol.
+    min_chunk_size = 5 << 20
+    max_chunks = 10000
+    max_archive_size = TIB
+
+    def __init__(self, destination: Destination, config: StorageConfig) -> None:
+        self.destination = destination
+        self.config = config
+
+    def check(self) -> None:
+        """Raise StorageUnreachableError, BucketNotFoundError or StorageAccessDeniedError."""
+        raise NotImplementedError
+
+    def put_object(self, key: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def get_object(self, key: str) -> Optional[bytes]:
+        """The object's bytes, or None when it does not exist."""
+        raise NotImplementedError
+
+    def list_objects(self, prefix: str) -> Iterator[StoredObject]:
+        raise NotImplementedError
+
+    def list_folders(self, prefix: str) -> Iterator[str]:
+        """Names of the `folders` right below prefix (which ends with a slash)."""
+        raise NotImplementedError
+
+    def exists(self, key: str) -> bool:
+        return any(obj.key == key for obj in self.list_objects(key))
+
+    def create_multipart(self, key: str) -> Any:
+        """Start an upload in parts; returns the handle the other part calls take."""
+        raise NotImplementedError
+
+    def upload_part(self, key: str, upload: Any, number: int, data: bytes) -> Any:
+        """Upload part `number` (from 1); returns what complete_multipart needs of it."""
+        raise NotImplementedError
+
+    def complete_multipart(self, key: str, upload: Any, parts: List[Any]) -> None:
+        raise NotImplementedError
+
+    def abort_multipart(self, key: str, upload: Any) -> None:
+        raise NotImplementedError
+
+
+def read_listing(call: Callable[..., Any], action: str, items: Iterable[Any]) -> Iterator[Any]:
+    """The items of an SDK's paged listing, each page fetched through call (a store's error
+    translation), since the pages are requested, and may fail, while the listing is read."""
+    iterator = iter(items)
+    while True:
+        item = call(action, next, iterator, None)
+        if item is None:
+            return
+        yield item

@@ -1,0 +1,39 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the pgcloud.backup collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The store of a destination: which provider module serves a cloud_provider.
+
+A provider module has `parse_url(url)` (bucket, path inside it, and Azure's account URL) and
+one `ObjectStore` class, `STORE`; it is imported only when its provider is asked for, so a host needs
+only the SDK of the store it writes to. A new provider is one module here and a branch in `_provider_module`.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from ..config import StorageConfig
+from .base import Destination, ObjectStore
+
+
+def _provider_module(cloud_provider: str) -> ModuleType:
+    # Plain imports, not importlib: Ansible packs a module's module_utils by reading its imports.
+    if cloud_provider == "azure-blob-storage":
+        from . import azure as module
+    elif cloud_provider == "google-cloud-storage":
+        from . import gcs as module
+    else:
+        from . import s3 as module
+    return module
+
+
+def parse_destination(config: StorageConfig) -> Destination:
+    """Split destination_url as the reference tools do, so that they find what is written."""
+    bucket, prefix, account_url = _provider_module(config.cloud_provider).parse_url(config.destination_url)
+    return Destination(config.destination_url, config.cloud_provider, bucket, prefix, config.server_name,
+                       account_url)
+
+
+def open_store(config: StorageConfig) -> ObjectStore:
+    store: ObjectStore = _provider_module(config.cloud_provider).STORE(parse_destination(config), config)
+    return store

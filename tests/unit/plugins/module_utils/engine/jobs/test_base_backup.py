@@ -1,0 +1,488 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the pgcloud.backup collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""backup_job.py: the order and the objects of one base backup, without a live server.
+
+The PostgreSQL side is a small recording stand-in for PostgresSession (the methods the job
+calls, returning the values a PostgreSQL 15 server returns); the files are a real directory
+shaped like a PGDATA and a tablespace; the store is the in-memory ObjectStore. The same flow
+against a live server is in the integration suite.
+
+Reference (section b): backup.info STARTED as soon as the backup starts, tablespaces then
+PGDATA then pg_control then external config files, backup_label after the stop as the last
+member of the last data archive, DONE last; on failure FAILED with
+`failure uploading data (<first line>)`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import sys
+import tarfile
+from datetime import datetime, timezone
+
+import pytest
+
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine import layout
+
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.jobs import base_backup as backup_job
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.jobs.base_backup import BaseBackupJob, check_readable, new_backup_id
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.archive import manifest as manifest_module
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.catalog import Catalog
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.archive.manifest import FileChecksum
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.config import BackupConfig, PostgresConfig, StorageConfig
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.errors import (
+    BackupError,
+    BucketNotFoundError,
+    MissingDependencyError,
+    PostgresError,
+    StorageError,
+)
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.postgres.session import BackupPoint
+
+UTC = timezone.utc
+BEGIN = datetime(2026, 11, 25, 2, 33, 50, 633943, tzinfo=UTC)
+END = datetime(2026, 11, 25, 2, 33, 54, 716105, tzinfo=UTC)
+LABEL = ("START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nCHECKPOINT LOCATION: 0/2000098\n"
+         "BACKUP METHOD: streamed\nBACKUP FROM: primary\nSTART TIME: 2026-11-25 02:33:53 UTC\n"
+         "LABEL: Barman backup cloud 20261125T023350\nSTART TIMELINE: 1\n")
+ID_PATTERN = re.compile(r"^\d{8}T\d{6}$")
+
+
+class RecordingSession:
+    """Stands in for PostgresSession: records the calls, answers like PostgreSQL 15."""
+
+    def __init__(self, stop_error=None, lost=None):
+        self.events = []
+        self.stop_error = stop_error
+        self.lost = lost
+
+    def ensure_alive(self):
+        if self.lost:
+            raise PostgresError("the PostgreSQL session was lost during the backup (%s)" % self.lost)
+
+    def start_backup(self, label, fast):
+        self.events.append(("start_backup", label, fast))
+        return BackupPoint("0/2000028", 1, BEGIN)
+
+    def start_keepalive(self, interval):
+        self.events.append(("start_keepalive", interval))
+
+    def stop_keepalive(self):
+        self.events.append(("stop_keepalive",))
+
+    def stop_backup(self, wait_for_archive=True):
+        self.events.append(("stop_backup", wait_for_archive))
+        if self.stop_error is not None:
+            raise self.stop_error
+        return BackupPoint("0/2000138", 1, END, LABEL)
+
+    def create_restore_point(self, name):
+        self.events.append(("create_restore_point", name))
+
+    def close(self):
+        self.events.append(("close",))
+
+    def names(self):
+        return [event[0] for event in self.events]
+
+
+def make_job(store, compression_name="gzip", backup_name=None, jobs=2, max_archive_size="100GB", **storage):
+    config = StorageConfig(destination_url="s3://test-bucket/some/path", server_name="db1", jobs=jobs, **storage)
+    return BaseBackupJob(config, PostgresConfig(keepalive_interval=0),
+                         BackupConfig(compression=compression_name, backup_name=backup_name,
+                                      max_archive_size=max_archive_size), store=store)
+
+
+def info_puts(store):
+    return [layout.parse(data) for key, data in store.put_history if key.endswith("/backup.info")]
+
+
+def tar_members(data, decode):
+    with tarfile.open(fileobj=io.BytesIO(decode(data)), mode="r:") as archive:
+        return [(member, archive.extractfile(member).read() if member.isfile() else None) for member in archive.getmembers()]
+
+
+# --- a backup that works ------------------------------------------------------------------------------
+
+
+def test_backup_objects_and_backup_info(store, facts, restore_decoders):
+    session = RecordingSession()
+    result = make_job(store, backup_name="nightly", jobs=1)._take(session, facts)  # one builder: one data archive
+    backup_id = result["backup_id"]
+    assert ID_PATTERN.match(backup_id)
+    folder = "some/path/db1/base/%s/" % backup_id
+    assert sorted(store.objects) == [folder + name for name in ("16384.tar.gz", "backup.info", "data.tar.gz")]
+
+    # backup.info: STARTED first, DONE last
+    started, done = info_puts(store)
+    assert store.put_history[0][0] == folder + "backup.info"
+    assert started["status"] == "STARTED" and done["status"] == "DONE"
+    assert (started["begin_wal"], started["begin_offset"], started["begin_xlog"], started["begin_time"]) == (
+        "000000010000000000000002", 40, "0/2000028", BEGIN)
+    assert started["end_wal"] is None and started["end_time"] is None and started["backup_label"] is None
+    assert "backup_name" not in started
+    assert (done["end_wal"], done["end_offset"], done["end_xlog"], done["end_time"]) == (
+        "000000010000000000000002", 312, "0/2000138", END)
+    assert done["backup_label"] == LABEL
+    assert done["backup_name"] == "nightly"
+    assert (done["server_name"], done["timeline"], done["version"], done["xlog_segment_size"], done["systemid"]) == (
+        "cloud", 1, 150018, 16 << 20, "7711931547866333808")
+    assert done["tablespaces"] == [("ts1", 16384, facts.tablespaces[0][2])]
+    assert done["compression"] is None  # always None for cloud backups, whatever the compression
+    assert (done["pgdata"], done["data_checksums"], done["cluster_size"]) == (facts.data_directory, "on", 123456)
+    assert set(done["copy_stats"]) >= {"total_time", "copy_time"}
+    assert set(done) - {"backup_name"} == set(layout.FIELDS) - {"backup_name", "snapshots_info"}
+
+    # the archives
+    decode = restore_decoders["gzip"]
+    tablespace = [member.name for member, _content in tar_members(store.objects[folder + "16384.tar.gz"], decode)]
+    assert tablespace == ["PG_15_202209061", "PG_15_202209061/5", "PG_15_202209061/5/16385"]
+    # PGDATA's walk, then the members added after it, in the same object
+    final = tar_members(store.objects[folder + "data.tar.gz"], decode)
+    assert [member.name for member, _content in final] == [
+        ".", "./PG_VERSION", "./pg_hba.conf", "base", "base/5", "base/5/1259", "global", "global/1262", "pg_tblspc",
+        "global/pg_control", "postgresql.conf", "backup_label", "backup_manifest"]
+    assert final[-4][1] == open(os.path.join(facts.data_directory, "global", "pg_control"), "rb").read()
+    assert final[-2][1] == LABEL.encode("utf-8")
+
+    # the manifest: every regular file where a restore puts it, with the checksum of what was archived
+    manifest = json.loads(final[-1][1])
+    archived = {}
+    for key in store.objects:
+        if key.endswith(".tar.gz"):
+            prefix = "pg_tblspc/16384/" if "/16384" in key else ""
+            for member, content in tar_members(store.objects[key], decode):
+                if member.isfile() and member.name != "backup_manifest":
+                    archived[prefix + member.name.replace("./", "", 1)] = content
+    assert sorted(archived) == ["PG_VERSION", "backup_label", "base/5/1259", "global/1262", "global/pg_control",
+                                "pg_hba.conf", "pg_tblspc/16384/PG_15_202209061/5/16385", "postgresql.conf"]
+    listed = {item["Path"]: item for item in manifest["Files"]}
+    assert sorted(listed) == sorted(archived)
+    # The default algorithm: CRC32C where google-crc32c runs in C (the test requirements install it).
+    assert manifest_module.default_algorithm() == "CRC32C"
+    for path, content in archived.items():
+        expected = FileChecksum("CRC32C")
+        expected.update(content)
+        assert (listed[path]["Size"], listed[path]["Checksum-Algorithm"], listed[path]["Checksum"]) == (
+            len(content), "CRC32C", expected.hexdigest()), path
+    assert manifest["WAL-Ranges"] == [{"Timeline": 1, "Start-LSN": "0/2000028", "End-LSN": "0/2000138"}]
+
+    # the session
+    assert session.events[0] == ("start_backup", "Barman backup cloud %s" % backup_id, False)
+    assert ("create_restore_point", "barman_%s" % backup_id) in session.events
+    assert session.names().index("stop_backup") < session.names().index("create_restore_point")
+
+    # the result
+    assert result["changed"] is True and result["status"] == "DONE"
+    assert result["keys"] == sorted(key for key in store.objects if not key.endswith("backup.info")) + [folder + "backup.info"]
+    assert result["destination"] == "s3://test-bucket/some/path/db1/base/%s/" % backup_id
+    assert (result["begin_wal"], result["end_wal"]) == ("000000010000000000000002", "000000010000000000000002")
+    assert result["bytes_written"] == sum(len(data) for key, data in store.objects.items() if not key.endswith("backup.info"))
+    assert result["tablespaces"] == [{"name": "ts1", "oid": 16384, "location": facts.tablespaces[0][2]}]
+    assert result["begin_time"] == "2026-11-25T02:33:50.633943+00:00"
+
+
+def test_tablespaces_are_uploaded_before_pgdata(store, facts):
+    make_job(store, compression_name=None)._take(RecordingSession(), facts)
+    order = [key.rsplit("/", 1)[1] for key, _data in store.put_history]
+    assert order[0] == "backup.info" and order[-1] == "backup.info"
+    data = [index for index, name in enumerate(order) if name.startswith("data")]
+    assert len(data) >= 2  # the walk's archives, then the last one with pg_control and backup_label
+    assert order.index("16384.tar") < min(data)
+
+
+def test_no_restore_point_on_a_standby(store, facts):
+    facts.in_recovery = True
+    store.objects[END_WAL_KEY] = b"archived"
+    session = RecordingSession()
+    make_job(store)._take(session, facts)
+    assert "create_restore_point" not in session.names()
+
+
+# --- a backup from a standby -----------------------------------------------------------------------------
+
+# The WAL file that holds the end (0/2000138) of RecordingSession's backups, as barman-cloud-wal-archive stores it.
+END_WAL_KEY = "some/path/db1/wals/0000000100000000/000000010000000000000002.gz"
+
+
+def standby_job(store, **postgres):
+    config = StorageConfig(destination_url="s3://test-bucket/some/path", server_name="db1", jobs=1)
+    return BaseBackupJob(config, PostgresConfig(keepalive_interval=0, **postgres), BackupConfig(), store=store)
+
+
+def test_standby_backup_switches_wal_on_the_primary_until_its_last_wal_file_is_archived(store, facts, monkeypatch):
+    facts.in_recovery = True
+    switches = []
+
+    def switch_primary_wal(conninfo):
+        switches.append(conninfo)
+        if len(switches) == 2:  # the primary's archiver stores it after the second switch
+            store.objects[END_WAL_KEY] = b"archived"
+        return "000000010000000000000002"
+
+    monkeypatch.setattr(backup_job, "switch_primary_wal", switch_primary_wal)
+    monkeypatch.setattr(backup_job, "WAL_POLL_INTERVAL", 0.01)
+    monkeypatch.setattr(backup_job, "WAL_SWITCH_INTERVAL", 0)
+    session = RecordingSession()
+    result = standby_job(store, primary_conninfo="host=db0")._take(session, facts)
+
+    assert result["status"] == "DONE"
+    assert switches == ["host=db0", "host=db0"]
+    # The standby's own wait for archiving could last forever: the job waits on the store instead.
+    assert ("stop_backup", False) in session.events
+    assert [fields["status"] for fields in info_puts(store)] == ["STARTED", "DONE"]
+
+
+def test_standby_backup_fails_when_its_last_wal_file_is_not_archived_in_time(store, facts, monkeypatch):
+    facts.in_recovery = True
+    monkeypatch.setattr(backup_job, "WAL_POLL_INTERVAL", 0.01)
+    with pytest.raises(BackupError) as raised:
+        standby_job(store, wal_archive_timeout=1)._take(RecordingSession(), facts)
+    message = str(raised.value)
+    assert "000000010000000000000002" in message and "primary_conninfo" in message and "archive_timeout" in message
+    assert info_puts(store)[-1]["status"] == "FAILED"
+
+
+def test_standby_backup_without_wait(store, facts):
+    facts.in_recovery = True
+    result = standby_job(store, wal_archive_timeout=0)._take(RecordingSession(), facts)
+    assert result["status"] == "DONE"
+
+
+def test_split_data_archives(store, facts, restore_decoders):
+    store.min_chunk_size = 1024
+    result = make_job(store, compression_name=None, max_archive_size="4KB", jobs=1)._take(RecordingSession(), facts)
+    names = [key.rsplit("/", 1)[1] for key in result["keys"]]
+    data = [name for name in names if name.startswith("data")]
+    assert data[0] == "data.tar"
+    assert data[1:] == ["data_%04d.tar" % number for number in range(1, len(data))]
+    assert len(data) >= 3
+    members = []
+    for name in data:
+        key = result["keys"][names.index(name)]
+        members += [member.name for member, _content in tar_members(store.objects[key], restore_decoders[None])]
+    assert sorted(members) == sorted([".", "./PG_VERSION", "./pg_hba.conf", "base", "base/5", "base/5/1259", "global",
+                                      "global/1262", "pg_tblspc", "global/pg_control", "postgresql.conf", "backup_label",
+                                      "backup_manifest"])
+    assert members[-2:] == ["backup_label", "backup_manifest"]
+
+
+def test_several_builders_start_with_the_largest_files(store, facts, restore_decoders):
+    """The largest file of PGDATA opens one of the two builders' archives, and every file is stored once."""
+    job = make_job(store, compression_name=None, jobs=2)
+    job.builders = 2  # whatever the cores of the machine running the test
+    result = job._take(RecordingSession(), facts)
+    names = [key.rsplit("/", 1)[1] for key in result["keys"]]
+    walk_archives = [key for key, name in zip(result["keys"], names) if name in ("data.tar", "data_0001.tar")]
+    members = [[member.name for member, _content in tar_members(store.objects[key], restore_decoders[None])]
+               for key in walk_archives]
+    assert "base/5/1259" in [archive[0] for archive in members]  # 20000 bytes, the largest
+    assert sorted(name for archive in members for name in archive) == sorted(
+        [".", "./PG_VERSION", "./pg_hba.conf", "base", "base/5", "base/5/1259", "global", "global/1262", "pg_tblspc",
+         "global/pg_control", "postgresql.conf", "backup_label", "backup_manifest"])
+    # the builder that ended last kept its archive open for the members added after the walk
+    assert [archive[-1] for archive in members].count("backup_manifest") == 1
+
+
+# --- failures ------------------------------------------------------------------------------------------
+
+
+def test_failure_after_start_records_failed_and_aborts_open_uploads(store, facts):
+    store.min_chunk_size = 1024  # the last data archive is a multipart upload when the stop fails
+    session = RecordingSession(stop_error=PostgresError("PostgreSQL refused SELECT: connection lost\nDETAIL: x"))
+    with pytest.raises(BackupError) as caught:
+        make_job(store, compression_name=None, max_archive_size="1MB")._take(session, facts)
+    backup_id = caught.value.backup_id
+    assert ID_PATTERN.match(backup_id)
+    assert str(caught.value) == "backup %s failed: PostgreSQL refused SELECT: connection lost" % backup_id
+    started, failed = info_puts(store)
+    assert started["status"] == "STARTED"
+    assert failed["status"] == "FAILED"
+    assert failed["error"].startswith("failure uploading data (PostgreSQL refused SELECT: connection lost)")
+    assert failed["end_wal"] is None and failed["end_time"] is None
+    assert store.calls_of("abort"), "the open multipart upload of the last archive was not aborted"
+    assert [upload for upload, state in store.uploads.items() if state["state"] == "open"] == []
+    assert "close" in session.names()
+
+
+def test_failure_of_an_upload_fails_the_backup(store, facts):
+    store.min_chunk_size = 1024
+    store.fail_part = lambda key, number: "/data" in key and number == 2
+    session = RecordingSession()
+    with pytest.raises(BackupError, match="simulated failure of part 2"):
+        make_job(store, compression_name=None, max_archive_size="1MB")._take(session, facts)
+    assert info_puts(store)[-1]["status"] == "FAILED"
+    assert "stop_backup" not in session.names()
+    assert "close" in session.names()
+    assert [upload for upload, state in store.uploads.items() if state["state"] == "open"] == []
+
+
+def test_failure_to_write_backup_info_still_raises_backup_error(store, facts, caplog):
+    store.fail_put = lambda key: key.endswith("backup.info")
+    with caplog.at_level(logging.ERROR, logger="pgcloud.backup"):
+        with pytest.raises(BackupError, match="simulated failure of the upload"):
+            make_job(store)._take(RecordingSession(), facts)
+    assert "could not record backup" in caplog.text
+    assert info_puts(store) == []
+
+
+def test_missing_pg_control_fails_with_a_clear_message(store, facts):
+    os.remove(os.path.join(facts.data_directory, "global", "pg_control"))
+    with pytest.raises(BackupError, match="global/pg_control is missing"):
+        make_job(store)._take(RecordingSession(), facts)
+    assert info_puts(store)[-1]["status"] == "FAILED"
+
+
+# --- before the server is touched --------------------------------------------------------------------
+
+
+def unreachable_postgres(closed_port):
+    return PostgresConfig(host="127.0.0.1", port=closed_port, user="nobody", keepalive_interval=0)
+
+
+def test_run_checks_the_store_first(store, closed_port):
+    store.check_error = BucketNotFoundError("bucket 'test-bucket' does not exist")
+    job = BaseBackupJob(StorageConfig(destination_url="s3://test-bucket/some/path", server_name="db1"),
+                        unreachable_postgres(closed_port), BackupConfig(), store=store)
+    with pytest.raises(BucketNotFoundError):
+        job.run()
+
+
+def test_run_checks_the_compression_library_first(store, closed_port, monkeypatch):
+    monkeypatch.setitem(sys.modules, "zstandard", None)
+    job = BaseBackupJob(StorageConfig(destination_url="s3://test-bucket/some/path", server_name="db1"),
+                        unreachable_postgres(closed_port), BackupConfig(compression="zstd"), store=store)
+    with pytest.raises(MissingDependencyError, match="zstandard"):
+        job.run()
+
+
+def test_run_with_the_name_of_a_done_backup_changes_nothing(store, closed_port):
+    info = layout.render({"status": "DONE", "backup_name": "nightly", "begin_wal": "000000010000000000000002",
+                               "end_wal": "000000010000000000000002", "begin_time": BEGIN, "end_time": END,
+                               "tablespaces": [("ts1", 16384, "/srv/ts1")]})
+    store.put_object("some/path/db1/base/20261125T023350/backup.info", info)
+    job = BaseBackupJob(StorageConfig(destination_url="s3://test-bucket/some/path", server_name="db1"),
+                        unreachable_postgres(closed_port), BackupConfig(backup_name="nightly"), store=store)
+    result = job.run()
+    assert result["changed"] is False
+    assert (result["backup_id"], result["status"], result["backup_name"]) == ("20261125T023350", "DONE", "nightly")
+    assert result["end_time"] == "2026-11-25T02:33:54.716105+00:00"
+    assert result["tablespaces"] == [{"name": "ts1", "oid": 16384, "location": "/srv/ts1"}]
+    assert store.calls_of("put") == [("put", "some/path/db1/base/20261125T023350/backup.info", len(info))]
+
+
+def test_run_with_the_name_of_a_failed_backup_tries_again(store, closed_port):
+    store.put_object("some/path/db1/base/20261125T023350/backup.info",
+                     layout.render({"status": "FAILED", "backup_name": "nightly"}))
+    job = BaseBackupJob(StorageConfig(destination_url="s3://test-bucket/some/path", server_name="db1"),
+                        unreachable_postgres(closed_port), BackupConfig(backup_name="nightly"), store=store)
+    with pytest.raises(PostgresError, match="cannot connect to PostgreSQL"):
+        job.run()
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+
+
+def test_chunk_size_and_archive_size_cap(store, caplog):
+    job = make_job(store, max_archive_size="2TB", min_chunk_size="8MB")
+    assert job.max_archive_size == 1 << 40  # capped at the provider's limit
+    assert job.chunk_size == 2 * ((2 << 40) // 10000)  # computed from the uncapped size, as the reference
+    assert make_job(store, max_archive_size="1GB", min_chunk_size="8MB").chunk_size == 8 << 20
+    assert make_job(store, max_archive_size="1GB").chunk_size == 5 << 20
+
+
+def test_builders_follow_jobs_and_cores(store):
+    assert make_job(store, jobs=1).builders == 1
+    assert make_job(store, jobs=64).builders == min(64, os.cpu_count() or 1)
+
+
+def test_new_backup_id_is_the_local_time_and_never_reused(store):
+    before = datetime.now().strftime("%Y%m%dT%H%M%S")
+    store.put_object("some/path/db1/base/%s/backup.info" % before, b"status=DONE\n")
+    backup_id = new_backup_id(Catalog(store))
+    assert ID_PATTERN.match(backup_id)
+    assert backup_id > before
+    assert backup_id <= datetime.now().strftime("%Y%m%dT%H%M%S")
+
+
+def test_check_readable(facts, monkeypatch):
+    check_readable(facts)
+    location = facts.tablespaces[0][2]
+    # Tests run as root, whom file modes do not stop.
+    monkeypatch.setattr(os, "access", lambda path, mode: path != location)
+    with pytest.raises(PostgresError) as caught:
+        check_readable(facts)
+    assert str(caught.value).startswith("cannot read %s as OS user " % location)
+    assert "become_user" in str(caught.value)
+
+
+def test_check_readable_names_a_missing_tablespace_directory(facts, tmp_path):
+    facts.tablespaces = [("ts1", 16384, str(tmp_path / "gone"))]
+    with pytest.raises(PostgresError, match="tablespace ts1 is at %s, which is not a directory" % (tmp_path / "gone")):
+        check_readable(facts)
+
+
+def test_tablespace_without_its_version_directory_fails_the_backup(store, facts):
+    location = facts.tablespaces[0][2]
+    os.rename(os.path.join(location, "PG_15_202209061"), os.path.join(location, "moved_away"))
+    with pytest.raises(BackupError, match="tablespace ts1 at %s holds no PG_15_ directory" % location):
+        make_job(store)._take(RecordingSession(), facts)
+    assert info_puts(store)[-1]["status"] == "FAILED"
+    assert [key for key, _data in store.put_history if not key.endswith("backup.info")] == []
+
+
+def test_check_readable_needs_backup_privileges(facts):
+    facts.backup_privileges = False
+    with pytest.raises(PostgresError, match="GRANT EXECUTE on pg_backup_start and pg_backup_stop"):
+        check_readable(facts)
+
+
+def test_check_readable_needs_the_data_directory_setting(facts):
+    facts.role = "backup_operator"
+    facts.data_directory = None
+    with pytest.raises(PostgresError, match="GRANT pg_read_all_settings TO backup_operator"):
+        check_readable(facts)
+
+
+def test_plan_of_check_mode(store, facts):
+    plan = make_job(store, compression_name="lz4", backup_name="nightly", jobs=3)._plan_result(facts)
+    assert (plan["changed"], plan["backup_id"], plan["keys"]) == (True, None, [])
+    assert plan["plan"] == {"data_directory": facts.data_directory,
+                            "tablespaces": [{"name": "ts1", "oid": 16384, "location": facts.tablespaces[0][2]}],
+                            "compression": "lz4", "jobs": 3, "chunk_size": 21474836, "max_archive_size": 100 << 30,
+                            "cluster_size": 123456}
+    assert store.put_history == []
+
+
+def test_progress_is_logged(store, monkeypatch, caplog):
+    monkeypatch.setattr(backup_job, "PROGRESS_INTERVAL", 0.0)
+    progress = backup_job.Progress("20261125T023350", backup_job.UploadPool(store, 1, 1 << 20), RecordingSession())
+    with caplog.at_level(logging.INFO, logger="pgcloud.backup"):
+        progress.add(3 << 20)
+    assert progress.bytes_read == 3 << 20
+    assert "backup 20261125T023350: 3 MiB read" in caplog.text
+
+
+def test_lost_session_fails_the_backup_and_aborts_uploads(store, facts):
+    """The server ends a backup whose session dies: the copy stops, FAILED is recorded, nothing stays open."""
+    store.min_chunk_size = 1024
+    session = RecordingSession(lost="server closed the connection unexpectedly")
+    with pytest.raises(BackupError) as caught:
+        make_job(store, compression_name=None, max_archive_size="1MB")._take(session, facts)
+    assert "session was lost" in str(caught.value)
+    assert "stop_backup" not in session.names()
+    started, failed = info_puts(store)
+    assert (started["status"], failed["status"]) == ("STARTED", "FAILED")
+    assert [upload for upload, state in store.uploads.items() if state["state"] == "open"] == []
+
+
+def test_storage_error_in_a_group_is_reported_with_the_backup(store, facts):
+    store.fail_put = lambda key: key.endswith("16384.tar.gz")
+    with pytest.raises(BackupError) as caught:
+        make_job(store)._take(RecordingSession(), facts)
+    assert isinstance(caught.value.__cause__, StorageError)

@@ -1,0 +1,136 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the pgcloud.backup collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""pg_session.py: the pure helpers (LSN, WAL names, connection arguments) and the refusal of a
+connection that cannot be made. Tests against a live server are in the integration suite.
+"""
+
+from __future__ import annotations
+
+import psycopg2.extensions
+import pytest
+
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.postgres import session as pg_session
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.config import PostgresConfig
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.errors import MissingDependencyError, PostgresError
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.postgres.session import (
+    APPLICATION_NAME,
+    connection_arguments,
+    parse_lsn,
+    wal_file_name,
+)
+
+MIB16 = 16 << 20
+GIB = 1 << 30
+
+
+@pytest.mark.parametrize("text, value", [
+    ("0/0", 0),
+    ("0/2000028", 0x2000028),
+    ("0/2000138", 0x2000138),
+    ("1/0", 1 << 32),
+    ("16/B374D848", (0x16 << 32) + 0xB374D848),
+    ("ffffffff/ffffffff", (1 << 64) - 1),
+])
+def test_parse_lsn(text, value):
+    assert parse_lsn(text) == value
+
+
+@pytest.mark.parametrize("timeline, lsn, segment_size, name", [
+    # The reference example: begin 0/2000028 and end 0/2000138 on timeline 1 are both in segment 2.
+    (1, "0/2000028", MIB16, "000000010000000000000002"),
+    (1, "0/2000138", MIB16, "000000010000000000000002"),
+    (1, "0/0", MIB16, "000000010000000000000000"),
+    (1, "0/FFFFFFFF", MIB16, "0000000100000000000000FF"),
+    (1, "1/0", MIB16, "000000010000000100000000"),
+    (2, "16/B374D848", MIB16, "0000000200000016000000B3"),
+    (0x1F, "A/3000000", MIB16, "0000001F0000000A00000003"),
+    # 1 GiB segments: four per 4 GiB "log", numbered 0 to 3.
+    (1, "0/40000028", GIB, "000000010000000000000001"),
+    (1, "1/C0000000", GIB, "000000010000000100000003"),
+    (3, "2/7FFFFFFF", GIB, "000000030000000200000001"),
+    # 64 MiB segments
+    (1, "0/FC000000", 64 << 20, "00000001000000000000003F"),
+])
+def test_wal_file_name(timeline, lsn, segment_size, name):
+    assert wal_file_name(timeline, parse_lsn(lsn), segment_size) == name
+
+
+def test_wal_offset_of_the_reference_example():
+    # begin_offset=40 and end_offset=312 in the reference backup.info
+    assert parse_lsn("0/2000028") % MIB16 == 40
+    assert parse_lsn("0/2000138") % MIB16 == 312
+
+
+# --- connection arguments ------------------------------------------------------------------------
+
+
+def test_default_connection_arguments():
+    assert connection_arguments(PostgresConfig()) == {"dbname": "postgres", "application_name": APPLICATION_NAME}
+    assert APPLICATION_NAME == "pgcloud_backup"
+
+
+def test_host_port_user_and_password_are_passed():
+    config = PostgresConfig(host="/var/run/postgresql", port=5433, user="backup", dbname="app", password="s3cret 'x'")
+    assert connection_arguments(config) == {
+        "dbname": "app", "host": "/var/run/postgresql", "port": 5433, "user": "backup", "password": "s3cret 'x'",
+        "application_name": APPLICATION_NAME,
+    }
+
+
+def test_empty_values_are_not_passed():
+    assert connection_arguments(PostgresConfig(host="", user="", password="")) == {
+        "dbname": "postgres", "application_name": APPLICATION_NAME}
+
+
+@pytest.mark.parametrize("dbname", ["host=db1 port=5432 dbname=app", "dbname=app sslmode=require", ""])
+def test_dbname_with_equals_or_empty_is_a_whole_conninfo(dbname):
+    arguments = connection_arguments(PostgresConfig(dbname=dbname, user="backup"))
+    assert arguments == {"dsn": dbname, "user": "backup", "application_name": APPLICATION_NAME}
+
+
+def test_application_name_of_the_conninfo_is_kept():
+    dsn = "host=db1 application_name=nightly"
+    assert connection_arguments(PostgresConfig(dbname=dsn)) == {"dsn": dsn}
+
+
+def test_arguments_make_the_conninfo_psycopg2_sends():
+    config = PostgresConfig(host="db1", port=5432, user="backup", dbname="host=db2 dbname=app", password="pa ss'word")
+    conninfo = psycopg2.extensions.parse_dsn(psycopg2.extensions.make_dsn(**connection_arguments(config)))
+    # keyword arguments override the same keys of the conninfo, as psycopg2.connect does
+    assert conninfo == {"host": "db1", "dbname": "app", "port": "5432", "user": "backup", "password": "pa ss'word",
+                        "application_name": "pgcloud_backup"}
+
+
+# --- refusals before any query -------------------------------------------------------------------
+
+
+def test_connection_failure_is_a_postgres_error_saying_what_to_check(closed_port):
+    with pytest.raises(PostgresError) as caught:
+        pg_session.PostgresSession(PostgresConfig(host="127.0.0.1", port=closed_port, user="nobody", password="Secr3tPw"))
+    message = str(caught.value)
+    assert message.startswith("cannot connect to PostgreSQL: ")
+    assert "check host, port, user, password and dbname" in message
+    assert "\n" not in message
+    assert "Secr3tPw" not in message
+
+
+def test_missing_psycopg2_is_reported(monkeypatch):
+    monkeypatch.setattr(pg_session, "psycopg2", None)
+    with pytest.raises(MissingDependencyError) as caught:
+        pg_session.PostgresSession(PostgresConfig())
+    assert caught.value.library == "psycopg2"
+    assert "pip install psycopg2" in str(caught.value)
+
+
+def test_minimum_server_version_is_13():
+    assert pg_session.MIN_SERVER_VERSION == 130000
+
+
+def test_unreachable_primary_names_primary_conninfo(closed_port):
+    conninfo = "host=127.0.0.1 port=%d user=nobody password=Secr3tPw" % closed_port
+    with pytest.raises(PostgresError) as caught:
+        pg_session.switch_primary_wal(conninfo)
+    message = str(caught.value)
+    assert message.startswith("cannot connect to the primary with primary_conninfo: ")
+    assert "\n" not in message and "Secr3tPw" not in message

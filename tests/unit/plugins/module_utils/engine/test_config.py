@@ -1,0 +1,283 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the pgcloud.backup collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""config.py: every validation rule, with a message that names the parameter to change.
+
+The rules are those of barman-cloud-backup 3.20.1 (reference format doc, section c).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.config import (
+    BackupConfig,
+    PostgresConfig,
+    StorageConfig,
+    from_params,
+    parse_size,
+    validate_backup_name,
+    validate_tags,
+)
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.errors import ConfigurationError
+
+URL = "s3://bucket/path"
+
+
+def storage(**kwargs):
+    settings = dict(destination_url=URL, server_name="db1")
+    settings.update(kwargs)
+    return StorageConfig(**settings)
+
+
+def assert_rejected(parameter, build, *words):
+    """The build raises a ConfigurationError about `parameter` whose message holds `words`."""
+    with pytest.raises(ConfigurationError) as caught:
+        build()
+    assert caught.value.parameter == parameter
+    message = str(caught.value)
+    assert parameter in message
+    for word in words:
+        assert word in message
+    return message
+
+
+# --- sizes: B is base 1024, iB is base 1000 (the reference tool's inverted convention) --------
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("5MB", 5 * 1024 ** 2),
+    ("5MiB", 5 * 1000 ** 2),
+    ("5mb", 5 * 1024 ** 2),
+    ("5mib", 5 * 1000 ** 2),
+    ("512KB", 512 * 1024),
+    ("1kib", 1000),
+    ("1.5GB", int(1.5 * 1024 ** 3)),
+    ("100GB", 100 * 1024 ** 3),
+    ("2TB", 2 * 1024 ** 4),
+    ("1PiB", 1000 ** 5),
+    ("0.5KB", 512),
+    ("100", 100),
+    ("10B", 10),
+    (4096, 4096),
+])
+def test_parse_size_reads_the_reference_syntax(text, expected):
+    assert parse_size(text, "max_archive_size") == expected
+
+
+@pytest.mark.parametrize("text", ["0", "0B", "0.5", 0, "0KB"])
+def test_parse_size_rejects_less_than_one_byte(text):
+    assert_rejected("max_archive_size", lambda: parse_size(text, "max_archive_size"), "at least 1 byte")
+
+
+@pytest.mark.parametrize("text", ["", "abc", "5M", "5 megabytes", "-1", "1.5.2GB", "5XB", "GB"])
+def test_parse_size_rejects_what_is_not_a_size(text):
+    message = assert_rejected("min_chunk_size", lambda: parse_size(text, "min_chunk_size"), "is not a size")
+    assert "5MB" in message  # shows an example of the syntax
+
+
+def test_parse_size_rejects_booleans():
+    assert_rejected("max_bandwidth", lambda: parse_size(True, "max_bandwidth"), "not a boolean")
+
+
+# --- backup names -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [None, "mybackup", "before-upgrade", "nightly 2026-11-25", "20261125"])
+def test_acceptable_backup_names(name):
+    validate_backup_name(name)
+    assert BackupConfig(backup_name=name).backup_name == name
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_backup_name_must_not_be_empty(name):
+    assert_rejected("backup_name", lambda: BackupConfig(backup_name=name), "must not be empty")
+
+
+def test_backup_name_must_not_look_like_a_backup_id():
+    assert_rejected("backup_name", lambda: BackupConfig(backup_name="20261125T023350"), "looks like a backup id")
+
+
+@pytest.mark.parametrize("name", ["latest", "last", "oldest", "first", "last-failed", "latest-full", "last-full", "auto"])
+def test_backup_name_must_not_be_a_reserved_word(name):
+    assert_rejected("backup_name", lambda: BackupConfig(backup_name=name), "is reserved", repr(name))
+
+
+# --- tags -----------------------------------------------------------------------------------
+
+
+def test_ten_tags_are_allowed_and_values_become_text():
+    tags = {"k%d" % number: number for number in range(9)}
+    tags["empty"] = None
+    assert validate_tags(tags) == dict({"k%d" % number: str(number) for number in range(9)}, empty="")
+    assert storage(tags={"team": "dba", "env": "prod"}).tags == {"team": "dba", "env": "prod"}
+
+
+def test_more_than_ten_tags_are_rejected():
+    tags = {"k%d" % number: "v" for number in range(11)}
+    assert_rejected("tags", lambda: storage(tags=tags), "11 entries", "at most 10")
+
+
+@pytest.mark.parametrize("key", ["", "k" * 129, "aws:cost-center", "AWS:owner"])
+def test_tag_keys_are_1_to_128_characters_without_the_aws_prefix(key):
+    assert_rejected("tags", lambda: storage(tags={key: "v"}), "1 to 128 characters", "aws:")
+
+
+def test_tag_key_of_128_and_value_of_256_characters_are_allowed():
+    assert validate_tags({"k" * 128: "v" * 256}) == {"k" * 128: "v" * 256}
+
+
+def test_tag_values_are_at_most_256_characters():
+    assert_rejected("tags", lambda: storage(tags={"owner": "v" * 257}), "longer than 256")
+
+
+def test_tag_characters_allowed_by_the_reference():
+    tags = {"team name_1.a:b/c=d+e-f@g": "Data Team_1.x:y/z=w+v-u@t"}
+    assert validate_tags(tags) == tags
+
+
+@pytest.mark.parametrize("tags", [{"owner#1": "dba"}, {"owner": "dba;drop"}])
+def test_tag_characters_outside_the_reference_set_are_rejected(tags):
+    # Reference: key and value characters are [A-Za-z0-9 whitespace _ . : / = + - @]
+    # (barman.utils.check_tag); S3 refuses other characters at the first upload.
+    assert_rejected("tags", lambda: storage(tags=tags))
+
+
+# --- encryption combinations --------------------------------------------------------------
+
+
+def test_encryption_settings_that_work():
+    assert storage(encryption="AES256").encryption == "AES256"
+    assert storage(encryption="aws:kms", sse_kms_key_id="alias/backups").sse_kms_key_id == "alias/backups"
+    assert storage(sse_customer_key="file:///etc/key").sse_customer_key == "file:///etc/key"
+
+
+@pytest.mark.parametrize("encryption", [None, "AES256"])
+def test_sse_kms_key_id_needs_aws_kms(encryption):
+    assert_rejected("sse_kms_key_id", lambda: storage(encryption=encryption, sse_kms_key_id="alias/k"),
+                    "encryption: aws:kms")
+
+
+@pytest.mark.parametrize("settings", [
+    {"encryption": "AES256"},
+    {"encryption": "aws:kms"},
+    {"encryption": "aws:kms", "sse_kms_key_id": "alias/k"},
+])
+def test_sse_customer_key_excludes_other_encryption(settings):
+    assert_rejected("sse_customer_key", lambda: storage(sse_customer_key="file:///k", **settings),
+                    "cannot be combined")
+
+
+@pytest.mark.parametrize("encryption", ["aes256", "kms"])
+def test_encryption_is_one_of_the_reference_choices(encryption):
+    # Reference: -e/--encryption {AES256,aws:kms}; anything else fails at the first upload.
+    assert_rejected("encryption", lambda: storage(encryption=encryption))
+
+
+# --- other StorageConfig rules ------------------------------------------------------------
+
+
+def test_storage_defaults():
+    config = storage()
+    assert (config.cloud_provider, config.jobs, config.tags) == ("aws-s3", 2, {})
+    assert config.min_chunk_size is None and config.max_bandwidth is None
+
+
+def test_cloud_provider_must_be_known():
+    assert_rejected("cloud_provider", lambda: storage(cloud_provider="s3"), "aws-s3, azure-blob-storage, google-cloud-storage")
+
+
+@pytest.mark.parametrize("name", ["", "a/b"])
+def test_server_name_is_a_plain_name(name):
+    assert_rejected("server_name", lambda: storage(server_name=name), "without '/'")
+
+
+@pytest.mark.parametrize("jobs", [0, -1, None])
+def test_jobs_must_be_positive(jobs):
+    assert_rejected("jobs", lambda: storage(jobs=jobs), "positive integer")
+
+
+def test_jobs_given_as_text_becomes_an_integer():
+    assert storage(jobs="4").jobs == 4
+
+
+def test_read_timeout_must_be_positive():
+    assert_rejected("read_timeout", lambda: storage(read_timeout=0), "positive")
+    assert storage(read_timeout=30).read_timeout == 30
+
+
+def test_sizes_of_the_storage_are_parsed():
+    config = storage(min_chunk_size="10MB", max_bandwidth="1MiB")
+    assert (config.min_chunk_size, config.max_bandwidth) == (10 * 1024 ** 2, 1000 ** 2)
+
+
+@pytest.mark.parametrize("value", [None, "", 0, "0"])
+def test_max_bandwidth_zero_or_empty_means_unlimited(value):
+    assert storage(max_bandwidth=value).max_bandwidth is None
+
+
+def test_bad_sizes_name_their_parameter():
+    assert_rejected("min_chunk_size", lambda: storage(min_chunk_size="lots"))
+    assert_rejected("max_bandwidth", lambda: storage(max_bandwidth="fast"))
+
+
+def test_aws_irsa_excludes_aws_profile():
+    assert_rejected("aws_irsa", lambda: storage(aws_irsa=True, aws_profile="prod"), "aws_profile")
+
+
+@pytest.mark.parametrize("style", ["bogus"])
+def test_addressing_style_is_one_of_the_reference_choices(style):
+    # Reference: --addressing-style {auto,virtual,path}; botocore raises its own error otherwise.
+    assert_rejected("addressing_style", lambda: storage(addressing_style=style))
+
+
+# --- PostgresConfig and BackupConfig ------------------------------------------------------
+
+
+def test_postgres_defaults():
+    config = PostgresConfig()
+    assert (config.dbname, config.keepalive_interval, config.immediate_checkpoint) == ("postgres", 60, False)
+    assert PostgresConfig(dbname=None).dbname == "postgres"
+
+
+def test_keepalive_interval_zero_disables_and_negative_is_rejected():
+    assert PostgresConfig(keepalive_interval=0).keepalive_interval == 0
+    assert_rejected("keepalive_interval", lambda: PostgresConfig(keepalive_interval=-1), "0 (off)")
+
+
+def test_standby_options():
+    config = PostgresConfig()
+    assert (config.primary_conninfo, config.wal_archive_timeout) == (None, 300)
+    assert PostgresConfig(wal_archive_timeout="0").wal_archive_timeout == 0
+    assert_rejected("wal_archive_timeout", lambda: PostgresConfig(wal_archive_timeout=-5), "0 (off)")
+    assert_rejected("primary_conninfo", lambda: PostgresConfig(primary_conninfo="  "), "primary's conninfo")
+
+
+def test_backup_defaults():
+    config = BackupConfig()
+    assert config.compression is None
+    assert config.max_archive_size == 100 * 1024 ** 3  # "100GB", 1024-based
+    assert config.backup_name is None
+
+
+@pytest.mark.parametrize("compression", ["gzip", "bzip2", "snappy", "lz4", "zstd"])
+def test_compressions(compression):
+    assert BackupConfig(compression=compression).compression == compression
+
+
+@pytest.mark.parametrize("compression", ["gz", "xz", "none", "zst"])
+def test_unknown_compression_is_rejected(compression):
+    assert_rejected("compression", lambda: BackupConfig(compression=compression), "gzip, bzip2, snappy, lz4, zstd")
+
+
+def test_max_archive_size_is_a_size():
+    assert BackupConfig(max_archive_size="1MB").max_archive_size == 1024 ** 2
+    assert_rejected("max_archive_size", lambda: BackupConfig(max_archive_size="big"))
+
+
+def test_from_params_ignores_other_keys_and_unset_values():
+    params = {"compression": "zstd", "max_archive_size": None, "backup_name": None, "jobs": 4, "state": "present"}
+    config = from_params(BackupConfig, params)
+    assert (config.compression, config.max_archive_size, config.backup_name) == ("zstd", 100 * 1024 ** 3, None)
+    storage_config = from_params(StorageConfig, dict(destination_url=URL, server_name="db1", jobs=4, compression="zstd"))
+    assert storage_config.jobs == 4

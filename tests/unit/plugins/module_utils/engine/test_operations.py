@@ -1,0 +1,143 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the pgcloud.backup collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""operations.py: the entry points the modules call, against moto's S3 server on loopback.
+
+take_base_backup needs a live PostgreSQL and is covered by the integration suite; here the
+connectivity check, the listing and the show of backups written in the reference layout.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine import layout
+
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine import operations
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.config import PostgresConfig, StorageConfig
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.errors import BackupNotFoundError, ConfigurationError
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.storage.factory import open_store
+
+UTC = timezone.utc
+
+
+def write_backup(store, backup_id, status, name=None, objects=(("data.tar", 3000),)):
+    fields = {
+        "status": status, "backup_name": name, "begin_wal": "000000010000000000000002",
+        "end_wal": "000000010000000000000003" if status == "DONE" else None, "timeline": 1, "version": 150018,
+        "begin_time": datetime(2026, 11, 25, 2, 33, 50, 633943, tzinfo=UTC),
+        "end_time": datetime(2026, 11, 25, 2, 33, 54, 716105, tzinfo=UTC) if status == "DONE" else None,
+        "tablespaces": [("ts1", 16384, "/srv/pg_ts1")], "error": "failure uploading data (boom)" if status == "FAILED" else None,
+    }
+    info = layout.render(fields)
+    store.put_object(store.destination.key("base", backup_id, "backup.info"), info)
+    for name_, size in objects:
+        store.put_object(store.destination.key("base", backup_id, name_), b"x" * size)
+    return len(info) + sum(size for _name, size in objects)
+
+
+# --- check_destination -----------------------------------------------------------------------------
+
+
+def test_check_destination_good(s3_config, s3_bucket):
+    bucket = s3_bucket[0]
+    result = operations.check_destination(s3_config())
+    assert result == {
+        "ok": True,
+        "storage": {"cloud_provider": "aws-s3", "destination_url": "s3://%s/backups/pg" % bucket, "bucket": bucket,
+                    "prefix": "backups/pg", "reachable": True, "bucket_exists": True, "error": None},
+        "postgres": None,
+    }
+
+
+def test_check_destination_missing_bucket(moto_endpoint, aws_environment):
+    config = StorageConfig(destination_url="s3://missing-bucket-x/pg", server_name="db1", endpoint_url=moto_endpoint,
+                           aws_access_key="testing", aws_secret_key="testing")
+    result = operations.check_destination(config)
+    assert result["ok"] is False
+    assert (result["storage"]["reachable"], result["storage"]["bucket_exists"]) == (True, False)
+    assert "'missing-bucket-x' does not exist" in result["storage"]["error"]
+
+
+def test_check_destination_unreachable(closed_port, aws_environment):
+    config = StorageConfig(destination_url="s3://bkt/pg", server_name="db1", endpoint_url="http://127.0.0.1:%d" % closed_port,
+                           aws_access_key="testing", aws_secret_key="testing")
+    result = operations.check_destination(config)
+    assert result["ok"] is False
+    assert (result["storage"]["reachable"], result["storage"]["bucket_exists"]) == (False, None)
+    assert "cannot reach S3" in result["storage"]["error"]
+
+
+def test_check_destination_reports_a_postgres_that_cannot_be_reached(s3_config, closed_port):
+    result = operations.check_destination(s3_config(), PostgresConfig(host="127.0.0.1", port=closed_port, user="nobody"))
+    assert result["ok"] is False
+    assert result["storage"]["error"] is None
+    postgres = result["postgres"]
+    assert postgres["connected"] is False
+    assert postgres["error"].startswith("cannot connect to PostgreSQL")
+
+
+def test_check_destination_bad_url_raises(aws_environment):
+    with pytest.raises(ConfigurationError) as caught:
+        operations.check_destination(StorageConfig(destination_url="https://bkt/pg", server_name="db1"))
+    assert caught.value.parameter == "destination_url"
+
+
+# --- list and show -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def backups(s3_config):
+    config = s3_config()
+    store = open_store(config)
+    sizes = {
+        "20261125T023350": write_backup(store, "20261125T023350", "DONE", name="mybackup",
+                                        objects=(("data.tar", 3000), ("data_0001.tar", 100), ("16384.tar", 700))),
+        "20261126T023350": write_backup(store, "20261126T023350", "FAILED"),
+        "20261127T023350": write_backup(store, "20261127T023350", "STARTED"),
+    }
+    store.put_object(store.destination.key("base", "20261124T000000", "data.tar"), b"no backup.info")
+    return config, sizes
+
+
+def test_list_backups(backups):
+    config, sizes = backups
+    listed = operations.list_backups(config)
+    assert [(item["backup_id"], item["status"], item["backup_name"]) for item in listed] == [
+        ("20261125T023350", "DONE", "mybackup"), ("20261126T023350", "FAILED", None), ("20261127T023350", "STARTED", None)]
+    first = listed[0]
+    assert first == {
+        "backup_id": "20261125T023350", "backup_name": "mybackup", "status": "DONE",
+        "begin_time": "2026-11-25T02:33:50.633943+00:00", "end_time": "2026-11-25T02:33:54.716105+00:00",
+        "begin_wal": "000000010000000000000002", "end_wal": "000000010000000000000003", "timeline": 1,
+        "size": sizes["20261125T023350"], "error": None,
+    }
+    assert listed[1]["error"] == "failure uploading data (boom)"
+
+
+def test_list_backups_of_an_empty_destination(s3_config):
+    assert operations.list_backups(s3_config(server_name="nothing-here")) == []
+
+
+def test_show_backup_by_name_and_shortcut(backups):
+    config, sizes = backups
+    shown = operations.show_backup(config, "mybackup")
+    assert shown["backup_id"] == "20261125T023350"
+    assert shown["begin_time"] == "2026-11-25T02:33:50.633943+00:00"
+    assert shown["tablespaces"] == [{"name": "ts1", "oid": 16384, "location": "/srv/pg_ts1"}]
+    assert shown["size"] == sizes["20261125T023350"]
+    keys = sorted(item["key"].rsplit("/", 1)[1] for item in shown["objects"])
+    assert keys == ["16384.tar", "backup.info", "data.tar", "data_0001.tar"]
+    assert operations.show_backup(config, "latest")["backup_id"] == "20261126T023350"
+    assert operations.show_backup(config, "last-failed")["backup_id"] == "20261126T023350"
+    assert operations.show_backup(config, "20261127T023350")["status"] == "STARTED"
+
+
+def test_show_unknown_backup(backups):
+    config = backups[0]
+    with pytest.raises(BackupNotFoundError) as caught:
+        operations.show_backup(config, "nope")
+    assert "server 'db1'" in str(caught.value)
+    assert config.destination_url in str(caught.value)
