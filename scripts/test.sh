@@ -152,6 +152,7 @@ changelog() {
 
 step "plugins on Python 3.9" python39_check
 step "ansible-test sanity" scripts/ansible-test.sh sanity --venv --python 3.12
+step "ruff and mypy" scripts/lint.sh
 step "ansible-lint" ansible_lint
 step "ansible-test units" scripts/ansible-test.sh units --venv --python 3.12
 step "changelog" changelog

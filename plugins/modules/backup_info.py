@@ -270,6 +270,7 @@ def main() -> None:
     rules = merge_rules(storage_rules(), {"required_if": [["check_objects", True, ["backup"]]]})
     module = PgCloudModule(argument_spec(), rules=rules, supports_check_mode=True)
     wanted = module.params["backup"]
+    result: Dict[str, Any]
     with module.engine_errors():
         storage = module.storage_config()
         if wanted and module.params["check_objects"]:

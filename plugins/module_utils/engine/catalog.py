@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import tarfile
 from typing import Any, Dict, List, Optional
 
@@ -25,13 +24,13 @@ class Catalog:
         self.destination = store.destination
 
     def info_key(self, backup_id: str) -> str:
-        return self.destination.key("base", backup_id, "backup.info")
+        return self.destination.key(*layout.info_path(backup_id))
 
     def folder_key(self, backup_id: str) -> str:
-        return self.destination.key("base", backup_id)
+        return self.destination.key(*layout.backup_folder(backup_id))
 
     def backup_ids(self) -> List[str]:
-        folders = self.store.list_folders(self.destination.key("base") + "/")
+        folders = self.store.list_folders(self.destination.key(layout.BASE_FOLDER) + "/")
         return sorted(name for name in folders if BACKUP_ID_PATTERN.match(name))
 
     def read(self, backup_id: str) -> Optional[Dict[str, Any]]:
@@ -87,7 +86,7 @@ class Catalog:
 
     def wal_archived(self, wal_name: str) -> bool:
         """Whether barman-cloud-wal-archive (or the like) has stored this WAL file, compressed or not."""
-        key = self.destination.key("wals", wal_name[:16], wal_name)
+        key = self.destination.key(*layout.wal_path(wal_name))
         return any(item.key == key or item.key.startswith(key + ".") for item in self.store.list_objects(key))
 
     def objects(self, backup_id: str) -> List[Dict[str, Any]]:
@@ -95,8 +94,6 @@ class Catalog:
         return [{"key": item.key, "size": item.size} for item in self.store.list_objects(prefix)]
 
 
-# <group>.<ext> or <group>_NNNN.<ext>, where group is `data` or a tablespace's oid.
-_ARCHIVE_NAME = re.compile(r"^(?P<group>data|\d+)(?:_(?P<number>\d{4}))?\.(?P<extension>tar(?:\.\w+)?)$")
 # An uncompressed archive holds whole 512-byte blocks, at least the two that end it.
 _SMALLEST_TAR = 2 * tarfile.BLOCKSIZE
 
@@ -117,7 +114,7 @@ def check_objects(catalog: Catalog, fields: Dict[str, Any],
     folder = catalog.folder_key(fields["backup_id"]) + "/"
     if fields.get("snapshots_info"):
         return _check_snapshot_objects(folder, listed)
-    groups = ["data"] + [str(oid) for _name, oid, _location in fields.get("tablespaces") or []]
+    groups = [layout.DATA_GROUP] + [str(oid) for _name, oid, _location in fields.get("tablespaces") or []]
     missing: List[str] = []
     mismatched: List[Dict[str, Any]] = []
     archives = _archives_by_group(listed)
@@ -125,17 +122,17 @@ def check_objects(catalog: Catalog, fields: Dict[str, Any],
     for group in groups:
         parts = archives.get(group, {})
         if 0 not in parts:
-            missing.append(folder + "%s.%s" % (group, _one(extensions)))
+            missing.append(folder + layout.archive_name(group, 0, _one(extensions)))
         for number in range(1, max(parts, default=0)):
             if number not in parts:
-                missing.append(folder + "%s_%04d.%s" % (group, number, _one(extensions)))
-    if "backup.info" not in listed:
-        missing.append(folder + "backup.info")
+                missing.append(folder + layout.archive_name(group, number, _one(extensions)))
+    if layout.BACKUP_INFO not in listed:
+        missing.append(folder + layout.BACKUP_INFO)
     for name, size in sorted(listed.items()):
         problem = _archive_problem(name, size, extensions)
         if problem:
             mismatched.append({"key": folder + name, "size": size, "reason": problem})
-    stored = sum(size for name, size in listed.items() if name != "backup.info")
+    stored = sum(size for name, size in listed.items() if name != layout.BACKUP_INFO)
     expected = fields.get("size")
     if expected is not None and not missing and stored != expected:
         mismatched.append({"key": folder, "size": stored,
@@ -146,11 +143,11 @@ def check_objects(catalog: Catalog, fields: Dict[str, Any],
 
 def _check_snapshot_objects(folder: str, listed: Dict[str, int]) -> Dict[str, Any]:
     """A snapshot backup stores backup_label and backup.info; its data is in the disks' snapshots."""
-    missing = [folder + name for name in ("backup_label", "backup.info") if name not in listed]
-    mismatched = [{"key": folder + name, "size": size, "reason": "empty" if name in ("backup_label", "backup.info")
+    missing = [folder + name for name in (layout.BACKUP_LABEL, layout.BACKUP_INFO) if name not in listed]
+    mismatched = [{"key": folder + name, "size": size, "reason": "empty" if name in (layout.BACKUP_LABEL, layout.BACKUP_INFO)
                    else "not an object of a snapshot backup"}
                   for name, size in sorted(listed.items())
-                  if size == 0 or name not in ("backup_label", "backup.info")]
+                  if size == 0 or name not in (layout.BACKUP_LABEL, layout.BACKUP_INFO)]
     return {"ok": not missing and not mismatched, "missing": missing, "mismatched": mismatched,
             "objects": len(listed), "stored_size": sum(listed.values()), "recorded_size": None}
 
@@ -159,7 +156,7 @@ def _archives_by_group(listed: Dict[str, int]) -> Dict[str, Dict[int, str]]:
     """group -> {archive number (0 for the first): extension}, for the archives the restore tools read."""
     archives: Dict[str, Dict[int, str]] = {}
     for name in listed:
-        match = _ARCHIVE_NAME.match(name)
+        match = layout.ARCHIVE_NAME.match(name)
         # The restore tools skip an archive of an unknown extension: it counts as absent.
         if match and match.group("extension") in EXTENSIONS.values():
             number = int(match.group("number") or 0)
@@ -168,9 +165,9 @@ def _archives_by_group(listed: Dict[str, int]) -> Dict[str, Dict[int, str]]:
 
 
 def _archive_problem(name: str, size: int, extensions: set) -> Optional[str]:
-    if name == "backup.info":
+    if name == layout.BACKUP_INFO:
         return None if size > 0 else "empty"
-    match = _ARCHIVE_NAME.match(name)
+    match = layout.ARCHIVE_NAME.match(name)
     if match is None:
         return "not an object of a backup (the restore tools skip it)"
     extension = match.group("extension")

@@ -1,16 +1,55 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to the pgcloud.backup collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""`backup.info`: one `key=value` line per field, keys sorted, the reference tool's key set.
+"""The barman-cloud object layout, read and written: where each object of a server lives
+below the destination, and `backup.info`, the record of one backup.
 
-The reference readers stop at a key they do not know, so only these keys are ever written.
+    <destination>/<server_name>/base/<backup_id>/backup.info
+                                                /data.tar[.ext], data_0001.tar[.ext], ...
+                                                /<tablespace oid>.tar[.ext], ...
+                                                /backup_label         (snapshot backups)
+                               /wals/<timeline + log>/<WAL file name>[.ext]
+
+`backup.info` is one `key=value` line per field, keys sorted, the reference tool's key set; the
+reference readers stop at a key they do not know, so only these keys are ever written.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from datetime import datetime
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
+
+BASE_FOLDER = "base"
+WAL_FOLDER = "wals"
+BACKUP_INFO = "backup.info"
+BACKUP_LABEL = "backup_label"
+DATA_GROUP = "data"
+
+# <group>.<ext> or <group>_NNNN.<ext>, where group is `data` or a tablespace's oid.
+ARCHIVE_NAME = re.compile(r"^(?P<group>data|\d+)(?:_(?P<number>\d{4}))?\.(?P<extension>tar(?:\.\w+)?)$")
+
+
+def backup_folder(backup_id: str) -> Tuple[str, ...]:
+    """The parts below the server's folder of one backup's folder."""
+    return (BASE_FOLDER, backup_id)
+
+
+def info_path(backup_id: str) -> Tuple[str, ...]:
+    return backup_folder(backup_id) + (BACKUP_INFO,)
+
+
+def archive_name(group: str, number: int, extension: str) -> str:
+    """The name of archive `number` (from 0) of a group: the restore tools read them in this order."""
+    suffix = "" if number == 0 else "_%04d" % number
+    return "%s%s.%s" % (group, suffix, extension)
+
+
+def wal_path(wal_name: str) -> Tuple[str, ...]:
+    """The parts below the server's folder of a WAL file, without the compression's extension."""
+    return (WAL_FOLDER, wal_name[:16], wal_name)
+
 
 # Every key the reference tool writes for a base backup, with None as its default.
 FIELDS = (

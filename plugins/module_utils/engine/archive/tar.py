@@ -23,6 +23,7 @@ import time
 from typing import Callable, Dict, Iterator, List, Optional
 
 from .compression import EXTENSIONS, PassThrough, new_compressor
+from .. import layout
 from ..errors import UnreadableFileError
 from .walk import WalkEntry, os_user_name
 from .manifest import BackupManifest, ChecksummedReader, FileChecksum
@@ -133,13 +134,13 @@ class TarArchive:
             # As pg_basebackup does: the WAL replayed after a restore rewrites what changed.
             LOG.warning("%s shrank from %d to %d bytes while it was copied; the rest is zeros in the backup",
                         entry.path, header.size, copied)
-        if checksum is not None:
-            self._list(entry.name, header.size, status.st_mtime, checksum)
+        if checksum is not None and self.manifest is not None:
+            self._list(self.manifest, entry.name, header.size, status.st_mtime, checksum)
         return True
 
-    def _list(self, name: str, size: int, mtime: float, checksum: FileChecksum) -> None:
+    def _list(self, manifest: BackupManifest, name: str, size: int, mtime: float, checksum: FileChecksum) -> None:
         path = name[2:] if name.startswith("./") else name
-        self.manifest.add(self.manifest_prefix + path, size, mtime, checksum.hexdigest())
+        manifest.add(self.manifest_prefix + path, size, mtime, checksum.hexdigest())
 
     def _copy(self, source, size: int, checksum: Optional[FileChecksum] = None) -> int:
         """Exactly `size` bytes: a file that shrank meanwhile is padded, one that grew is cut.
@@ -179,7 +180,7 @@ class TarArchive:
         if listed and self.manifest is not None:
             checksum = self.manifest.new_checksum()
             checksum.update(data)
-            self._list(name, len(data), info.mtime, checksum)
+            self._list(self.manifest, name, len(data), info.mtime, checksum)
         info.name, info.size, info.type = name, len(data), tarfile.REGTYPE
         self._emit(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
         self._emit(data)
@@ -220,8 +221,7 @@ class ArchiveGroup:
     def new_archive(self) -> TarArchive:
         with self._lock:
             number, self._next_number = self._next_number, self._next_number + 1
-        suffix = "" if number == 0 else "_%04d" % number
-        key = "%s/%s%s.%s" % (self.folder_key, self.base, suffix, EXTENSIONS[self.compression])
+        key = "%s/%s" % (self.folder_key, layout.archive_name(self.base, number, EXTENSIONS[self.compression]))
         return TarArchive(self.pool.open(key), self.compression, self.manifest, self.manifest_prefix)
 
     def finish(self, archive: TarArchive) -> None:
@@ -243,79 +243,104 @@ class ArchiveGroup:
         backup's last members to: one object fewer to store and for a restore to fetch and
         extract.
         """
-        lock = threading.Lock()
-        stop = threading.Event()
-        # Builders holding an archive, counted as they take their first entry (under the
-        # walk's lock), so that once the walk is over the count is final.
-        holders = 0
-        left_open: List[TarArchive] = []
-
-        def next_entry(holding: bool) -> Optional[WalkEntry]:
-            nonlocal holders
-            with lock:
-                entry = None if stop.is_set() else next(entries, None)
-                if entry is not None and not holding:
-                    holders += 1
-                return entry
-
-        def ends_last() -> bool:
-            nonlocal holders
-            with lock:
-                holders -= 1
-                return holders == 0
-
-        def build_one() -> None:
-            archive: Optional[TarArchive] = None
-            try:
-                while True:
-                    # A builder holds an archive from its first entry on (a full one is replaced
-                    # at once), so `archive` tells whether it is counted among the holders.
-                    entry = next_entry(archive is not None)
-                    if entry is None:
-                        break
-                    if archive is not None and archive.stored_size > self.max_archive_size:
-                        self.finish(archive)
-                        archive = None
-                    if archive is None:
-                        archive = self.new_archive()
-                    before = archive.bytes_read
-                    archive.add(entry)
-                    on_progress(archive.bytes_read - before)
-                last = archive is not None and ends_last()
-                if archive is not None and stop.is_set():
-                    # Another builder failed: completing this upload would only delay the failure.
-                    archive.discard()
-                elif archive is not None and keep_last_open and last:
-                    left_open.append(archive)
-                elif archive is not None:
-                    self.finish(archive)
-            except BaseException as error:
-                if archive is not None:
-                    archive.discard()
-                errors.append(error)
-                stop.set()
-
-        errors: List[BaseException] = []
-        threads = [threading.Thread(target=build_one, name="pgcloud-archive-%d" % i) for i in range(max(1, builders))]
+        walk = _SharedWalk(entries)
+        threads = [threading.Thread(target=self._run_builder, args=(walk, on_progress, keep_last_open),
+                                    name="pgcloud-archive-%d" % i) for i in range(max(1, builders))]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        if errors:
-            for archive in left_open:
+        if walk.errors:
+            for archive in walk.left_open:
                 archive.discard()
-            raise errors[0]
-        if left_open:
-            return left_open[0]
+            raise walk.errors[0]
+        if walk.left_open:
+            return walk.left_open[0]
         if not self.written and not keep_last_open:
             self.finish(self.new_archive())
         return None
+
+    def _run_builder(self, walk: "_SharedWalk", on_progress: Callable[[int], None], keep_last_open: bool) -> None:
+        archive: Optional[TarArchive] = None
+        try:
+            archive = self._fill(walk, on_progress)
+            if archive is None:
+                return
+            last = walk.ends_last()
+            if walk.stop.is_set():
+                # Another builder failed: completing this upload would only delay the failure.
+                archive.discard()
+            elif keep_last_open and last:
+                walk.left_open.append(archive)
+            else:
+                self.finish(archive)
+        except BaseException as error:
+            if archive is not None:
+                archive.discard()
+            walk.fail(error)
+
+    def _fill(self, walk: "_SharedWalk", on_progress: Callable[[int], None]) -> Optional[TarArchive]:
+        """Add entries of the walk until it ends; the archive being filled then, or None if none was taken.
+
+        On an error the archive being filled is discarded here, and the error goes on."""
+        archive: Optional[TarArchive] = None
+        try:
+            # A builder holds an archive from its first entry on (a full one is replaced at once),
+            # so `archive` tells whether it is counted among the holders.
+            while True:
+                entry = walk.next_entry(archive is not None)
+                if entry is None:
+                    break
+                if archive is not None and archive.stored_size > self.max_archive_size:
+                    self.finish(archive)
+                    archive = None
+                if archive is None:
+                    archive = self.new_archive()
+                before = archive.bytes_read
+                archive.add(entry)
+                on_progress(archive.bytes_read - before)
+        except BaseException:
+            if archive is not None:
+                archive.discard()
+            raise
+        return archive
 
     def keys(self) -> List[str]:
         return sorted(item.key for item in self.written)
 
     def stored_bytes(self) -> int:
         return sum(item.size for item in self.written)
+
+
+class _SharedWalk:
+    """The walk that the builders of one group share, and what they report back."""
+
+    def __init__(self, entries: Iterator[WalkEntry]) -> None:
+        self._entries = entries
+        self._lock = threading.Lock()
+        self.stop = threading.Event()
+        # Builders holding an archive, counted as they take their first entry (under the walk's
+        # lock), so that once the walk is over the count is final.
+        self._holders = 0
+        self.left_open: List[TarArchive] = []
+        self.errors: List[BaseException] = []
+
+    def next_entry(self, holding: bool) -> Optional[WalkEntry]:
+        with self._lock:
+            entry = None if self.stop.is_set() else next(self._entries, None)
+            if entry is not None and not holding:
+                self._holders += 1
+            return entry
+
+    def ends_last(self) -> bool:
+        """Whether the builder calling this, which holds an archive, is the last to end."""
+        with self._lock:
+            self._holders -= 1
+            return self._holders == 0
+
+    def fail(self, error: BaseException) -> None:
+        self.errors.append(error)
+        self.stop.set()
 
 
 def label_header(pgdata: os.stat_result) -> tarfile.TarInfo:

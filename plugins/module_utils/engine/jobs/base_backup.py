@@ -26,7 +26,7 @@ from ..catalog import Catalog
 from ..config import BackupConfig, PostgresConfig, StorageConfig
 from ..errors import BackupError, PostgresError, first_line
 from ..archive.walk import (PG_CONTROL, WalkEntry, external_config_files, largest_first, os_user_name,
-                        tablespace_directory_prefix, walk_data_directory, walk_tablespace)
+                            tablespace_directory_prefix, walk_data_directory, walk_tablespace)
 from ..archive.manifest import MANIFEST_NAME, BackupManifest, WalRange
 from ..postgres.session import BackupPoint, PostgresSession, ServerFacts, parse_lsn, switch_primary_wal, wal_file_name
 from ..storage.base import ObjectStore
@@ -89,7 +89,7 @@ def check_readable(facts: ServerFacts) -> None:
                 "tablespace %s is at %s, which is not a directory on this host: restore or remount that "
                 "directory, or drop the tablespace; a backup without it could not be restored" % (name, location)
             )
-    for path in [facts.data_directory] + [tablespace[2] for tablespace in facts.tablespaces]:
+    for path in [facts.pgdata()] + [tablespace[2] for tablespace in facts.tablespaces]:
         if not os.access(path, os.R_OK | os.X_OK):
             raise PostgresError(
                 "cannot read %s as OS user %s: run the backup as the PostgreSQL OS user "
@@ -104,12 +104,7 @@ def check_backup_privileges(facts: ServerFacts) -> None:
             "the PostgreSQL role %r may not run backups: connect as a superuser or GRANT EXECUTE on "
             "pg_backup_start and pg_backup_stop to it (pg_start_backup/pg_stop_backup before 15)" % facts.role
         )
-    if facts.data_directory is None:
-        # Without it the backup would not know which folder to copy.
-        raise PostgresError(
-            "the PostgreSQL role %r may not read the data_directory setting: connect as a superuser or "
-            "GRANT pg_read_all_settings TO %s" % (facts.role, facts.role)
-        )
+    facts.pgdata()  # raises when the role may not read data_directory
 
 
 class BackupJob:
@@ -202,7 +197,7 @@ class BackupJob:
                     "WAL file %s, which holds the end of this backup from a standby, did not reach %s within "
                     "wal_archive_timeout (%d s): set primary_conninfo so that the backup can make the primary "
                     "complete it, or archive_timeout on the primary, and check that WAL is archived there"
-                    % (end_wal, self.store.destination.url_of("wals"), timeout))
+                    % (end_wal, self.store.destination.url_of(layout.WAL_FOLDER), timeout))
             if self.postgres.primary_conninfo and now >= next_switch:
                 LOG.info("switched WAL on the primary: %s", switch_primary_wal(self.postgres.primary_conninfo))
                 next_switch = now + WAL_SWITCH_INTERVAL
@@ -302,13 +297,13 @@ class BackupJob:
                     end_wal=wal_file_name(stop.timeline, lsn, facts.wal_segment_size),
                     end_offset=lsn % facts.wal_segment_size, backup_label=stop.label_file)
 
-    def _common_result(self, backup_id: Optional[str], info: Dict[str, Any]) -> Dict[str, Any]:
+    def _common_result(self, backup_id: str, info: Dict[str, Any]) -> Dict[str, Any]:
         """The fields every backup result has, for a backup taken or found."""
         return {
             "backup_id": backup_id,
             "backup_name": info.get("backup_name"),
             "status": info.get("status"),
-            "destination": self.store.destination.url_of("base", backup_id) + "/",
+            "destination": self.store.destination.url_of(*layout.backup_folder(backup_id)) + "/",
             "begin_wal": info.get("begin_wal"),
             "end_wal": info.get("end_wal"),
             "begin_time": layout.describe_time(info.get("begin_time")),
@@ -371,7 +366,9 @@ class BaseBackupJob(BackupJob):
         session.stop_keepalive()
 
     def _after_stop(self, backup_id: str, stop: BackupPoint, facts: ServerFacts) -> None:
-        pgdata = os.stat(facts.data_directory)
+        pgdata = os.stat(facts.pgdata())
+        if stop.label_file is None:
+            raise PostgresError("the server's backup stop returned no backup_label")
         self.final.add_bytes("backup_label", stop.label_file.encode("utf-8"), label_header(pgdata))
         # One WAL range, on the timeline the backup started on: what a restore replays first.
         wal_range = WalRange(self.wal_start[0], self.wal_start[1], stop.lsn)
@@ -386,27 +383,28 @@ class BaseBackupJob(BackupJob):
               progress: Progress) -> TarArchive:
         """Archive tablespaces, then PGDATA; returns the open last archive that backup_label goes into."""
         folder = self.catalog.folder_key(backup_id)
+        data_directory = facts.pgdata()
         for name, oid, location in facts.tablespaces:
             LOG.info("archiving tablespace %s (%d) at %s", name, oid, location)
             group = self._group(pool, folder, str(oid), "pg_tblspc/%d/" % oid)
             group.build(self._ordered(functools.partial(_tablespace_entries, name, location, facts.version)),
                         self.builders, progress.add)
             groups.append(group)
-        LOG.info("archiving PGDATA %s", facts.data_directory)
-        data = self._group(pool, folder, "data")
+        LOG.info("archiving PGDATA %s", data_directory)
+        data = self._group(pool, folder, layout.DATA_GROUP)
         groups.append(data)
         tablespace_locations = [tablespace[2] for tablespace in facts.tablespaces]
         # The archive that ends the walk stays open for pg_control, then backup_label and the
         # manifest: with one builder, PGDATA is one object, as in the reference tool's backups.
-        final = data.build(self._ordered(functools.partial(walk_data_directory, facts.data_directory,
+        final = data.build(self._ordered(functools.partial(walk_data_directory, data_directory,
                                                            tablespace_locations)),
                            self.builders, progress.add, keep_last_open=True) or data.new_archive()
-        control = os.path.join(facts.data_directory, PG_CONTROL)
+        control = os.path.join(data_directory, PG_CONTROL)
         if not final.add(WalkEntry(control, PG_CONTROL)):
-            raise PostgresError("%s is missing: is %s a PostgreSQL data directory?" % (control, facts.data_directory))
-        for entry in external_config_files(facts.data_directory, (facts.config_file, facts.hba_file, facts.ident_file)):
+            raise PostgresError("%s is missing: is %s a PostgreSQL data directory?" % (control, data_directory))
+        for entry in external_config_files(data_directory, (facts.config_file, facts.hba_file, facts.ident_file)):
             final.add(entry)
-        pgdata = os.path.realpath(facts.data_directory) + os.sep
+        pgdata = os.path.realpath(data_directory) + os.sep
         for path in facts.included_files:
             if not os.path.realpath(path).startswith(pgdata):
                 LOG.warning("configuration file %s is included by the server's configuration but lies outside "
@@ -442,7 +440,7 @@ class BaseBackupJob(BackupJob):
             "backup_id": None,
             "backup_name": self.backup.backup_name,
             "status": None,
-            "destination": self.store.destination.url_of("base") + "/",
+            "destination": self.store.destination.url_of(layout.BASE_FOLDER) + "/",
             "keys": [],
             "bytes_read": 0,
             "bytes_written": 0,
@@ -459,7 +457,7 @@ class BaseBackupJob(BackupJob):
                 "cluster_size": facts.cluster_size,
             },
             "msg": "check mode: would back up %s (%s) to %s" % (
-                facts.data_directory, _size_text(facts.cluster_size), self.store.destination.url_of("base")),
+                facts.data_directory, _size_text(facts.cluster_size), self.store.destination.url_of(layout.BASE_FOLDER)),
         }
 
     def _nothing_written(self) -> Dict[str, Any]:
@@ -475,7 +473,7 @@ class BaseBackupJob(BackupJob):
             "backup_id": backup_id,
             "backup_name": self.backup.backup_name,
             "status": layout.DONE,
-            "destination": self.store.destination.url_of("base", backup_id) + "/",
+            "destination": self.store.destination.url_of(*layout.backup_folder(backup_id)) + "/",
             "keys": keys,
             "bytes_read": read,
             "bytes_written": written,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, List, Optional
 
+from .. import layout
 from .base_backup import BackupJob, check_backup_privileges
 from ..config import BackupConfig, PostgresConfig, SnapshotConfig, StorageConfig
 from ..errors import ConfigurationError
@@ -52,7 +53,7 @@ class SnapshotBackupJob(BackupJob):
         instance = self.snapshot.snapshot_instance
         self.disks = self.provider.find_disks(instance, self.snapshot.snapshot_disks)
         locate_mounts(self.disks, self.host, instance)
-        check_data_on_disks([facts.data_directory] + [location for _name, _oid, location in facts.tablespaces],
+        check_data_on_disks([facts.pgdata()] + [location for _name, _oid, location in facts.tablespaces],
                             self.disks, self.host)
 
     def _while_started(self, backup_id: str, session: PostgresSession, facts: ServerFacts,
@@ -64,7 +65,7 @@ class SnapshotBackupJob(BackupJob):
         session.stop_keepalive()
 
     def _after_stop(self, backup_id: str, stop: BackupPoint, facts: ServerFacts) -> None:
-        self.label_key = self.catalog.folder_key(backup_id) + "/backup_label"
+        self.label_key = self.catalog.folder_key(backup_id) + "/" + layout.BACKUP_LABEL
         self.store.put_object(self.label_key, (stop.label_file or "").encode("utf-8"))
 
     def _abort(self) -> None:
@@ -99,7 +100,7 @@ class SnapshotBackupJob(BackupJob):
             "backup_id": None,
             "backup_name": self.backup_name,
             "status": None,
-            "destination": self.store.destination.url_of("base") + "/",
+            "destination": self.store.destination.url_of(layout.BASE_FOLDER) + "/",
             "keys": [],
             "snapshots": [],
             "elapsed_seconds": 0.0,
@@ -112,7 +113,7 @@ class SnapshotBackupJob(BackupJob):
             },
             "msg": "check mode: would snapshot %s of instance %s and record the backup in %s" % (
                 ", ".join(disk.name for disk in self.disks), self.snapshot.snapshot_instance,
-                self.store.destination.url_of("base")),
+                self.store.destination.url_of(layout.BASE_FOLDER)),
         }
 
     def _done_result(self, backup_id: str, info: Dict[str, Any], elapsed: float) -> Dict[str, Any]:

@@ -63,6 +63,16 @@ class ServerFacts:
     cluster_size: Optional[int] = None
     role: str = ""
 
+    def pgdata(self) -> str:
+        """data_directory, or an error saying how to let the role read it."""
+        if self.data_directory is None:
+            # Without it the backup would not know which folder to copy.
+            raise PostgresError(
+                "the PostgreSQL role %r may not read the data_directory setting: connect as a superuser or "
+                "GRANT pg_read_all_settings TO %s" % (self.role, self.role)
+            )
+        return self.data_directory
+
 
 @dataclass
 class BackupPoint:

@@ -108,7 +108,7 @@ class AwsSnapshots(SnapshotProvider):
         for name in names:
             volume = _volume_named(volumes, name)
             attachment = _attachment(volume, instance_id) if volume else None
-            if attachment is None or attachment.get("Device") == root:
+            if volume is None or attachment is None or attachment.get("Device") == root:
                 missing.append(name)
                 continue
             device_name = attachment["Device"]

@@ -11,7 +11,7 @@ writes them.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 from urllib.parse import urlparse
 
 from ..config import StorageConfig
@@ -24,7 +24,7 @@ from ..errors import (
     StorageUnreachableError,
     first_line,
 )
-from .base import Destination, ObjectStore, StoredObject, read_listing, url_error
+from .base import Destination, ObjectStore, Payload, StoredObject, read_listing, url_error
 
 try:
     import azure.core.exceptions as azure_errors
@@ -68,8 +68,7 @@ def parse_url(url: str) -> Tuple[str, str, str]:
     return segments[0], "/".join(segments[1:]).strip("/"), account_url
 
 
-
-def select_credential(config: StorageConfig, environ: Optional[Dict[str, str]] = None) -> Tuple[str, Optional[str]]:
+def select_credential(config: StorageConfig, environ: Optional[Mapping[str, str]] = None) -> Tuple[str, Optional[str]]:
     """(kind, secret): kind is a SECRET_SOURCES parameter name, or an azure_credential choice."""
     environ = os.environ if environ is None else environ
     for parameter, _variable in SECRET_SOURCES:
@@ -176,7 +175,7 @@ class AzureBlobStore(ObjectStore):
     def check(self) -> None:
         self._call("read the container's properties", self.client.get_container_properties)
 
-    def put_object(self, key: str, data: bytes) -> None:
+    def put_object(self, key: str, data: Payload) -> None:
         blob = self.client.get_blob_client(key)
         # The SDK reads a bytearray as an iterable of ints: it needs bytes.
         self._call("upload %s" % key, blob.upload_blob, bytes(data), overwrite=True,
@@ -203,7 +202,7 @@ class AzureBlobStore(ObjectStore):
     def create_multipart(self, key: str) -> Any:
         return self.client.get_blob_client(key)
 
-    def upload_part(self, key: str, upload: Any, number: int, data: bytes) -> Any:
+    def upload_part(self, key: str, upload: Any, number: int, data: Payload) -> Any:
         block_id = "%05d" % number
         self._call("upload block %d of %s" % (number, key), upload.stage_block, block_id, data,
                    length=len(data), **self.write_args)

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, List, Optional
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Union
 
 from ..config import StorageConfig
 from ..errors import ConfigurationError
 
 TIB = 1 << 40
+
+# What an object or a part is written from: the upload pool sends its reused part buffers.
+Payload = Union[bytes, bytearray]
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ class ObjectStore:
         """Raise StorageUnreachableError, BucketNotFoundError or StorageAccessDeniedError."""
         raise NotImplementedError
 
-    def put_object(self, key: str, data: bytes) -> None:
+    def put_object(self, key: str, data: Payload) -> None:
         raise NotImplementedError
 
     def get_object(self, key: str) -> Optional[bytes]:
@@ -91,7 +94,7 @@ class ObjectStore:
         """Start an upload in parts; returns the handle the other part calls take."""
         raise NotImplementedError
 
-    def upload_part(self, key: str, upload: Any, number: int, data: bytes) -> Any:
+    def upload_part(self, key: str, upload: Any, number: int, data: Payload) -> Any:
         """Upload part `number` (from 1); returns what complete_multipart needs of it."""
         raise NotImplementedError
 

@@ -19,12 +19,16 @@ from .base import Destination, ObjectStore
 def _provider_module(cloud_provider: str) -> ModuleType:
     # Plain imports, not importlib: Ansible packs a module's module_utils by reading its imports.
     if cloud_provider == "azure-blob-storage":
-        from . import azure as module
-    elif cloud_provider == "google-cloud-storage":
-        from . import gcs as module
-    else:
-        from . import s3 as module
-    return module
+        from . import azure
+
+        return azure
+    if cloud_provider == "google-cloud-storage":
+        from . import gcs
+
+        return gcs
+    from . import s3
+
+    return s3
 
 
 def parse_destination(config: StorageConfig) -> Destination:

@@ -26,7 +26,7 @@ from ..errors import (
     StorageUnreachableError,
     first_line,
 )
-from .base import Destination, ObjectStore, StoredObject, read_listing, url_error
+from .base import Destination, ObjectStore, Payload, StoredObject, read_listing, url_error
 
 try:
     import google.api_core.exceptions as google_errors
@@ -155,7 +155,7 @@ class GcsStore(ObjectStore):
         blob.metadata = self.metadata
         return blob
 
-    def put_object(self, key: str, data: bytes) -> None:
+    def put_object(self, key: str, data: Payload) -> None:
         blob = self._blob(key)
         try:
             self._call("upload %s" % key, blob.upload_from_string, bytes(data), timeout=self.timeout)
@@ -206,7 +206,7 @@ class GcsStore(ObjectStore):
             raise BucketNotFoundError("bucket %r does not exist in Cloud Storage" % self.destination.bucket)
         return container
 
-    def upload_part(self, key: str, upload: Any, number: int, data: bytes) -> Any:
+    def upload_part(self, key: str, upload: Any, number: int, data: Payload) -> Any:
         url = "%s?partNumber=%d&uploadId=%s" % (upload.upload_url, number, quote(upload.upload_id, safe=""))
         etag = self._call("upload part %d of %s" % (number, key), DEFAULT_RETRY(self._put_part), url, data)
         return number, etag

@@ -24,7 +24,7 @@ from ..errors import (
     StorageError,
     StorageUnreachableError,
 )
-from .base import Destination, ObjectStore, StoredObject, read_listing, url_error
+from .base import Destination, ObjectStore, Payload, StoredObject, read_listing, url_error
 
 try:
     import botocore.config
@@ -206,7 +206,7 @@ class S3Store(ObjectStore):
     def check(self) -> None:
         self._call("check bucket %s" % self.bucket, self.client.head_bucket, Bucket=self.bucket)
 
-    def put_object(self, key: str, data: bytes) -> None:
+    def put_object(self, key: str, data: Payload) -> None:
         self._call("upload %s" % key, self.client.put_object, Bucket=self.bucket, Key=key, Body=data,
                    **self.write_args)
 
@@ -238,7 +238,7 @@ class S3Store(ObjectStore):
                               Bucket=self.bucket, Key=key, **self.checksum_args, **self.write_args)
         return response["UploadId"]
 
-    def upload_part(self, key: str, upload: Any, number: int, data: bytes) -> Any:
+    def upload_part(self, key: str, upload: Any, number: int, data: Payload) -> Any:
         response = self._call("upload part %d of %s" % (number, key), self.client.upload_part,
                               Bucket=self.bucket, Key=key, UploadId=upload, PartNumber=number, Body=data,
                               **self.read_args)

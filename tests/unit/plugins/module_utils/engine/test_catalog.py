@@ -178,7 +178,10 @@ FOLDER = "some/path/db1/base/20261201T010000/"
 COMPLETE = {"data.tar.zst": 3000, "data_0001.tar.zst": 2000, "data_0002.tar.zst": 1000, "16385.tar.zst": 700}
 
 
-def stored_backup(store, objects, size=sum(COMPLETE.values()), tablespaces=(("ts", 16385, "/srv/ts"),), **fields):
+COMPLETE_SIZE = sum(COMPLETE.values())
+
+
+def stored_backup(store, objects, size=COMPLETE_SIZE, tablespaces=(("ts", 16385, "/srv/ts"),), **fields):
     info = {"status": "DONE", "size": size, "tablespaces": list(tablespaces), "timeline": 1, "version": 150018}
     info.update(fields)
     store.put_object(FOLDER + "backup.info", layout.render(info))

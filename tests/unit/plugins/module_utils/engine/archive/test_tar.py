@@ -143,7 +143,7 @@ def test_compressed_archive_is_one_stream_with_the_restore_extension(store, pgda
     assert group.keys() == [key]
     read = members(tar_bytes(store, key, restore_decoders))  # the decoder asserts exactly one stream
     assert [member.name for member, _content in read][:3] == [".", "./PG_VERSION", "./postgresql.auto.conf"]
-    assert dict((member.name, content) for member, content in read)["global/1261"] == file_content(
+    assert {member.name: content for member, content in read}["global/1261"] == file_content(
         os.path.join(pgdata, "global", "1261"))
 
 
