@@ -50,6 +50,7 @@ CREDENTIAL_KEYS = {
     "AZURE_STORAGE_KEY": ("storage", "azure_storage_key"),
     "PGCLOUD_GCP_SERVICE_ACCOUNT_CONTENTS": ("storage", "gcp_service_account_contents"),
     "PGPASSWORD": ("postgres", "password"),
+    "PGCLOUD_PRIMARY_CONNINFO": ("postgres", "primary_conninfo"),
 }
 REDACTED = "********"
 METRIC_PREFIX = "pgcloud_backup"
