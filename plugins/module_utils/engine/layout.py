@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import ast
 import re
+from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from datetime import datetime
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 BASE_FOLDER = "base"
 WAL_FOLDER = "wals"
@@ -51,15 +53,71 @@ def wal_path(wal_name: str) -> Tuple[str, ...]:
     return (WAL_FOLDER, wal_name[:16], wal_name)
 
 
-# Every key the reference tool writes for a base backup, with None as its default.
-FIELDS = (
-    "backup_label", "backup_name", "begin_offset", "begin_time", "begin_wal", "begin_xlog",
-    "children_backup_ids", "cluster_size", "compression", "config_file", "copy_stats", "data_checksums",
-    "deduplicated_size", "encryption", "end_offset", "end_time", "end_wal", "end_xlog", "error",
-    "hba_file", "ident_file", "included_files", "mode", "parent_backup_id", "pgdata", "server_name",
-    "size", "snapshots_info", "status", "summarize_wal", "systemid", "tablespaces", "timeline",
-    "version", "xlog_segment_size",
-)
+STARTED, DONE, FAILED = "STARTED", "DONE", "FAILED"
+
+
+@dataclass
+class BackupInfo:
+    """backup.info, typed: every key the reference tool writes for a base backup, None by default.
+
+    The reference readers stop at a key they do not know, so only these are ever written; keys
+    of a newer writer that this one does not know are kept, as text, in `unknown`.
+    """
+
+    backup_label: Optional[str] = None
+    backup_name: Optional[str] = None
+    begin_offset: Optional[int] = None
+    begin_time: Optional[datetime] = None
+    begin_wal: Optional[str] = None
+    begin_xlog: Optional[str] = None
+    children_backup_ids: Optional[str] = None
+    cluster_size: Optional[int] = None
+    compression: Optional[str] = None
+    config_file: Optional[str] = None
+    copy_stats: Optional[Dict[str, Any]] = None
+    data_checksums: Optional[str] = None
+    deduplicated_size: Optional[int] = None
+    encryption: Optional[str] = None
+    end_offset: Optional[int] = None
+    end_time: Optional[datetime] = None
+    end_wal: Optional[str] = None
+    end_xlog: Optional[str] = None
+    error: Optional[str] = None
+    hba_file: Optional[str] = None
+    ident_file: Optional[str] = None
+    included_files: Optional[List[str]] = None
+    mode: Optional[str] = None
+    parent_backup_id: Optional[str] = None
+    pgdata: Optional[str] = None
+    server_name: Optional[str] = None
+    size: Optional[int] = None
+    snapshots_info: Optional[Dict[str, Any]] = None
+    status: Optional[str] = None
+    summarize_wal: Optional[str] = None
+    systemid: Optional[str] = None
+    tablespaces: Optional[List[Tuple[str, int, str]]] = None
+    timeline: Optional[int] = None
+    version: Optional[int] = None
+    xlog_segment_size: Optional[int] = None
+    unknown: Dict[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def parse(cls, data: bytes) -> "BackupInfo":
+        """Read a backup.info, also one written by barman itself."""
+        known = parse(data)
+        unknown = {name: known.pop(name) for name in list(known) if name not in FIELDS}
+        return cls(unknown=unknown, **known)
+
+    def render(self) -> bytes:
+        return render(self.fields())
+
+    def fields(self) -> Dict[str, Any]:
+        """The known keys and their values, as `render` and the catalog's readers take them."""
+        return {name: getattr(self, name) for name in FIELDS}
+
+
+# Every key, in the order written (sorted, as the reference tool writes them).
+FIELDS = tuple(item.name for item in dataclass_fields(BackupInfo) if item.name != "unknown")
 # Written only when set.
 OPTIONAL_FIELDS = ("backup_name", "snapshots_info")
 # Written as Python literals.
@@ -67,8 +125,6 @@ LITERAL_FIELDS = ("backup_label", "copy_stats", "included_files", "tablespaces",
 INTEGER_FIELDS = ("begin_offset", "end_offset", "cluster_size", "size", "deduplicated_size", "timeline",
                   "version", "xlog_segment_size")
 TIME_FIELDS = ("begin_time", "end_time")
-
-STARTED, DONE, FAILED = "STARTED", "DONE", "FAILED"
 
 
 def _encode(name: str, value: Any) -> str:

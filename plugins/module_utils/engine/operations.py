@@ -70,12 +70,12 @@ def _check_postgres(postgres: PostgresConfig) -> Dict[str, Any]:
 
 def take_base_backup(storage: StorageConfig, postgres: PostgresConfig, backup: BackupConfig,
                      check_mode: bool = False) -> Dict[str, Any]:
-    return BaseBackupJob(storage, postgres, backup).run(check_mode=check_mode)
+    return BaseBackupJob(storage, postgres, backup).run(check_mode=check_mode).as_dict()
 
 
 def take_snapshot_backup(storage: StorageConfig, postgres: PostgresConfig, snapshot: SnapshotConfig,
                          backup: BackupConfig, check_mode: bool = False) -> Dict[str, Any]:
-    return SnapshotBackupJob(storage, postgres, snapshot, backup).run(check_mode=check_mode)
+    return SnapshotBackupJob(storage, postgres, snapshot, backup).run(check_mode=check_mode).as_dict()
 
 
 def _summary(catalog: Catalog, fields: Dict[str, Any]) -> Dict[str, Any]:

@@ -28,6 +28,7 @@ from ..errors import BackupError, PostgresError, first_line
 from ..archive.walk import (PG_CONTROL, WalkEntry, external_config_files, largest_first, os_user_name,
                             tablespace_directory_prefix, walk_data_directory, walk_tablespace)
 from ..archive.manifest import MANIFEST_NAME, BackupManifest, WalRange
+from ..results import BackupResult, tablespace_results
 from ..postgres.session import BackupPoint, PostgresSession, ServerFacts, parse_lsn, switch_primary_wal, wal_file_name
 from ..storage.base import ObjectStore
 from ..storage.factory import open_store
@@ -124,7 +125,7 @@ class BackupJob:
         self.store = store or open_store(storage)
         self.catalog = Catalog(self.store)
 
-    def run(self, check_mode: bool = False) -> Dict[str, Any]:
+    def run(self, check_mode: bool = False) -> BackupResult:
         self.store.check()
         self._validate()
         if self.backup_name:
@@ -141,7 +142,7 @@ class BackupJob:
         finally:
             session.close()
 
-    def _take(self, session: PostgresSession, facts: ServerFacts) -> Dict[str, Any]:
+    def _take(self, session: PostgresSession, facts: ServerFacts) -> BackupResult:
         started = time.monotonic()
         backup_id = new_backup_id(self.catalog)
         info = self._initial_info(facts)
@@ -235,14 +236,16 @@ class BackupJob:
     def _server_name(self) -> str:
         return "cloud"
 
-    def _plan_result(self, facts: ServerFacts) -> Dict[str, Any]:
+    def _plan(self, facts: ServerFacts) -> Tuple[Dict[str, Any], str]:
+        """What check mode reports this kind of backup would do, and its message."""
         raise NotImplementedError
 
-    def _nothing_written(self) -> Dict[str, Any]:
-        """The kind-specific result fields of a run that wrote nothing."""
-        return {}
+    def _details(self, info: Optional[Dict[str, Any]], taken: bool) -> Dict[str, Any]:
+        """The kind's own result fields: of the backup this run `taken`, of one found by its name
+        (`info`, its backup.info), or of the plan (no info)."""
+        raise NotImplementedError
 
-    def _done_result(self, backup_id: str, info: Dict[str, Any], elapsed: float) -> Dict[str, Any]:
+    def _done_message(self, result: BackupResult) -> str:
         raise NotImplementedError
 
     # --- shared steps -------------------------------------------------------------------------
@@ -297,29 +300,32 @@ class BackupJob:
                     end_wal=wal_file_name(stop.timeline, lsn, facts.wal_segment_size),
                     end_offset=lsn % facts.wal_segment_size, backup_label=stop.label_file)
 
-    def _common_result(self, backup_id: str, info: Dict[str, Any]) -> Dict[str, Any]:
-        """The fields every backup result has, for a backup taken or found."""
-        return {
-            "backup_id": backup_id,
-            "backup_name": info.get("backup_name"),
-            "status": info.get("status"),
-            "destination": self.store.destination.url_of(*layout.backup_folder(backup_id)) + "/",
-            "begin_wal": info.get("begin_wal"),
-            "end_wal": info.get("end_wal"),
-            "begin_time": layout.describe_time(info.get("begin_time")),
-            "end_time": layout.describe_time(info.get("end_time")),
-            "tablespaces": _tablespaces(info.get("tablespaces") or []),
-        }
+    def _destination(self, backup_id: Optional[str] = None) -> str:
+        parts = layout.backup_folder(backup_id) if backup_id else (layout.BASE_FOLDER,)
+        return self.store.destination.url_of(*parts) + "/"
 
-    def _existing_result(self, fields: Dict[str, Any]) -> Dict[str, Any]:
-        result = self._common_result(fields["backup_id"], fields)
-        result.update(self._nothing_written())
-        result.update(
-            changed=False,
-            elapsed_seconds=0.0,
-            msg="backup %s named %r is already DONE; nothing to do" % (fields["backup_id"], fields.get("backup_name")),
-        )
+    def _plan_result(self, facts: ServerFacts) -> BackupResult:
+        plan, msg = self._plan(facts)
+        return BackupResult(changed=True, msg="check mode: " + msg, destination=self._destination(),
+                            backup_name=self.backup_name, tablespaces=tablespace_results(facts.tablespaces),
+                            plan=plan, details=self._details(None, taken=False))
+
+    def _existing_result(self, fields: Dict[str, Any]) -> BackupResult:
+        msg = "backup %s named %r is already DONE; nothing to do" % (fields["backup_id"], fields.get("backup_name"))
+        result = BackupResult.of_backup(fields, fields["backup_id"], self._destination(fields["backup_id"]), msg,
+                                        changed=False)
+        result.details = self._details(fields, taken=False)
         return result
+
+    def _done_result(self, backup_id: str, info: Dict[str, Any], elapsed: float) -> BackupResult:
+        result = BackupResult.of_backup(info, backup_id, self._destination(backup_id), "", elapsed=elapsed)
+        result.keys = self._written_keys(backup_id)
+        result.details = self._details(info, taken=True)
+        result.msg = self._done_message(result)
+        return result
+
+    def _written_keys(self, backup_id: str) -> List[str]:
+        raise NotImplementedError
 
 
 class BaseBackupJob(BackupJob):
@@ -434,59 +440,34 @@ class BaseBackupJob(BackupJob):
             "copy_time": round(copy_time, 6),
         }
 
-    def _plan_result(self, facts: ServerFacts) -> Dict[str, Any]:
-        return {
-            "changed": True,
-            "backup_id": None,
-            "backup_name": self.backup.backup_name,
-            "status": None,
-            "destination": self.store.destination.url_of(layout.BASE_FOLDER) + "/",
-            "keys": [],
-            "bytes_read": 0,
-            "bytes_written": 0,
-            "elapsed_seconds": 0.0,
+    def _plan(self, facts: ServerFacts) -> Tuple[Dict[str, Any], str]:
+        plan = {
+            "data_directory": facts.data_directory,
+            "tablespaces": tablespace_results(facts.tablespaces),
             "compression": self.backup.compression,
-            "tablespaces": _tablespaces(facts.tablespaces),
-            "plan": {
-                "data_directory": facts.data_directory,
-                "tablespaces": _tablespaces(facts.tablespaces),
-                "compression": self.backup.compression,
-                "jobs": self.storage.jobs,
-                "chunk_size": self.chunk_size,
-                "max_archive_size": self.max_archive_size,
-                "cluster_size": facts.cluster_size,
-            },
-            "msg": "check mode: would back up %s (%s) to %s" % (
-                facts.data_directory, _size_text(facts.cluster_size), self.store.destination.url_of(layout.BASE_FOLDER)),
+            "jobs": self.storage.jobs,
+            "chunk_size": self.chunk_size,
+            "max_archive_size": self.max_archive_size,
+            "cluster_size": facts.cluster_size,
+        }
+        return plan, "would back up %s (%s) to %s" % (facts.data_directory, _size_text(facts.cluster_size),
+                                                       self.store.destination.url_of(layout.BASE_FOLDER))
+
+    def _details(self, info: Optional[Dict[str, Any]], taken: bool) -> Dict[str, Any]:
+        return {
+            "bytes_read": sum(group.bytes_read for group in self.groups) if taken else 0,
+            "bytes_written": sum(group.stored_bytes() for group in self.groups) if taken else 0,
+            # A backup found by its name reports none: this run compressed nothing.
+            "compression": self.backup.compression if taken or info is None else None,
         }
 
-    def _nothing_written(self) -> Dict[str, Any]:
-        return {"keys": [], "bytes_read": 0, "bytes_written": 0, "compression": None}
+    def _written_keys(self, backup_id: str) -> List[str]:
+        return sorted(key for group in self.groups for key in group.keys()) + [self.catalog.info_key(backup_id)]
 
-    def _done_result(self, backup_id: str, info: Dict[str, Any], elapsed: float) -> Dict[str, Any]:
-        groups = self.groups
-        keys = sorted(key for group in groups for key in group.keys()) + [self.catalog.info_key(backup_id)]
-        written = sum(group.stored_bytes() for group in groups)
-        read = sum(group.bytes_read for group in groups)
-        return {
-            "changed": True,
-            "backup_id": backup_id,
-            "backup_name": self.backup.backup_name,
-            "status": layout.DONE,
-            "destination": self.store.destination.url_of(*layout.backup_folder(backup_id)) + "/",
-            "keys": keys,
-            "bytes_read": read,
-            "bytes_written": written,
-            "elapsed_seconds": round(elapsed, 3),
-            "begin_wal": info["begin_wal"],
-            "end_wal": info["end_wal"],
-            "begin_time": layout.describe_time(info["begin_time"]),
-            "end_time": layout.describe_time(info["end_time"]),
-            "compression": self.backup.compression,
-            "tablespaces": _tablespaces(info.get("tablespaces") or []),
-            "msg": "backup %s DONE: %.1f MiB read, %.1f MiB stored in %d objects, %.1f s" % (
-                backup_id, read / MIB, written / MIB, len(keys), elapsed),
-        }
+    def _done_message(self, result: BackupResult) -> str:
+        return "backup %s DONE: %.1f MiB read, %.1f MiB stored in %d objects, %.1f s" % (
+            result.backup_id, result.details["bytes_read"] / MIB, result.details["bytes_written"] / MIB,
+            len(result.keys), result.elapsed_seconds)
 
 
 def _tablespace_entries(name: str, location: str, server_version: int) -> Iterator[WalkEntry]:
@@ -499,10 +480,6 @@ def _tablespace_entries(name: str, location: str, server_version: int) -> Iterat
             "server uses it; restore it before taking a backup" % (name, location, tablespace_directory_prefix(server_version)))
     yield first
     yield from entries
-
-
-def _tablespaces(tablespaces) -> List[Dict[str, Any]]:
-    return [{"name": name, "oid": oid, "location": location} for name, oid, location in tablespaces]
 
 
 def _size_text(size: Optional[int]) -> str:

@@ -13,7 +13,7 @@ gets DONE with snapshots_info, which the reference restore tool recovers from.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .. import layout
 from .base_backup import BackupJob, check_backup_privileges
@@ -30,6 +30,7 @@ from ..snapshot.base import (
     snapshots_info,
 )
 from ..snapshot.factory import open_snapshot_provider
+from ..results import BackupResult
 from ..storage.base import ObjectStore
 
 LOG = logging.getLogger("pgcloud.backup")
@@ -46,7 +47,6 @@ class SnapshotBackupJob(BackupJob):
         self.provider = provider or open_snapshot_provider(snapshot, storage, self.host)
         self.disks: List[Disk] = []
         self.taken: List[Dict[str, Any]] = []
-        self.label_key: Optional[str] = None
 
     def _prepare(self, facts: ServerFacts) -> None:
         check_backup_privileges(facts)
@@ -65,8 +65,7 @@ class SnapshotBackupJob(BackupJob):
         session.stop_keepalive()
 
     def _after_stop(self, backup_id: str, stop: BackupPoint, facts: ServerFacts) -> None:
-        self.label_key = self.catalog.folder_key(backup_id) + "/" + layout.BACKUP_LABEL
-        self.store.put_object(self.label_key, (stop.label_file or "").encode("utf-8"))
+        self.store.put_object(self._label_key(backup_id), (stop.label_file or "").encode("utf-8"))
 
     def _abort(self) -> None:
         if self.taken:
@@ -79,15 +78,7 @@ class SnapshotBackupJob(BackupJob):
     def _server_name(self) -> str:
         return self.storage.server_name
 
-    def _nothing_written(self) -> Dict[str, Any]:
-        return {"keys": [], "snapshots": []}
-
-    def _existing_result(self, fields: Dict[str, Any]) -> Dict[str, Any]:
-        result = super()._existing_result(fields)
-        result["snapshots"] = _snapshot_results(fields.get("snapshots_info"))
-        return result
-
-    def _plan_result(self, facts: ServerFacts) -> Dict[str, Any]:
+    def _plan(self, facts: ServerFacts) -> Tuple[Dict[str, Any], str]:
         planned = [{
             "disk": disk.name,
             "device": disk.device,
@@ -95,40 +86,30 @@ class SnapshotBackupJob(BackupJob):
             "mount_options": disk.mount.mount_options if disk.mount else None,
             "snapshot_name": snapshot_name(disk.name, "<backup_id>"),
         } for disk in self.disks]
-        return {
-            "changed": True,
-            "backup_id": None,
-            "backup_name": self.backup_name,
-            "status": None,
-            "destination": self.store.destination.url_of(layout.BASE_FOLDER) + "/",
-            "keys": [],
-            "snapshots": [],
-            "elapsed_seconds": 0.0,
-            "tablespaces": [{"name": name, "oid": oid, "location": location} for name, oid, location in facts.tablespaces],
-            "plan": {
-                "provider": self.provider.name,
-                "instance": self.snapshot.snapshot_instance,
-                "data_directory": facts.data_directory,
-                "snapshots": planned,
-            },
-            "msg": "check mode: would snapshot %s of instance %s and record the backup in %s" % (
-                ", ".join(disk.name for disk in self.disks), self.snapshot.snapshot_instance,
-                self.store.destination.url_of(layout.BASE_FOLDER)),
+        plan = {
+            "provider": self.provider.name,
+            "instance": self.snapshot.snapshot_instance,
+            "data_directory": facts.data_directory,
+            "snapshots": planned,
         }
+        return plan, "would snapshot %s of instance %s and record the backup in %s" % (
+            ", ".join(disk.name for disk in self.disks), self.snapshot.snapshot_instance,
+            self.store.destination.url_of(layout.BASE_FOLDER))
 
-    def _done_result(self, backup_id: str, info: Dict[str, Any], elapsed: float) -> Dict[str, Any]:
-        result = self._common_result(backup_id, info)
-        keys = [self.label_key, self.catalog.info_key(backup_id)]
-        snapshots = _snapshot_results(info.get("snapshots_info"))
-        result.update(
-            changed=True,
-            keys=keys,
-            snapshots=snapshots,
-            elapsed_seconds=round(elapsed, 3),
-            msg="backup %s DONE: %d snapshots (%s), %.1f s" % (
-                backup_id, len(snapshots), ", ".join(item["snapshot_name"] for item in snapshots), elapsed),
-        )
-        return result
+    def _details(self, info: Optional[Dict[str, Any]], taken: bool) -> Dict[str, Any]:
+        return {"snapshots": _snapshot_results(info.get("snapshots_info") if info else None)}
+
+    def _written_keys(self, backup_id: str) -> List[str]:
+        return [self._label_key(backup_id), self.catalog.info_key(backup_id)]
+
+    def _label_key(self, backup_id: str) -> str:
+        return self.catalog.folder_key(backup_id) + "/" + layout.BACKUP_LABEL
+
+    def _done_message(self, result: BackupResult) -> str:
+        snapshots = result.details["snapshots"]
+        return "backup %s DONE: %d snapshots (%s), %.1f s" % (
+            result.backup_id, len(snapshots), ", ".join(item["snapshot_name"] for item in snapshots),
+            result.elapsed_seconds)
 
 
 def _check_compatible(storage: StorageConfig, backup: BackupConfig) -> None:

@@ -252,3 +252,25 @@ def test_barman_reads_what_render_writes(barman_backup_info):
     for name, value in example_fields().items():
         assert getattr(loaded, name) == value, name
     assert loaded.tablespaces[0].oid == 16384
+
+
+def test_fields_are_written_in_the_reference_order():
+    """Sorted, as the reference tool writes them; the dataclass declares them in that order."""
+    assert list(layout.FIELDS) == sorted(layout.FIELDS)
+    assert len(layout.FIELDS) == 35
+
+
+def test_typed_backup_info_round_trips():
+    info = layout.BackupInfo(status=layout.DONE, begin_time=datetime(2026, 12, 1, 1, 2, 3, tzinfo=timezone.utc),
+                             timeline=1, tablespaces=[("ts", 16385, "/srv/ts")], copy_stats={"copy_time": 1.5},
+                             backup_name="nightly")
+    again = layout.BackupInfo.parse(info.render())
+    assert again == info
+    parsed = layout.parse(info.render())
+    assert again.fields() == {name: parsed.get(name) for name in layout.FIELDS}
+
+
+def test_typed_backup_info_keeps_keys_it_does_not_know():
+    info = layout.BackupInfo.parse(b"status=DONE\nnew_key_of_a_later_barman=7\n")
+    assert (info.status, info.unknown) == ("DONE", {"new_key_of_a_later_barman": "7"})
+    assert b"new_key_of_a_later_barman" not in info.render()

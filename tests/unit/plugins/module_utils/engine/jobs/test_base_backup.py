@@ -112,7 +112,7 @@ def tar_members(data, decode):
 
 def test_backup_objects_and_backup_info(store, facts, restore_decoders):
     session = RecordingSession()
-    result = make_job(store, backup_name="nightly", jobs=1)._take(session, facts)  # one builder: one data archive
+    result = make_job(store, backup_name="nightly", jobs=1)._take(session, facts).as_dict()  # one builder: one data archive
     backup_id = result["backup_id"]
     assert ID_PATTERN.match(backup_id)
     folder = "some/path/db1/base/%s/" % backup_id
@@ -229,7 +229,7 @@ def test_standby_backup_switches_wal_on_the_primary_until_its_last_wal_file_is_a
     monkeypatch.setattr(backup_job, "WAL_POLL_INTERVAL", 0.01)
     monkeypatch.setattr(backup_job, "WAL_SWITCH_INTERVAL", 0)
     session = RecordingSession()
-    result = standby_job(store, primary_conninfo="host=db0")._take(session, facts)
+    result = standby_job(store, primary_conninfo="host=db0")._take(session, facts).as_dict()
 
     assert result["status"] == "DONE"
     assert switches == ["host=db0", "host=db0"]
@@ -250,13 +250,13 @@ def test_standby_backup_fails_when_its_last_wal_file_is_not_archived_in_time(sto
 
 def test_standby_backup_without_wait(store, facts):
     facts.in_recovery = True
-    result = standby_job(store, wal_archive_timeout=0)._take(RecordingSession(), facts)
+    result = standby_job(store, wal_archive_timeout=0)._take(RecordingSession(), facts).as_dict()
     assert result["status"] == "DONE"
 
 
 def test_split_data_archives(store, facts, restore_decoders):
     store.min_chunk_size = 1024
-    result = make_job(store, compression_name=None, max_archive_size="4KB", jobs=1)._take(RecordingSession(), facts)
+    result = make_job(store, compression_name=None, max_archive_size="4KB", jobs=1)._take(RecordingSession(), facts).as_dict()
     names = [key.rsplit("/", 1)[1] for key in result["keys"]]
     data = [name for name in names if name.startswith("data")]
     assert data[0] == "data.tar"
@@ -276,7 +276,7 @@ def test_several_builders_start_with_the_largest_files(store, facts, restore_dec
     """The largest file of PGDATA opens one of the two builders' archives, and every file is stored once."""
     job = make_job(store, compression_name=None, jobs=2)
     job.builders = 2  # whatever the cores of the machine running the test
-    result = job._take(RecordingSession(), facts)
+    result = job._take(RecordingSession(), facts).as_dict()
     names = [key.rsplit("/", 1)[1] for key in result["keys"]]
     walk_archives = [key for key, name in zip(result["keys"], names) if name in ("data.tar", "data_0001.tar")]
     members = [[member.name for member, _content in tar_members(store.objects[key], restore_decoders[None])]
@@ -368,7 +368,7 @@ def test_run_with_the_name_of_a_done_backup_changes_nothing(store, closed_port):
     store.put_object("some/path/db1/base/20261125T023350/backup.info", info)
     job = BaseBackupJob(StorageConfig(destination_url="s3://test-bucket/some/path", server_name="db1"),
                         unreachable_postgres(closed_port), BackupConfig(backup_name="nightly"), store=store)
-    result = job.run()
+    result = job.run().as_dict()
     assert result["changed"] is False
     assert (result["backup_id"], result["status"], result["backup_name"]) == ("20261125T023350", "DONE", "nightly")
     assert result["end_time"] == "2026-11-25T02:33:54.716105+00:00"
@@ -450,7 +450,7 @@ def test_check_readable_needs_the_data_directory_setting(facts):
 
 
 def test_plan_of_check_mode(store, facts):
-    plan = make_job(store, compression_name="lz4", backup_name="nightly", jobs=3)._plan_result(facts)
+    plan = make_job(store, compression_name="lz4", backup_name="nightly", jobs=3)._plan_result(facts).as_dict()
     assert (plan["changed"], plan["backup_id"], plan["keys"]) == (True, None, [])
     assert plan["plan"] == {"data_directory": facts.data_directory,
                             "tablespaces": [{"name": "ts1", "oid": 16384, "location": facts.tablespaces[0][2]}],

@@ -143,7 +143,7 @@ def test_snapshot_backup_writes_backup_label_and_backup_info(store, facts, insta
     snapshot_job = job(store, instance, host_for(tmp_path, facts, instance))
     snapshot_job._prepare(facts)
     session = RecordingSession()
-    result = snapshot_job._take(session, facts)
+    result = snapshot_job._take(session, facts).as_dict()
     backup_id = result["backup_id"]
     prefix = "some/path/db1/base/%s/" % backup_id
     stored = sorted(key for key in store.objects if key.startswith(prefix))
@@ -190,7 +190,7 @@ def test_failure_after_the_snapshots_records_them_in_failed(store, facts, instan
 def test_check_mode_plans_without_snapshots(store, facts, instance, tmp_path):  # noqa: F811
     snapshot_job = job(store, instance, host_for(tmp_path, facts, instance))
     snapshot_job._prepare(facts)
-    plan = snapshot_job._plan_result(facts)
+    plan = snapshot_job._plan_result(facts).as_dict()
     assert [item["disk"] for item in plan["plan"]["snapshots"]] == ["pgdata", "pgwal"]
     assert plan["plan"]["snapshots"][0]["device"] == "/dev/nvme1n1"
     assert plan["plan"]["snapshots"][0]["mount_point"] == facts.data_directory

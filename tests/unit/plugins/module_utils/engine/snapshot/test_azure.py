@@ -108,7 +108,7 @@ def test_snapshot_backup_on_azure(azure, store, facts, tmp_path):  # noqa: F811
     job = SnapshotBackupJob(storage, PostgresConfig(keepalive_interval=0), snapshot, BackupConfig(), store=store,
                             provider=provider(azure, host), host=host)
     job._prepare(facts)
-    result = job._take(RecordingSession(), facts)
+    result = job._take(RecordingSession(), facts).as_dict()
     info = layout.parse(store.objects["some/path/db1/base/%s/backup.info" % result["backup_id"]])["snapshots_info"]
     assert (info["provider"], info["provider_info"]) == ("azure", {"subscription_id": SUBSCRIPTION,
                                                                    "resource_group": GROUP})

@@ -98,7 +98,7 @@ def test_snapshot_backup_on_gcp(compute, store, facts, tmp_path):  # noqa: F811
     job = SnapshotBackupJob(storage, PostgresConfig(keepalive_interval=0), snapshot, BackupConfig(), store=store,
                             provider=gcp, host=host)
     job._prepare(facts)
-    result = job._take(RecordingSession(), facts)
+    result = job._take(RecordingSession(), facts).as_dict()
     done = layout.parse(store.objects["some/path/db1/base/%s/backup.info" % result["backup_id"]])
     info = done["snapshots_info"]
     assert (info["provider"], info["provider_info"]) == ("gcp", {"project": PROJECT})
