@@ -17,6 +17,9 @@ from .errors import BackupNotFoundError, PgCloudError
 from .storage.base import ObjectStore
 
 LOG = logging.getLogger("pgcloud.backup")
+# A WAL file as barman-cloud-wal-archive stores it: uncompressed, or with the suffix of one
+# of the compressions its readers know.
+WAL_SUFFIXES = frozenset(("", ".gz", ".bz2", ".xz", ".snappy", ".zst", ".lz4"))
 
 
 class Catalog:
@@ -86,9 +89,13 @@ class Catalog:
         return matches[0]
 
     def wal_archived(self, wal_name: str) -> bool:
-        """Whether barman-cloud-wal-archive (or the like) has stored this WAL file, compressed or not."""
+        """Whether barman-cloud-wal-archive (or the like) has stored this whole WAL file, compressed or not.
+
+        Its `.partial` file (from a promotion) or a `.backup` history file share the name's
+        start but cannot stand in for the segment, so only the compression suffixes count.
+        """
         key = self.destination.key("wals", wal_name[:16], wal_name)
-        return any(item.key == key or item.key.startswith(key + ".") for item in self.store.list_objects(key))
+        return any(item.key[len(key):] in WAL_SUFFIXES for item in self.store.list_objects(key))
 
     def objects(self, backup_id: str) -> List[Dict[str, Any]]:
         prefix = self.folder_key(backup_id) + "/"

@@ -248,6 +248,37 @@ def test_standby_backup_fails_when_its_last_wal_file_is_not_archived_in_time(sto
     assert info_puts(store)[-1]["status"] == "FAILED"
 
 
+# What barman-cloud-wal-archive stores under the end segment's name that is not that whole segment:
+# a partial segment (from a promotion) or a backup history file, compressed or not. A restore
+# cannot replay the end of the backup from these; barman-cloud-wal-restore never serves a
+# .backup file for a segment, and a .partial one holds only what the old timeline wrote.
+NOT_THE_SEGMENT = (".partial", ".partial.gz", ".partial.zst", ".00000028.backup", ".00000028.backup.gz",
+                   ".gz.tmp", ".history")
+
+
+@pytest.mark.parametrize("suffix", NOT_THE_SEGMENT)
+def test_standby_backup_does_not_take_other_files_of_its_last_segment_for_it(store, facts, monkeypatch, suffix):
+    facts.in_recovery = True
+    store.objects[END_WAL_KEY.replace(".gz", suffix)] = b"not the whole segment"
+    monkeypatch.setattr(backup_job, "WAL_POLL_INTERVAL", 0.01)
+    with pytest.raises(BackupError) as raised:
+        standby_job(store, wal_archive_timeout=1)._take(RecordingSession(), facts)
+    assert "000000010000000000000002" in str(raised.value)
+    assert info_puts(store)[-1]["status"] == "FAILED"
+
+
+# Every compression barman-cloud-wal-archive writes, and none.
+SEGMENT_SUFFIXES = ("", ".gz", ".bz2", ".xz", ".snappy", ".zst", ".lz4")
+
+
+@pytest.mark.parametrize("suffix", SEGMENT_SUFFIXES)
+def test_standby_backup_takes_its_last_segment_in_any_compression(store, facts, suffix):
+    facts.in_recovery = True
+    store.objects[END_WAL_KEY.replace(".gz", suffix)] = b"archived"
+    result = standby_job(store, wal_archive_timeout=5)._take(RecordingSession(), facts)
+    assert result["status"] == "DONE"
+
+
 def test_standby_backup_without_wait(store, facts):
     facts.in_recovery = True
     result = standby_job(store, wal_archive_timeout=0)._take(RecordingSession(), facts)
