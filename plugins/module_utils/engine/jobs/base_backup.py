@@ -139,6 +139,8 @@ class BackupJob:
         session = PostgresSession(self.postgres)
         try:
             facts = session.facts()
+            for warning in facts.warnings:
+                LOG.warning("%s", warning)
             self._prepare(facts)
             if check_mode:
                 return self._plan_result(facts)

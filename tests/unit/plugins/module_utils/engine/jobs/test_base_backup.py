@@ -42,6 +42,7 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.engine.errors impor
     PostgresError,
     StorageError,
 )
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.postgres import session as pg_session
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.postgres.session import BackupPoint
 
 UTC = timezone.utc
@@ -390,6 +391,30 @@ def test_run_checks_the_compression_library_first(store, closed_port, monkeypatc
                         unreachable_postgres(closed_port), BackupConfig(compression="zstd"), store=store)
     with pytest.raises(MissingDependencyError, match="zstandard"):
         job.run()
+
+
+class FactsSession(RecordingSession):
+    """A session whose facts are given, for run()."""
+
+    def __init__(self, facts):
+        super().__init__()
+        self._facts = facts
+
+    def facts(self):
+        return self._facts
+
+
+def test_run_passes_the_warnings_of_the_server_on_as_log_warnings(store, facts, monkeypatch, caplog):
+    # The adapter turns the engine's log warnings into the module's warnings (test_ansible_adapter.py).
+    facts.version = 190002
+    facts.warnings = [pg_session.untested_version_warning(facts.version)]
+    monkeypatch.setattr(backup_job, "PostgresSession", lambda config: FactsSession(facts))
+    with caplog.at_level(logging.WARNING, logger="pgcloud.backup"):
+        result = make_job(store).run(check_mode=True)
+    assert result["changed"] is True and result["backup_id"] is None
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert warnings == [facts.warnings[0]]
+    assert warnings[0].startswith("PostgreSQL 19 is newer than the newest major")
 
 
 def test_run_with_the_name_of_a_done_backup_changes_nothing(store, closed_port):
