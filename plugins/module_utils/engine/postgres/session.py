@@ -65,6 +65,9 @@ class ServerFacts:
     archive_mode: Optional[str]
     cluster_size: Optional[int] = None
     role: str = ""
+    # Before PostgreSQL 15: where the statistics collector keeps its temporary files, whose
+    # contents a backup leaves out (absolute, or relative to PGDATA).
+    stats_temp_directory: Optional[str] = None
     # What the operator should know before relying on a backup of this server.
     warnings: List[str] = field(default_factory=list)
 
@@ -193,7 +196,7 @@ class PostgresSession:
         settings = dict(self.query(
             "SELECT name, setting FROM pg_settings WHERE name IN "
             "('data_directory', 'wal_segment_size', 'config_file', 'hba_file', 'ident_file', "
-            "'data_checksums', 'summarize_wal', 'archive_mode')"
+            "'data_checksums', 'summarize_wal', 'archive_mode', 'stats_temp_directory')"
         ))
         config_file = settings.get("config_file")
         included = [row[0] for row in self.query(
@@ -225,6 +228,7 @@ class PostgresSession:
             archive_mode=settings.get("archive_mode"),
             cluster_size=self.optional_value("SELECT sum(pg_tablespace_size(oid))::bigint FROM pg_tablespace"),
             role=str(self.value("SELECT current_user")),
+            stats_temp_directory=settings.get("stats_temp_directory"),
             warnings=[warning for warning in (untested_version_warning(self.version),) if warning],
         )
 

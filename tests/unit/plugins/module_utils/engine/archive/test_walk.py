@@ -8,6 +8,10 @@ no `./` prefix; the contents (not the directories) of pg_wal, pg_replslot and fr
 excluded at the root; postmaster.pid, pgsql_tmp*, pg_internal.init and temp relations are
 excluded anywhere; pg_tblspc/<oid> symlinks are not stored; pg_control is added separately;
 a tablespace keeps only its PG_<major>_<catalog> directory.
+
+PostgreSQL's base backup (basebackup.c, 13 to 18) also leaves out a stale backup_label,
+tablespace_map and backup_manifest, pg_internal.init* and the forks of unlogged relations
+but their init fork, and before 15 the contents of stats_temp_directory; so does the walk.
 """
 
 from __future__ import annotations
@@ -37,11 +41,14 @@ def cluster(tmp_path):
     tablespace = str(tmp_path / "ts1")
     for name in (
         "PG_VERSION", "postgresql.conf", "postgresql.auto.conf", "backup_label", "tablespace_map",
+        "backup_manifest", "backup_label.old", "tablespace_map.old", ".DS_Store",
         "postmaster.pid", "postmaster.opts", "standby.signal", "recovery.conf", "postgresql.auto.conf.tmp",
         "current_logfiles.tmp", "current_logfiles",
-        "global/pg_control", "global/1262", "global/pg_internal.init",
+        "global/pg_control", "global/1262", "global/pg_internal.init", "global/pg_internal.init.4242",
         "base/1/1259", "base/5/1259", "base/5/1259_fsm", "base/5/16384.1", "base/5/t3_16384", "base/5/t3_16384_fsm",
-        "base/5/t12_5000.2", "base/5/pg_internal.init", "base/5/PG_VERSION",
+        "base/5/t12_5000.2", "base/5/pg_internal.init", "base/5/pg_internal.init.17", "base/5/PG_VERSION",
+        "base/5/16400", "base/5/16400.1", "base/5/16400_fsm", "base/5/16400_vm", "base/5/16400_init",
+        "base/5/16500_init", "base/5/1640", "base/5/backup_manifest",
         "base/pgsql_tmp/pgsql_tmp1234.0",
         "pg_wal/000000010000000000000001", "pg_wal/archive_status/000000010000000000000001.done",
         "pg_replslot/slot/state", "pg_stat_tmp/global.stat", "pg_stat/pgstat.stat",
@@ -53,6 +60,8 @@ def cluster(tmp_path):
     os.makedirs(os.path.join(pgdata, "pg_commit_ts"))
     write_file(os.path.join(tablespace, "PG_15_202209061", "5", "16385"))
     write_file(os.path.join(tablespace, "PG_15_202209061", "5", "t4_16390"))
+    for name in ("16391", "16391_vm", "16391_init", "pg_internal.init", "backup_label"):
+        write_file(os.path.join(tablespace, "PG_15_202209061", "5", name))
     write_file(os.path.join(tablespace, "PG_15_202209061", "pgsql_tmp", "pgsql_tmp99.1"))
     write_file(os.path.join(tablespace, "PG_14_202107181", "5", "16385"))
     write_file(os.path.join(tablespace, "lost+found", "junk"))
@@ -64,11 +73,9 @@ def cluster(tmp_path):
 EXPECTED_DATA_NAMES = [
     ".",
     "./PG_VERSION",
-    "./backup_label",
     "./current_logfiles",
     "./postgresql.auto.conf",
     "./postgresql.conf",
-    "./tablespace_map",
     "base",
     "base/1",
     "base/1/1259",
@@ -76,6 +83,9 @@ EXPECTED_DATA_NAMES = [
     "base/5/1259",
     "base/5/1259_fsm",
     "base/5/16384.1",
+    "base/5/1640",
+    "base/5/16400_init",
+    "base/5/16500_init",
     "base/5/PG_VERSION",
     "global",
     "global/1262",
@@ -159,6 +169,48 @@ def test_excluded_names_anywhere(tmp_path):
     assert names == [".", "base", "base/5", "base/5/16384_t1", "base/5/t3", "global"]
 
 
+@pytest.mark.parametrize("name", ["backup_label", "tablespace_map", "backup_manifest", "backup_label.old",
+                                  "tablespace_map.old", "postmaster.opts", "current_logfiles.tmp",
+                                  "postgresql.auto.conf.tmp", "pg_internal.init.123", ".DS_Store", "pgsql_tmp9.1"])
+def test_stale_and_temporary_files_are_left_out_at_any_depth(tmp_path, name):
+    pgdata = str(tmp_path / "pgdata")
+    for folder in ("", "base/5", "global", "pg_logical"):
+        write_file(os.path.join(pgdata, folder, name))
+    write_file(os.path.join(pgdata, "global", "1262"))
+    names = [entry.name for entry in walk_data_directory(pgdata)]
+    assert names == [".", "base", "base/5", "global", "global/1262", "pg_logical"]
+
+
+def test_unlogged_relations_keep_only_their_init_fork(tmp_path):
+    pgdata = str(tmp_path / "pgdata")
+    for name in ("16400", "16400.1", "16400.2", "16400_fsm", "16400_vm", "16400_init",  # unlogged
+                 "16401", "16401_fsm", "16401.1",  # logged: no init fork
+                 "1640", "164000", "16400_foo"):  # other relfilenodes, and a name that is no relation file
+        write_file(os.path.join(pgdata, "base", "5", name))
+    write_file(os.path.join(pgdata, "pg_logical", "16400"))
+    write_file(os.path.join(pgdata, "pg_logical", "16400_init"))
+    names = [entry.name for entry in walk_data_directory(pgdata)]
+    assert names == [".", "base", "base/5", "base/5/1640", "base/5/164000", "base/5/16400_foo", "base/5/16400_init", "base/5/16401", "base/5/16401.1", "base/5/16401_fsm",
+                     "pg_logical", "pg_logical/16400", "pg_logical/16400_init"]
+
+
+@pytest.mark.parametrize("setting", ["stats", "./stats", "{pgdata}/stats", "{pgdata}/base/../stats"])
+def test_contents_of_the_stats_temp_directory_before_15_are_left_out(tmp_path, setting):
+    pgdata = str(tmp_path / "pgdata")
+    write_file(os.path.join(pgdata, "stats", "global.stat"))
+    write_file(os.path.join(pgdata, "base", "5", "1259"))
+    names = [entry.name for entry in walk_data_directory(pgdata, (), [setting.format(pgdata=pgdata)])]
+    assert names == [".", "base", "base/5", "base/5/1259", "stats"]
+
+
+@pytest.mark.parametrize("setting", [None, "", "/run/postgresql/13-main.pg_stat_tmp", "../elsewhere", "."])
+def test_a_stats_temp_directory_outside_pgdata_changes_nothing(tmp_path, setting):
+    pgdata = str(tmp_path / "pgdata")
+    write_file(os.path.join(pgdata, "stats", "global.stat"))
+    names = [entry.name for entry in walk_data_directory(pgdata, (), [setting])]
+    assert names == [".", "stats", "stats/global.stat"]
+
+
 def test_tablespace_inside_pgdata_is_skipped(tmp_path):
     pgdata = str(tmp_path / "pgdata")
     write_file(os.path.join(pgdata, "PG_VERSION"))
@@ -201,8 +253,9 @@ def test_walk_of_a_vanished_directory_is_empty_not_an_error(tmp_path):
 def test_tablespace_keeps_only_its_version_directory(cluster):
     tablespace = cluster[1]
     entries = list(walk_tablespace(tablespace, PG15))
-    assert [entry.name for entry in entries] == ["PG_15_202209061", "PG_15_202209061/5", "PG_15_202209061/5/16385"]
-    assert entries[-1].path == os.path.join(os.path.realpath(tablespace), "PG_15_202209061", "5", "16385")
+    assert [entry.name for entry in entries] == ["PG_15_202209061", "PG_15_202209061/5", "PG_15_202209061/5/16385",
+                                                 "PG_15_202209061/5/16391_init"]
+    assert entries[2].path == os.path.join(os.path.realpath(tablespace), "PG_15_202209061", "5", "16385")
 
 
 @pytest.mark.parametrize("version, prefix", [(150018, "PG_15_"), (130020, "PG_13_"), (170002, "PG_17_"), (180000, "PG_18_")])

@@ -370,6 +370,35 @@ def test_missing_pg_control_fails_with_a_clear_message(store, facts):
     assert info_puts(store)[-1]["status"] == "FAILED"
 
 
+def stored_names(store, decode):
+    return {member.name for key, data in store.objects.items() if "/data" in key
+            for member, _content in tar_members(data, decode)}
+
+
+def test_stale_backup_files_in_pgdata_give_way_to_the_backups_own(store, facts, restore_decoders):
+    for name in ("backup_label", "backup_manifest", "tablespace_map", "backup_label.old"):
+        with open(os.path.join(facts.data_directory, name), "w") as stale:
+            stale.write("stale\n")
+    make_job(store, compression_name=None, jobs=2)._take(RecordingSession(), facts)
+    final = [tar_members(data, restore_decoders[None]) for key, data in store.objects.items() if "/data" in key]
+    members = [(member.name, content) for archive in final for member, content in archive]
+    names = [name for name, _content in members]
+    assert names.count("backup_label") == 1 and names.count("backup_manifest") == 1
+    assert "tablespace_map" not in names and "./tablespace_map" not in names and "./backup_label.old" not in names
+    assert dict(members)["backup_label"] == LABEL.encode("utf-8")
+
+
+@pytest.mark.parametrize("setting", ["stats", "{pgdata}/stats"])
+def test_contents_of_the_stats_temp_directory_are_left_out(store, facts, restore_decoders, setting):
+    os.makedirs(os.path.join(facts.data_directory, "stats"))
+    with open(os.path.join(facts.data_directory, "stats", "global.stat"), "w") as stats:
+        stats.write("transient")
+    facts.stats_temp_directory = setting.format(pgdata=facts.data_directory)
+    make_job(store, compression_name=None)._take(RecordingSession(), facts)
+    names = stored_names(store, restore_decoders[None])
+    assert "stats" in names and "stats/global.stat" not in names
+
+
 # --- before the server is touched --------------------------------------------------------------------
 
 

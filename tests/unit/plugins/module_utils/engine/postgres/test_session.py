@@ -200,6 +200,15 @@ def test_tested_majors_have_no_warning(monkeypatch, server_version):
     assert facts.warnings == []
 
 
+def test_stats_temp_directory_is_read_where_the_server_has_it(monkeypatch):
+    monkeypatch.setattr(AnsweringCursor, "ANSWERS", (
+        ("FROM pg_settings WHERE name IN", [("data_directory", "/srv/pgdata"), ("wal_segment_size", "16777216"),
+                                             ("stats_temp_directory", "pg_stat_tmp")]),) + AnsweringCursor.ANSWERS[1:])
+    assert facts_of(monkeypatch, 140010).stats_temp_directory == "pg_stat_tmp"
+    monkeypatch.undo()
+    assert facts_of(monkeypatch, 150010).stats_temp_directory is None  # the setting is gone in 15
+
+
 @pytest.mark.parametrize("server_version, major", [(190000, 19), (190004, 19), (200001, 20)])
 def test_a_major_above_the_tested_ones_is_warned_of(monkeypatch, server_version, major):
     facts = facts_of(monkeypatch, server_version)
