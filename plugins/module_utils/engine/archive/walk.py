@@ -17,6 +17,7 @@ import stat
 from dataclasses import dataclass
 from typing import Callable, FrozenSet, Iterable, Iterator, Optional, Tuple
 
+from ..errors import PostgresError
 
 # Directories whose contents are not copied, at the root of PGDATA; the directories themselves
 # are kept (empty) because the server expects them. PostgreSQL's base backup (basebackup.c,
@@ -86,7 +87,13 @@ def _scan(directory: str) -> list:
 
 
 class _TreeWalk:
-    """The walk of one tree: what it leaves out."""
+    """The walk of one tree: what it leaves out, and where each symbolic link leads.
+
+    A symbolic link to a directory (other than pg_tblspc/<oid>, which a restore recreates) is
+    stored as the directory it leads to, under the link's name: a linked pg_wal or log
+    becomes an empty directory, any other its contents too, so that a restore gets them
+    back. A link to a file, or one that leads nowhere, stays a link, as in the reference tool.
+    """
 
     def __init__(self, skip: FrozenSet[str], tablespaces: Tuple[str, ...] = (),
                  contents_excluded: FrozenSet[str] = frozenset()) -> None:
@@ -95,7 +102,8 @@ class _TreeWalk:
         self.contents_excluded = contents_excluded
 
     def walk(self, directory: str, member: str, inside: Tuple[str, ...]) -> Iterator[WalkEntry]:
-        """Depth-first, the directory before its contents; symlinked directories are not entered."""
+        """Depth-first, the directory before its contents; `inside` holds the real paths of
+        the directories the walk is in, to refuse a link that leads back into one of them."""
         entries = _scan(directory)
         siblings = frozenset(entry.name for entry in entries)
         subdirectories = []
@@ -128,9 +136,18 @@ class _TreeWalk:
             return None
         if member == "pg_tblspc":
             return None  # a tablespace: archived on its own, and restore recreates the link
-        if _points_to_directory(entry.path):
-            return None  # a linked pg_wal: restore recreates it
-        return entry.path, False
+        target = os.path.realpath(entry.path)
+        if not _points_to_directory(target):
+            return entry.path, False
+        if any(target == location or target.startswith(location + os.sep) for location in self.tablespaces):
+            return None  # archived with its tablespace
+        for real in inside:
+            if real == target or real.startswith(target + os.sep):
+                raise PostgresError(
+                    "%s is a symbolic link to %s, which contains it: a backup would copy that directory without "
+                    "end; remove the link or point it at a directory outside PGDATA and the tablespaces"
+                    % (entry.path, target))
+        return target, True
 
 
 def _points_to_directory(path: str) -> bool:
@@ -181,11 +198,12 @@ def largest_first(walk: Callable[[], Iterator[WalkEntry]], count: int) -> Iterat
     more, keeping only `count` of them, so memory does not grow with the cluster.
     """
     largest = heapq.nlargest(count, _regular_file_sizes(walk()), key=lambda sized: sized[0])
-    first = {entry.path for _size, entry in largest}
+    # By entry, not path: a directory reached through a link holds the same paths under other names.
+    first = {entry for _size, entry in largest}
     for _size, entry in largest:
         yield entry
     for entry in walk():
-        if entry.path not in first:
+        if entry not in first:
             yield entry
 
 

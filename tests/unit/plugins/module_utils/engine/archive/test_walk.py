@@ -29,6 +29,7 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.engine.archive.walk
     walk_data_directory,
     walk_tablespace,
 )
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.errors import PostgresError
 from ansible_collections.pgcloud.backup.tests.unit.plugins.module_utils.files import write_file
 
 PG15 = 150018
@@ -228,15 +229,88 @@ def test_pgdata_given_through_a_symlink_is_walked_at_its_real_path(cluster, tmp_
     assert entries[0] == WalkEntry(os.path.realpath(pgdata), ".")
 
 
-def test_symlinked_pg_wal_directory_is_not_stored_but_a_file_symlink_is(tmp_path):
+# --- symbolic links inside PGDATA ---------------------------------------------------------------------
+# A link to a directory is stored as that directory, under the link's name (its contents too,
+# unless they are excluded); links in pg_tblspc are left to the tablespaces; a link to a file,
+# or to nothing, stays a link, as in the reference tool.
+
+
+def test_symlinked_directories_whose_contents_are_excluded_become_empty_directories(tmp_path):
     pgdata = str(tmp_path / "pgdata")
-    wal = str(tmp_path / "wal")
-    write_file(os.path.join(wal, "000000010000000000000001"))
     write_file(os.path.join(pgdata, "PG_VERSION"))
-    os.symlink(wal, os.path.join(pgdata, "pg_wal"))
+    for name in ("pg_wal", "log", "pg_stat_tmp", "pg_replslot"):
+        write_file(str(tmp_path / ("elsewhere-" + name) / "file"))
+        os.symlink(str(tmp_path / ("elsewhere-" + name)), os.path.join(pgdata, name))
+    entries = list(walk_data_directory(pgdata))
+    assert [entry.name for entry in entries] == [".", "./PG_VERSION", "log", "pg_replslot", "pg_stat_tmp", "pg_wal"]
+    # the directory the link leads to, so that the archive stores a directory with its mode
+    assert entries[-1].path == os.path.realpath(str(tmp_path / "elsewhere-pg_wal"))
+
+
+def test_a_symlinked_directory_is_stored_with_its_contents(tmp_path):
+    pgdata = str(tmp_path / "pgdata")
+    outside = tmp_path / "disk2" / "pg_xact"
+    write_file(str(outside / "0000"), b"x" * 10)
+    write_file(str(outside / "sub" / "0001"))
+    write_file(str(outside / "postmaster.pid"))  # exclusions apply behind the link too
+    write_file(os.path.join(pgdata, "user", "notes.txt"))
+    os.symlink(str(outside), os.path.join(pgdata, "pg_xact"))
+    os.symlink(os.path.join(pgdata, "user"), os.path.join(pgdata, "user_again"))  # a link inside PGDATA
+    entries = list(walk_data_directory(pgdata))
+    assert [entry.name for entry in entries] == [
+        ".", "pg_xact", "pg_xact/0000", "pg_xact/sub", "pg_xact/sub/0001",
+        "user", "user/notes.txt", "user_again", "user_again/notes.txt"]
+    paths = {entry.name: entry.path for entry in entries}
+    assert paths["pg_xact"] == os.path.realpath(str(outside))
+    assert paths["pg_xact/sub/0001"] == os.path.join(os.path.realpath(str(outside)), "sub", "0001")
+    assert paths["user_again/notes.txt"] == paths["user/notes.txt"]
+
+
+def test_a_symlinked_directory_inside_a_tablespace_is_stored_with_its_contents(tmp_path):
+    location = tmp_path / "ts1"
+    write_file(str(tmp_path / "disk2" / "16385"))
+    os.makedirs(str(location / "PG_15_202209061"))
+    os.symlink(str(tmp_path / "disk2"), str(location / "PG_15_202209061" / "5"))
+    assert [entry.name for entry in walk_tablespace(str(location), PG15)] == [
+        "PG_15_202209061", "PG_15_202209061/5", "PG_15_202209061/5/16385"]
+
+
+def test_links_to_files_and_dangling_links_stay_links(tmp_path):
+    pgdata = str(tmp_path / "pgdata")
     write_file(str(tmp_path / "ssl" / "server.crt"))
+    write_file(os.path.join(pgdata, "PG_VERSION"))
     os.symlink(str(tmp_path / "ssl" / "server.crt"), os.path.join(pgdata, "server.crt"))
-    assert [entry.name for entry in walk_data_directory(pgdata)] == [".", "./PG_VERSION", "./server.crt"]
+    os.symlink(str(tmp_path / "nowhere"), os.path.join(pgdata, "gone"))
+    entries = list(walk_data_directory(pgdata))
+    assert [entry.name for entry in entries] == [".", "./PG_VERSION", "./gone", "./server.crt"]
+    assert all(os.path.islink(entry.path) for entry in entries[2:])
+
+
+def test_a_link_to_a_tablespace_is_left_to_the_tablespace(cluster):
+    pgdata, tablespace = cluster
+    os.symlink(tablespace, os.path.join(pgdata, "ts_shortcut"))
+    os.symlink(os.path.join(tablespace, "PG_15_202209061"), os.path.join(pgdata, "pg_logical", "deeper"))
+    names = [entry.name for entry in walk_data_directory(pgdata, [tablespace])]
+    assert names == EXPECTED_DATA_NAMES
+
+
+@pytest.mark.parametrize("link, target", [
+    ("loop", "{pgdata}"),                   # PGDATA itself
+    ("base/5/up", "{pgdata}/base"),         # a directory the walk is in
+    ("root", "/"),                          # a directory that holds PGDATA
+    ("a/to_b", "{pgdata}/b"),               # two links that lead into each other
+])
+def test_a_link_that_leads_back_into_the_walk_fails_clearly(tmp_path, link, target):
+    pgdata = str(tmp_path / "pgdata")
+    write_file(os.path.join(pgdata, "base", "5", "1259"))
+    write_file(os.path.join(pgdata, "b", "file"))
+    os.makedirs(os.path.join(pgdata, "a"), exist_ok=True)
+    os.symlink(os.path.join(pgdata, "a"), os.path.join(pgdata, "b", "to_a"))
+    os.symlink(target.format(pgdata=pgdata), os.path.join(pgdata, link))
+    with pytest.raises(PostgresError) as raised:
+        list(walk_data_directory(pgdata))
+    message = str(raised.value)
+    assert " is a symbolic link to " in message and "remove the link" in message
 
 
 def test_walk_of_a_vanished_directory_is_empty_not_an_error(tmp_path):
@@ -308,3 +382,13 @@ def test_largest_first_never_moves_directories_and_hands_out_what_its_first_pass
     # A file dropped meanwhile is still handed out (the archive skips a file that vanished);
     # the directories keep their places in the walk.
     assert names == ["base/5/16398", "base/5/16399", ".", "base", "base/5"]
+
+
+def test_largest_first_keeps_a_large_file_reached_twice_through_a_link(tmp_path):
+    pgdata = tmp_path / "pgdata"
+    write_file(str(pgdata / "user" / "big"), b"x" * 1000)
+    write_file(str(pgdata / "user" / "small"), b"x")
+    os.symlink(str(pgdata / "user"), str(pgdata / "user_again"))
+    ordered = [entry.name for entry in largest_first(lambda: walk_data_directory(str(pgdata)), 1)]
+    assert sorted(ordered) == sorted(entry.name for entry in walk_data_directory(str(pgdata)))
+    assert ordered[0] == "user/big" and "user_again/big" in ordered

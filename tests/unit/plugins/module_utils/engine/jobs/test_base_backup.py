@@ -370,6 +370,17 @@ def test_missing_pg_control_fails_with_a_clear_message(store, facts):
     assert info_puts(store)[-1]["status"] == "FAILED"
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_symlink_loop_in_pgdata_fails_the_backup_clearly(store, facts, jobs):
+    os.symlink(facts.data_directory, os.path.join(facts.data_directory, "base", "loop"))
+    session = RecordingSession()
+    with pytest.raises(BackupError, match="base/loop is a symbolic link to .*, which contains it"):
+        make_job(store, jobs=jobs)._take(session, facts)
+    assert info_puts(store)[-1]["status"] == "FAILED"
+    assert "close" in session.names()
+    assert [upload for upload, state in store.uploads.items() if state["state"] == "open"] == []
+
+
 def stored_names(store, decode):
     return {member.name for key, data in store.objects.items() if "/data" in key
             for member, _content in tar_members(data, decode)}
