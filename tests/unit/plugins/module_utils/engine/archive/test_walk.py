@@ -191,7 +191,8 @@ def test_unlogged_relations_keep_only_their_init_fork(tmp_path):
     write_file(os.path.join(pgdata, "pg_logical", "16400"))
     write_file(os.path.join(pgdata, "pg_logical", "16400_init"))
     names = [entry.name for entry in walk_data_directory(pgdata)]
-    assert names == [".", "base", "base/5", "base/5/1640", "base/5/164000", "base/5/16400_foo", "base/5/16400_init", "base/5/16401", "base/5/16401.1", "base/5/16401_fsm",
+    assert names == [".", "base", "base/5", "base/5/1640", "base/5/164000", "base/5/16400_foo", "base/5/16400_init",
+                     "base/5/16401", "base/5/16401.1", "base/5/16401_fsm",
                      "pg_logical", "pg_logical/16400", "pg_logical/16400_init"]
 
 

@@ -143,8 +143,9 @@ class AnsweringCursor:
     """A cursor that answers facts()'s queries as a server of any version would."""
 
     ANSWERS = (
-        ("FROM pg_settings WHERE name IN", [("data_directory", "/srv/pgdata"), ("wal_segment_size", "16777216"),
-                                             ("config_file", "/srv/pgdata/postgresql.conf"), ("archive_mode", "on")]),
+        ("FROM pg_settings WHERE name IN", [
+            ("data_directory", "/srv/pgdata"), ("wal_segment_size", "16777216"),
+            ("config_file", "/srv/pgdata/postgresql.conf"), ("archive_mode", "on")]),
         ("sourcefile", []),
         ("pg_tablespace_location(oid) <>", []),
         ("rolsuper", [(True,)]),
@@ -201,9 +202,8 @@ def test_tested_majors_have_no_warning(monkeypatch, server_version):
 
 
 def test_stats_temp_directory_is_read_where_the_server_has_it(monkeypatch):
-    monkeypatch.setattr(AnsweringCursor, "ANSWERS", (
-        ("FROM pg_settings WHERE name IN", [("data_directory", "/srv/pgdata"), ("wal_segment_size", "16777216"),
-                                             ("stats_temp_directory", "pg_stat_tmp")]),) + AnsweringCursor.ANSWERS[1:])
+    settings = [("data_directory", "/srv/pgdata"), ("wal_segment_size", "16777216"), ("stats_temp_directory", "pg_stat_tmp")]
+    monkeypatch.setattr(AnsweringCursor, "ANSWERS", (("FROM pg_settings WHERE name IN", settings),) + AnsweringCursor.ANSWERS[1:])
     assert facts_of(monkeypatch, 140010).stats_temp_directory == "pg_stat_tmp"
     monkeypatch.undo()
     assert facts_of(monkeypatch, 150010).stats_temp_directory is None  # the setting is gone in 15
