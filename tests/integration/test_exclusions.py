@@ -10,7 +10,8 @@ backup_manifest of the backup it was restored from, the server's temporary files
 directories that are symbolic links to other disks (pg_wal, pg_xact, log and a directory of
 the user's own). Each backup is restored by barman-cloud-restore, checked by pg_verifybackup
 (Debian's 15) against the backup's own backup_manifest before the copy starts, then started,
-checked with pg_amcheck and compared with the source.
+checked with pg_amcheck and compared with the source. A PostgreSQL 14 cluster checks the
+setting of that major only, stats_temp_directory inside PGDATA.
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ from testbed import (
     StorageTarget,
     backup_module_args,
     chown_postgres,
+    pg_bin_of,
     postgres_dir,
     restore_and_verify,
     run_module,
     verify_backup,
+    wait_for,
 )
 
 TABLESPACE = "testbed_space"
@@ -222,5 +225,42 @@ def test_symlinked_directories_come_back_as_directories_with_their_contents(moto
     assert seen["kinds"] == {name: (False, True) for name in ("pg_wal", "pg_xact", "log", "user_data")}
     assert seen["log"] == []
     assert seen["user"] == USER_FILES
+    assert restored.amcheck_passed, restored.amcheck_output
+    assert restored.fingerprint == expected
+
+
+@pytest.fixture
+def pg14_bucket(moto: MotoServer) -> Iterator[StorageTarget]:
+    target = moto.target(moto.create_bucket(), "pg/exclusions-14", "exclusions14")
+    yield target
+    moto.delete_bucket(target.bucket)
+
+
+def test_contents_of_a_stats_temp_directory_inside_pgdata_stay_out_before_15(moto, pg14_bucket):
+    """stats_temp_directory (gone in 15) may point anywhere; inside PGDATA, its contents are left out."""
+    with PostgresCluster("stats14", tablespace=None, archive_target=pg14_bucket, pg_bin=pg_bin_of(14)) as cluster:
+        stats = postgres_dir(cluster.pgdata / "pg_stat_custom")
+        cluster.execute("ALTER SYSTEM SET stats_temp_directory = 'pg_stat_custom'")
+        cluster.execute("SELECT pg_reload_conf()")
+        wait_for(lambda: cluster.scalar("SHOW stats_temp_directory") == "pg_stat_custom", 30, what="the setting")
+        (stats / "db_0.stat").write_text("statistics the collector rewrites\n")
+        cluster.load_data(1)
+        run = run_module("base_backup", backup_module_args(cluster, pg14_bucket, jobs=2))
+        assert run.rc == 0 and run.result["status"] == "DONE", run.result
+        backup_id = run.result["backup_id"]
+        every = [name for names in archive_members(moto, pg14_bucket, backup_id).values() for name in names]
+        assert "pg_stat_custom" in every
+        assert not [name for name in every if name.startswith("pg_stat_custom/")]
+        cluster.switch_wal_and_wait()
+        expected = cluster.fingerprint()
+        seen = {}
+
+        def check_files(pgdata: Path) -> None:
+            seen["verify"] = verify_backup(pgdata)
+            seen["stats"] = os.listdir(pgdata / "pg_stat_custom")
+
+        restored = restore_and_verify(pg14_bucket, backup_id, pg_bin=pg_bin_of(14), before_start=check_files)
+    assert seen["verify"].returncode == 0, seen["verify"].stdout + seen["verify"].stderr
+    assert seen["stats"] == []
     assert restored.amcheck_passed, restored.amcheck_output
     assert restored.fingerprint == expected
