@@ -17,7 +17,7 @@ import stat
 from dataclasses import dataclass
 from typing import Callable, FrozenSet, Iterable, Iterator, Optional, Tuple
 
-from ..errors import PostgresError
+from ..errors import PostgresError, UnreadableFileError
 
 # Directories whose contents are not copied, at the root of PGDATA; the directories themselves
 # are kept (empty) because the server expects them. PostgreSQL's base backup (basebackup.c,
@@ -84,6 +84,12 @@ def _scan(directory: str) -> list:
             return sorted(entries, key=lambda entry: entry.name)
     except (FileNotFoundError, NotADirectoryError):
         return []
+    except PermissionError:
+        raise UnreadableFileError(
+            "cannot read directory %s as OS user %s: every directory under PGDATA and the tablespaces, and every "
+            "directory a symbolic link there leads to, must be readable by the PostgreSQL OS user; fix its owner "
+            "or mode, or remove it (or the link) if PostgreSQL does not need it" % (directory, os_user_name())
+        ) from None
 
 
 class _TreeWalk:
@@ -174,11 +180,9 @@ def walk_data_directory(pgdata: str, tablespace_locations: Iterable[str] = (),
     PGDATA: the server's stats_temp_directory before PostgreSQL 15.
     """
     root = os.path.realpath(pgdata)
-    skip = {PG_CONTROL}
     tablespaces = tuple(os.path.realpath(location) for location in tablespace_locations)
-    for real in tablespaces:
-        if real.startswith(root + os.sep):
-            skip.add(real)
+    # Paths met in the walk are real ones: a tablespace is skipped inside PGDATA and behind a link.
+    skip = {PG_CONTROL, *tablespaces}
     excluded = set(CONTENTS_EXCLUDED)
     for path in contents_excluded:
         member = data_directory_member(root, path) if path else None

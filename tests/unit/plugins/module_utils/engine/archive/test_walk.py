@@ -29,7 +29,8 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.engine.archive.walk
     walk_data_directory,
     walk_tablespace,
 )
-from ansible_collections.pgcloud.backup.plugins.module_utils.engine.errors import PostgresError
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.archive import walk as walk_module
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.errors import PostgresError, UnreadableFileError
 from ansible_collections.pgcloud.backup.tests.unit.plugins.module_utils.files import write_file
 
 PG15 = 150018
@@ -293,6 +294,37 @@ def test_a_link_to_a_tablespace_is_left_to_the_tablespace(cluster):
     os.symlink(os.path.join(tablespace, "PG_15_202209061"), os.path.join(pgdata, "pg_logical", "deeper"))
     names = [entry.name for entry in walk_data_directory(pgdata, [tablespace])]
     assert names == EXPECTED_DATA_NAMES
+
+
+def test_a_link_to_a_folder_that_holds_a_tablespace_skips_the_tablespace(cluster, tmp_path):
+    pgdata, tablespace = cluster
+    shared = tmp_path / "shared"
+    write_file(str(shared / "kept"))
+    write_file(str(shared / "ts2" / "PG_15_202209061" / "5" / "16400"))  # another tablespace's location
+    os.symlink(tablespace, str(shared / "ts_link"))
+    os.symlink(str(shared), os.path.join(pgdata, "pg_logical", "shared"))
+    os.symlink(tablespace, os.path.join(pgdata, "direct"))
+    names = [entry.name for entry in walk_data_directory(pgdata, [tablespace, str(shared / "ts2")])]
+    assert [name for name in names if "shared" in name or "direct" in name] == ["pg_logical/shared", "pg_logical/shared/kept"]
+
+
+def test_an_unreadable_directory_fails_with_its_path_and_the_fix(tmp_path, monkeypatch):
+    pgdata = str(tmp_path / "pgdata")
+    write_file(os.path.join(pgdata, "base", "5", "1259"))
+    real_scandir = os.scandir
+
+    def refuse(path):
+        if path.endswith("base"):
+            raise PermissionError(13, "Permission denied", path)
+        return real_scandir(path)
+
+    # Tests run as root, whom directory modes do not stop.
+    monkeypatch.setattr(walk_module.os, "scandir", refuse)
+    with pytest.raises(UnreadableFileError) as caught:
+        list(walk_data_directory(pgdata))
+    message = str(caught.value)
+    assert message.startswith("cannot read directory %s as OS user " % os.path.join(os.path.realpath(pgdata), "base"))
+    assert "fix its owner or mode" in message
 
 
 @pytest.mark.parametrize("link, target", [
