@@ -109,7 +109,9 @@ class _TreeWalk:
 
     def walk(self, directory: str, member: str, inside: Tuple[str, ...]) -> Iterator[WalkEntry]:
         """Depth-first, the directory before its contents; `inside` holds the real paths of
-        the directories the walk is in, to refuse a link that leads back into one of them."""
+        the directories the walk is in, to refuse a link that leads back into one of them.
+        Every path the walk meets is a real one: it starts at a real path and follows links by
+        their real targets."""
         entries = _scan(directory)
         siblings = frozenset(entry.name for entry in entries)
         subdirectories = []
@@ -129,7 +131,7 @@ class _TreeWalk:
             yield WalkEntry(path, child)
             if child in self.contents_excluded:
                 continue
-            yield from self.walk(path, child, inside + (os.path.realpath(path),))
+            yield from self.walk(path, child, inside + (path,))
 
     def _resolve(self, entry: os.DirEntry, member: str, inside: Tuple[str, ...]) -> Optional[Tuple[str, bool]]:
         """(the path to read, whether it is a directory to enter), or None to leave it out."""
