@@ -85,9 +85,13 @@ class Catalog:
         return matches[0]
 
     def wal_archived(self, wal_name: str) -> bool:
-        """Whether barman-cloud-wal-archive (or the like) has stored this WAL file, compressed or not."""
+        """Whether barman-cloud-wal-archive (or the like) has stored this whole WAL file, compressed or not.
+
+        Its `.partial` file (from a promotion) or a `.backup` history file share the name's
+        start but cannot stand in for the segment, so only the compression suffixes count.
+        """
         key = self.destination.key(*layout.wal_path(wal_name))
-        return any(item.key == key or item.key.startswith(key + ".") for item in self.store.list_objects(key))
+        return any(item.key[len(key):] in layout.WAL_SUFFIXES for item in self.store.list_objects(key))
 
     def objects(self, backup_id: str) -> List[Dict[str, Any]]:
         prefix = self.folder_key(backup_id) + "/"

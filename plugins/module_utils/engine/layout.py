@@ -48,6 +48,11 @@ def archive_name(group: str, number: int, extension: str) -> str:
     return "%s%s.%s" % (group, suffix, extension)
 
 
+# A WAL file as barman-cloud-wal-archive stores it: uncompressed, or with the suffix of one
+# of the compressions its readers know.
+WAL_SUFFIXES = frozenset(("", ".gz", ".bz2", ".xz", ".snappy", ".zst", ".lz4"))
+
+
 def wal_path(wal_name: str) -> Tuple[str, ...]:
     """The parts below the server's folder of a WAL file, without the compression's extension."""
     return (WAL_FOLDER, wal_name[:16], wal_name)

@@ -56,6 +56,7 @@ def _check_postgres(postgres: PostgresConfig) -> Dict[str, Any]:
         facts = session.facts()
         report.update(data_directory=facts.data_directory, in_recovery=facts.in_recovery,
                       backup_privileges=facts.backup_privileges, archive_mode=facts.archive_mode)
+        report["warnings"].extend(facts.warnings)
         check_readable(facts)
         if facts.archive_mode == "off":
             report["warnings"].append(

@@ -135,6 +135,8 @@ class BackupJob:
         session = PostgresSession(self.postgres)
         try:
             facts = session.facts()
+            for warning in facts.warnings:
+                LOG.warning("%s", warning)
             self._prepare(facts)
             if check_mode:
                 return self._plan_result(facts)
@@ -403,7 +405,7 @@ class BaseBackupJob(BackupJob):
         # The archive that ends the walk stays open for pg_control, then backup_label and the
         # manifest: with one builder, PGDATA is one object, as in the reference tool's backups.
         final = data.build(self._ordered(functools.partial(walk_data_directory, data_directory,
-                                                           tablespace_locations)),
+                                                           tablespace_locations, [facts.stats_temp_directory])),
                            self.builders, progress.add, keep_last_open=True) or data.new_archive()
         control = os.path.join(data_directory, PG_CONTROL)
         if not final.add(WalkEntry(control, PG_CONTROL)):

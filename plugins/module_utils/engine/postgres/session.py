@@ -29,6 +29,9 @@ else:
 
 LOG = logging.getLogger("pgcloud.backup")
 MIN_SERVER_VERSION = 130000
+# The newest major the collection is tested against (tests/integration/test_versions.py); a
+# newer one may move or add files that a backup must copy or leave out.
+NEWEST_TESTED_MAJOR = 18
 APPLICATION_NAME = "pgcloud_backup"
 
 
@@ -62,6 +65,11 @@ class ServerFacts:
     archive_mode: Optional[str]
     cluster_size: Optional[int] = None
     role: str = ""
+    # Before PostgreSQL 15: where the statistics collector keeps its temporary files, whose
+    # contents a backup leaves out (absolute, or relative to PGDATA).
+    stats_temp_directory: Optional[str] = None
+    # What the operator should know before relying on a backup of this server.
+    warnings: List[str] = field(default_factory=list)
 
     def pgdata(self) -> str:
         """data_directory, or an error saying how to let the role read it."""
@@ -83,6 +91,17 @@ class BackupPoint:
     timestamp: datetime
     label_file: Optional[str] = None
     extra: Dict[str, Any] = field(default_factory=dict)
+
+
+def untested_version_warning(server_version: int) -> Optional[str]:
+    """The warning for a server newer than NEWEST_TESTED_MAJOR, None for a tested one."""
+    major = server_version // 10000
+    if major <= NEWEST_TESTED_MAJOR:
+        return None
+    return ("PostgreSQL %d is newer than the newest major pgcloud.backup is tested with (%d): its backups are "
+            "untested; restore one (barman-cloud-restore, then start the server and check the data) before "
+            "relying on them, and look for a pgcloud.backup release that supports %d"
+            % (major, NEWEST_TESTED_MAJOR, major))
 
 
 def connection_arguments(config: PostgresConfig) -> Dict[str, Any]:
@@ -187,7 +206,7 @@ class PostgresSession:
         settings = dict(self.query(
             "SELECT name, setting FROM pg_settings WHERE name IN "
             "('data_directory', 'wal_segment_size', 'config_file', 'hba_file', 'ident_file', "
-            "'data_checksums', 'summarize_wal', 'archive_mode')"
+            "'data_checksums', 'summarize_wal', 'archive_mode', 'stats_temp_directory')"
         ))
         config_file = settings.get("config_file")
         included = [row[0] for row in self.query(
@@ -219,6 +238,8 @@ class PostgresSession:
             archive_mode=settings.get("archive_mode"),
             cluster_size=self.optional_value("SELECT sum(pg_tablespace_size(oid))::bigint FROM pg_tablespace"),
             role=str(self.value("SELECT current_user")),
+            stats_temp_directory=settings.get("stats_temp_directory"),
+            warnings=[warning for warning in (untested_version_warning(self.version),) if warning],
         )
 
     def _start_function_signature(self) -> str:

@@ -18,6 +18,7 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.engine import layou
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine import operations
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.config import PostgresConfig, StorageConfig
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.errors import BackupNotFoundError, ConfigurationError
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.postgres.session import untested_version_warning
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.storage.factory import open_store
 
 UTC = timezone.utc
@@ -77,6 +78,31 @@ def test_check_destination_reports_a_postgres_that_cannot_be_reached(s3_config, 
     postgres = result["postgres"]
     assert postgres["connected"] is False
     assert postgres["error"].startswith("cannot connect to PostgreSQL")
+
+
+class FactsSession:
+    """Stands in for PostgresSession in the check of the server: given facts, nothing else."""
+
+    def __init__(self, facts):
+        self.version = facts.version
+        self._facts = facts
+
+    def facts(self):
+        return self._facts
+
+    def close(self):
+        pass
+
+
+def test_check_destination_reports_the_warnings_of_the_server(s3_config, facts, monkeypatch):
+    facts.version = 190002
+    facts.warnings = [untested_version_warning(facts.version)]
+    monkeypatch.setattr(operations, "PostgresSession", lambda config: FactsSession(facts))
+    result = operations.check_destination(s3_config(), PostgresConfig())
+    assert result["ok"] is True
+    assert result["postgres"]["server_version"] == 190002
+    assert result["postgres"]["warnings"] == facts.warnings
+    assert facts.warnings[0].startswith("PostgreSQL 19 is newer than the newest major")
 
 
 def test_check_destination_bad_url_raises(aws_environment):

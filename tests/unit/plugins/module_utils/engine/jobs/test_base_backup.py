@@ -42,6 +42,7 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.engine.errors impor
     PostgresError,
     StorageError,
 )
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.postgres import session as pg_session
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.postgres.session import BackupPoint
 
 UTC = timezone.utc
@@ -248,6 +249,37 @@ def test_standby_backup_fails_when_its_last_wal_file_is_not_archived_in_time(sto
     assert info_puts(store)[-1]["status"] == "FAILED"
 
 
+# What barman-cloud-wal-archive stores under the end segment's name that is not that whole segment:
+# a partial segment (from a promotion) or a backup history file, compressed or not. A restore
+# cannot replay the end of the backup from these; barman-cloud-wal-restore never serves a
+# .backup file for a segment, and a .partial one holds only what the old timeline wrote.
+NOT_THE_SEGMENT = (".partial", ".partial.gz", ".partial.zst", ".00000028.backup", ".00000028.backup.gz",
+                   ".gz.tmp", ".history")
+
+
+@pytest.mark.parametrize("suffix", NOT_THE_SEGMENT)
+def test_standby_backup_does_not_take_other_files_of_its_last_segment_for_it(store, facts, monkeypatch, suffix):
+    facts.in_recovery = True
+    store.objects[END_WAL_KEY.replace(".gz", suffix)] = b"not the whole segment"
+    monkeypatch.setattr(backup_job, "WAL_POLL_INTERVAL", 0.01)
+    with pytest.raises(BackupError) as raised:
+        standby_job(store, wal_archive_timeout=1)._take(RecordingSession(), facts)
+    assert "000000010000000000000002" in str(raised.value)
+    assert info_puts(store)[-1]["status"] == "FAILED"
+
+
+# Every compression barman-cloud-wal-archive writes, and none.
+SEGMENT_SUFFIXES = ("", ".gz", ".bz2", ".xz", ".snappy", ".zst", ".lz4")
+
+
+@pytest.mark.parametrize("suffix", SEGMENT_SUFFIXES)
+def test_standby_backup_takes_its_last_segment_in_any_compression(store, facts, suffix):
+    facts.in_recovery = True
+    store.objects[END_WAL_KEY.replace(".gz", suffix)] = b"archived"
+    result = standby_job(store, wal_archive_timeout=5)._take(RecordingSession(), facts).as_dict()
+    assert result["status"] == "DONE"
+
+
 def test_standby_backup_without_wait(store, facts):
     facts.in_recovery = True
     result = standby_job(store, wal_archive_timeout=0)._take(RecordingSession(), facts).as_dict()
@@ -338,6 +370,46 @@ def test_missing_pg_control_fails_with_a_clear_message(store, facts):
     assert info_puts(store)[-1]["status"] == "FAILED"
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_symlink_loop_in_pgdata_fails_the_backup_clearly(store, facts, jobs):
+    os.symlink(facts.data_directory, os.path.join(facts.data_directory, "base", "loop"))
+    session = RecordingSession()
+    with pytest.raises(BackupError, match="base/loop is a symbolic link to .*, which contains it"):
+        make_job(store, jobs=jobs)._take(session, facts)
+    assert info_puts(store)[-1]["status"] == "FAILED"
+    assert "close" in session.names()
+    assert [upload for upload, state in store.uploads.items() if state["state"] == "open"] == []
+
+
+def stored_names(store, decode):
+    return {member.name for key, data in store.objects.items() if "/data" in key
+            for member, _content in tar_members(data, decode)}
+
+
+def test_stale_backup_files_in_pgdata_give_way_to_the_backups_own(store, facts, restore_decoders):
+    for name in ("backup_label", "backup_manifest", "tablespace_map", "backup_label.old"):
+        with open(os.path.join(facts.data_directory, name), "w") as stale:
+            stale.write("stale\n")
+    make_job(store, compression_name=None, jobs=2)._take(RecordingSession(), facts)
+    final = [tar_members(data, restore_decoders[None]) for key, data in store.objects.items() if "/data" in key]
+    members = [(member.name, content) for archive in final for member, content in archive]
+    names = [name for name, _content in members]
+    assert names.count("backup_label") == 1 and names.count("backup_manifest") == 1
+    assert "tablespace_map" not in names and "./tablespace_map" not in names and "./backup_label.old" not in names
+    assert dict(members)["backup_label"] == LABEL.encode("utf-8")
+
+
+@pytest.mark.parametrize("setting", ["stats", "{pgdata}/stats"])
+def test_contents_of_the_stats_temp_directory_are_left_out(store, facts, restore_decoders, setting):
+    os.makedirs(os.path.join(facts.data_directory, "stats"))
+    with open(os.path.join(facts.data_directory, "stats", "global.stat"), "w") as stats:
+        stats.write("transient")
+    facts.stats_temp_directory = setting.format(pgdata=facts.data_directory)
+    make_job(store, compression_name=None)._take(RecordingSession(), facts)
+    names = stored_names(store, restore_decoders[None])
+    assert "stats" in names and "stats/global.stat" not in names
+
+
 # --- before the server is touched --------------------------------------------------------------------
 
 
@@ -359,6 +431,30 @@ def test_run_checks_the_compression_library_first(store, closed_port, monkeypatc
                         unreachable_postgres(closed_port), BackupConfig(compression="zstd"), store=store)
     with pytest.raises(MissingDependencyError, match="zstandard"):
         job.run()
+
+
+class FactsSession(RecordingSession):
+    """A session whose facts are given, for run()."""
+
+    def __init__(self, facts):
+        super().__init__()
+        self._facts = facts
+
+    def facts(self):
+        return self._facts
+
+
+def test_run_passes_the_warnings_of_the_server_on_as_log_warnings(store, facts, monkeypatch, caplog):
+    # The adapter turns the engine's log warnings into the module's warnings (test_ansible_adapter.py).
+    facts.version = 190002
+    facts.warnings = [pg_session.untested_version_warning(facts.version)]
+    monkeypatch.setattr(backup_job, "PostgresSession", lambda config: FactsSession(facts))
+    with caplog.at_level(logging.WARNING, logger="pgcloud.backup"):
+        result = make_job(store).run(check_mode=True).as_dict()
+    assert result["changed"] is True and result["backup_id"] is None
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert warnings == [facts.warnings[0]]
+    assert warnings[0].startswith("PostgreSQL 19 is newer than the newest major")
 
 
 def test_run_with_the_name_of_a_done_backup_changes_nothing(store, closed_port):

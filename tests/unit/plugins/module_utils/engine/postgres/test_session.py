@@ -134,3 +134,85 @@ def test_unreachable_primary_names_primary_conninfo(closed_port):
     message = str(caught.value)
     assert message.startswith("cannot connect to the primary with primary_conninfo: ")
     assert "\n" not in message and "Secr3tPw" not in message
+
+
+# --- a server newer than the tested majors -----------------------------------------------------------
+
+
+class AnsweringCursor:
+    """A cursor that answers facts()'s queries as a server of any version would."""
+
+    ANSWERS = (
+        ("FROM pg_settings WHERE name IN", [
+            ("data_directory", "/srv/pgdata"), ("wal_segment_size", "16777216"),
+            ("config_file", "/srv/pgdata/postgresql.conf"), ("archive_mode", "on")]),
+        ("sourcefile", []),
+        ("pg_tablespace_location(oid) <>", []),
+        ("rolsuper", [(True,)]),
+        ("system_identifier", [(7711931547866333808,)]),
+        ("pg_is_in_recovery", [(False,)]),
+        ("pg_tablespace_size", [(123456,)]),
+        ("current_user", [("postgres",)]),
+    )
+
+    def __init__(self):
+        self.rows = []
+        self.description = None
+
+    def execute(self, sql, parameters=()):
+        self.rows = next(rows for fragment, rows in self.ANSWERS if fragment in sql)
+        self.description = [("column",)]
+
+    def fetchall(self):
+        return self.rows
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+
+class AnsweringConnection:
+    def __init__(self, server_version):
+        self.server_version = server_version
+        self.autocommit = False
+
+    def cursor(self):
+        return AnsweringCursor()
+
+    def close(self):
+        pass
+
+
+def facts_of(monkeypatch, server_version):
+    monkeypatch.setattr(pg_session.psycopg2, "connect", lambda **arguments: AnsweringConnection(server_version))
+    session = pg_session.PostgresSession(PostgresConfig())
+    try:
+        return session.facts()
+    finally:
+        session.close()
+
+
+@pytest.mark.parametrize("server_version", [130000, 150018, 170006, 180001, 189999])
+def test_tested_majors_have_no_warning(monkeypatch, server_version):
+    facts = facts_of(monkeypatch, server_version)
+    assert facts.version == server_version
+    assert facts.warnings == []
+
+
+def test_stats_temp_directory_is_read_where_the_server_has_it(monkeypatch):
+    settings = [("data_directory", "/srv/pgdata"), ("wal_segment_size", "16777216"), ("stats_temp_directory", "pg_stat_tmp")]
+    monkeypatch.setattr(AnsweringCursor, "ANSWERS", (("FROM pg_settings WHERE name IN", settings),) + AnsweringCursor.ANSWERS[1:])
+    assert facts_of(monkeypatch, 140010).stats_temp_directory == "pg_stat_tmp"
+    monkeypatch.undo()
+    assert facts_of(monkeypatch, 150010).stats_temp_directory is None  # the setting is gone in 15
+
+
+@pytest.mark.parametrize("server_version, major", [(190000, 19), (190004, 19), (200001, 20)])
+def test_a_major_above_the_tested_ones_is_warned_of(monkeypatch, server_version, major):
+    facts = facts_of(monkeypatch, server_version)
+    [warning] = facts.warnings
+    assert warning.startswith("PostgreSQL %d is newer than the newest major pgcloud.backup is tested with (18)" % major)
+    assert "untested" in warning and "restore one" in warning
+    assert pg_session.NEWEST_TESTED_MAJOR == 18
