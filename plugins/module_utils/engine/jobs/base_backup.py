@@ -452,8 +452,8 @@ class BaseBackupJob(BackupJob):
             "max_archive_size": self.max_archive_size,
             "cluster_size": facts.cluster_size,
         }
-        return plan, "would back up %s (%s) to %s" % (facts.data_directory, _size_text(facts.cluster_size),
-                                                       self.store.destination.url_of(layout.BASE_FOLDER))
+        return plan, "would back up %s (%s) to %s" % (
+            facts.data_directory, _size_text(facts.cluster_size), self.store.destination.url_of(layout.BASE_FOLDER))
 
     def _details(self, info: Optional[Dict[str, Any]], taken: bool) -> Dict[str, Any]:
         return {
