@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 from datetime import datetime
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 # Every key the reference tool writes for a base backup, with None as its default.
 FIELDS = (
@@ -82,3 +82,37 @@ def parse(data: bytes) -> Dict[str, Any]:
 
 def describe_time(value: Optional[datetime]) -> Optional[str]:
     return value.isoformat() if value else None
+
+
+# --- annotations: small objects beside a backup's files, under base/<id>/annotations/ ---------
+
+ANNOTATIONS_FOLDER = "annotations"
+KEEP_ANNOTATION = "keep"
+KEEP_FULL, KEEP_STANDALONE = "full", "standalone"
+# full: the backup and every WAL from it on are kept; standalone: the backup and the WAL
+# from its begin_wal to its end_wal only (enough to restore it, not to replay past it).
+KEEP_TARGETS = (KEEP_FULL, KEEP_STANDALONE)
+
+
+def annotation_parts(backup_id: str, name: str) -> Tuple[str, ...]:
+    """The key parts, below the server's folder, of an annotation of a backup."""
+    return ("base", backup_id, ANNOTATIONS_FOLDER, name)
+
+
+def render_keep(target: str) -> bytes:
+    """The keep annotation's content: the bare target, without a newline, as barman writes it."""
+    if target not in KEEP_TARGETS:
+        raise ValueError("keep target %r is not one of %s" % (target, ", ".join(KEEP_TARGETS)))
+    return target.encode("utf-8")
+
+
+def parse_keep(data: bytes) -> str:
+    """The target of a keep annotation that exists.
+
+    Only an exact `standalone` (a trailing newline aside) limits the keep to the backup's own
+    WAL; anything else, an empty annotation too, keeps the backup and all later WAL, which is
+    the choice that loses nothing.
+    """
+    lines = data.decode("utf-8", "replace").splitlines()
+    first = lines[0].strip() if lines else ""
+    return KEEP_STANDALONE if first == KEEP_STANDALONE else KEEP_FULL
