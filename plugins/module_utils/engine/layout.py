@@ -9,6 +9,7 @@ The reference readers stop at a key they do not know, so only these keys are eve
 from __future__ import annotations
 
 import ast
+import re
 from datetime import datetime
 from typing import Any, Dict, Optional, Tuple
 
@@ -116,3 +117,32 @@ def parse_keep(data: bytes) -> str:
     lines = data.decode("utf-8", "replace").splitlines()
     first = lines[0].strip() if lines else ""
     return KEEP_STANDALONE if first == KEEP_STANDALONE else KEEP_FULL
+
+
+# --- the WAL archive: wals/<timeline><log>/<name>[.<compression>], .history files in wals/ ---------
+
+WAITING_FOR_WALS = "WAITING_FOR_WALS"
+# The statuses of a backup that restores (the others never count as a previous or next backup).
+RESTORABLE_STATUSES = (DONE, WAITING_FOR_WALS)
+# Suffixes of compressed WAL files that the reference tools read.
+WAL_COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".snappy", ".zst", ".lz4")
+_WAL_NAME = re.compile(r"^[0-9A-Fa-f]{8}(?:[0-9A-Fa-f]{16}(?:\.[0-9A-Fa-f]{8}\.backup|\.partial)?|\.history)$")
+
+
+def wal_name_of_key(key: str) -> Optional[str]:
+    """The WAL file name an archived object holds (one compression suffix removed), or None when
+    the object is not a WAL, partial, backup history or timeline history file."""
+    name = key.rsplit("/", 1)[-1]
+    for suffix in WAL_COMPRESSION_SUFFIXES:
+        if name.endswith(suffix):
+            name = name[:-len(suffix)]
+            break
+    return name if _WAL_NAME.match(name) else None
+
+
+def is_history(wal_name: str) -> bool:
+    return wal_name.endswith(".history")
+
+
+def timeline_of(wal_name: str) -> int:
+    return int(wal_name[:8], 16)
