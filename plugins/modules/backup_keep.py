@@ -52,7 +52,7 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 notes:
-  - In check mode nothing is written; RV(changed) says whether the mark would change.
+  - In check mode nothing is written; C(changed) says whether the mark would change.
 seealso:
   - module: pgcloud.backup.backup_delete
   - module: pgcloud.backup.backup_info
