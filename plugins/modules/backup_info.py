@@ -35,6 +35,8 @@ options:
         needs a known extension (the same for all) and a size an archive can have. Backups
         taken by this collection record their stored bytes in C(backup.info), which the listed
         sizes must add up to; this also finds a missing last part or a truncated object.
+      - The annotations of the backup (the C(annotations/keep) object of a kept backup) are
+        neither archives nor foreign objects; they are not counted in the sizes.
       - Problems are reported, not raised; use RV(objects_check.ok) to act on them.
       - Requires O(backup).
     type: bool
@@ -142,6 +144,15 @@ backups:
       type: str
       returned: always
       sample: null
+    keep:
+      description:
+        - V(full) or V(standalone) when the backup is kept (by M(pgcloud.backup.backup_keep) or
+          C(barman-cloud-backup-keep)), null when it is not; what C(barman-cloud-backup-list)
+          shows as C(KEEP:FULL) or C(KEEP:STANDALONE).
+        - A kept backup is never deleted by a retention policy.
+      type: str
+      returned: always
+      sample: standalone
 backup:
   description:
     - Every field of the backup's C(backup.info), with the times in ISO 8601, plus the objects
@@ -189,6 +200,11 @@ backup:
       type: int
       returned: always
       sample: 268435456
+    keep:
+      description: V(full) or V(standalone) when the backup is kept, null when it is not.
+      type: str
+      returned: always
+      sample: full
 objects_check:
   description: Whether the objects of the backup are all in the store, and what is not.
   returned: when O(check_objects) is true
@@ -223,12 +239,12 @@ objects_check:
       sample: [{"key": "postgres/db1/base/20260125T031500/16385.tar", "size": 1000,
                 "reason": "an uncompressed archive must be whole 512-byte blocks, at least 1024 bytes"}]
     objects:
-      description: How many objects the backup's folder holds.
+      description: How many objects the backup's folder holds, annotations included.
       type: int
       returned: always
       sample: 4
     stored_size:
-      description: The bytes of the objects listed, C(backup.info) aside.
+      description: The bytes of the objects listed, C(backup.info) and annotations aside.
       type: int
       returned: always
       sample: 268435456

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import tarfile
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import layout
 from .archive.compression import EXTENSIONS
@@ -65,12 +65,8 @@ class Catalog:
         backups = self.all()
         if BACKUP_ID_PATTERN.match(wanted):
             matches = [fields for fields in backups if fields["backup_id"] == wanted]
-        elif wanted in ("latest", "last", "oldest", "first"):
-            # Unreadable ones are invisible to the restore tools: never point at one of them.
-            finished = [fields for fields in backups if fields.get("status") not in (layout.STARTED, "UNREADABLE")]
-            matches = finished[-1:] if wanted in ("latest", "last") else finished[:1]
-        elif wanted == "last-failed":
-            matches = [fields for fields in backups if fields.get("status") == layout.FAILED][-1:]
+        elif wanted in _SHORTCUTS:
+            matches = _by_shortcut(backups, wanted)
         else:
             matches = [fields for fields in backups if fields.get("backup_name") == wanted]
             if len(matches) > 1:
@@ -97,6 +93,32 @@ class Catalog:
         prefix = self.folder_key(backup_id) + "/"
         return [{"key": item.key, "size": item.size} for item in self.store.list_objects(prefix)]
 
+    def keep_key(self, backup_id: str) -> str:
+        return self.destination.key(*layout.annotation_parts(backup_id, layout.KEEP_ANNOTATION))
+
+    def keep_target(self, backup_id: str, objects: Optional[List[Dict[str, Any]]] = None) -> Optional[str]:
+        """`full` or `standalone` when the backup is kept (see layout.parse_keep), else None.
+
+        With the folder's listing at hand, the annotation is read only when it is listed.
+        """
+        key = self.keep_key(backup_id)
+        if objects is not None and not any(item["key"] == key for item in objects):
+            return None
+        data = self.store.get_object(key)
+        return None if data is None else layout.parse_keep(data)
+
+
+_SHORTCUTS = ("latest", "last", "oldest", "first", "last-failed")
+
+
+def _by_shortcut(backups: List[Dict[str, Any]], wanted: str) -> List[Dict[str, Any]]:
+    """The backup a shortcut names, in a list (empty when there is none)."""
+    if wanted == "last-failed":
+        return [fields for fields in backups if fields.get("status") == layout.FAILED][-1:]
+    # Unreadable ones are invisible to the restore tools: never point at one of them.
+    finished = [fields for fields in backups if fields.get("status") not in (layout.STARTED, "UNREADABLE")]
+    return finished[-1:] if wanted in ("latest", "last") else finished[:1]
+
 
 # An uncompressed archive holds whole 512-byte blocks, at least the two that end it.
 _SMALLEST_TAR = 2 * tarfile.BLOCKSIZE
@@ -110,42 +132,76 @@ def check_objects(catalog: Catalog, fields: Dict[str, Any],
     first archive and no gap in its `_NNNN` numbering, every archive a known extension, the same
     in all groups, and a size an archive can have. The backups of this collection record the
     bytes stored in `size`, which the listed sizes must add up to: that finds a lost last part
-    or a truncated object too. `objects` is the backup folder's listing, when the caller has it.
+    or a truncated object too. Annotations (the keep of barman-cloud-backup-keep) belong to the
+    backup but are not archives: they are neither checked nor counted. `objects` is the backup
+    folder's listing, when the caller has it.
     """
     if objects is None:
         objects = catalog.objects(fields["backup_id"])
-    listed = {item["key"].rsplit("/", 1)[-1]: item["size"] for item in objects}
     folder = catalog.folder_key(fields["backup_id"]) + "/"
+    listed, annotations = _split_listing(objects, folder)
     if fields.get("snapshots_info"):
-        return _check_snapshot_objects(folder, listed)
-    groups = [layout.DATA_GROUP] + [str(oid) for _name, oid, _location in fields.get("tablespaces") or []]
-    missing: List[str] = []
-    mismatched: List[Dict[str, Any]] = []
+        return _check_snapshot_objects(folder, listed, len(annotations))
     archives = _archives_by_group(listed)
     extensions = {extension for parts in archives.values() for extension in parts.values()}
+    groups = [layout.DATA_GROUP] + [str(oid) for _name, oid, _location in fields.get("tablespaces") or []]
+    missing = [folder + name for name in _missing_archives(groups, archives, extensions)]
+    if layout.BACKUP_INFO not in listed:
+        missing.append(folder + layout.BACKUP_INFO)
+    mismatched = [{"key": folder + name, "size": size, "reason": problem}
+                  for name, size, problem in _listed_problems(listed, extensions)]
+    stored = sum(size for name, size in listed.items() if name != layout.BACKUP_INFO)
+    expected = fields.get("size")
+    if not missing:
+        mismatched.extend(_size_mismatch(folder, stored, expected))
+    return {"ok": not missing and not mismatched, "missing": missing, "mismatched": mismatched,
+            "objects": len(listed) + len(annotations), "stored_size": stored, "recorded_size": expected}
+
+
+def _size_mismatch(folder: str, stored: int, expected: Optional[int]) -> List[Dict[str, Any]]:
+    """The total that differs from the size backup.info records (backups of this collection)."""
+    if expected is None or stored == expected:
+        return []
+    return [{"key": folder, "size": stored,
+             "reason": "the archives add up to %d bytes, backup.info records %d" % (stored, expected)}]
+
+
+def _split_listing(objects: List[Dict[str, Any]], folder: str) -> Tuple[Dict[str, int], Dict[str, int]]:
+    """(name -> size of the backup's own files, name -> size of its annotations), names below folder."""
+    listed: Dict[str, int] = {}
+    annotations: Dict[str, int] = {}
+    annotation_prefix = layout.ANNOTATIONS_FOLDER + "/"
+    for item in objects:
+        name = item["key"][len(folder):] if item["key"].startswith(folder) else item["key"].rsplit("/", 1)[-1]
+        if name.startswith(annotation_prefix):
+            annotations[name[len(annotation_prefix):]] = item["size"]
+        else:
+            listed[name] = item["size"]
+    return listed, annotations
+
+
+def _missing_archives(groups: List[str], archives: Dict[str, Dict[int, str]], extensions: set) -> List[str]:
+    """Names of the archives each group lacks: its first one, and any gap in its numbering."""
+    missing: List[str] = []
     for group in groups:
         parts = archives.get(group, {})
         if 0 not in parts:
-            missing.append(folder + layout.archive_name(group, 0, _one(extensions)))
-        for number in range(1, max(parts, default=0)):
-            if number not in parts:
-                missing.append(folder + layout.archive_name(group, number, _one(extensions)))
-    if layout.BACKUP_INFO not in listed:
-        missing.append(folder + layout.BACKUP_INFO)
+            missing.append(layout.archive_name(group, 0, _one(extensions)))
+        missing.extend(layout.archive_name(group, number, _one(extensions))
+                       for number in range(1, max(parts, default=0)) if number not in parts)
+    return missing
+
+
+def _listed_problems(listed: Dict[str, int], extensions: set) -> List[Tuple[str, int, str]]:
+    problems = []
     for name, size in sorted(listed.items()):
         problem = _archive_problem(name, size, extensions)
         if problem:
-            mismatched.append({"key": folder + name, "size": size, "reason": problem})
-    stored = sum(size for name, size in listed.items() if name != layout.BACKUP_INFO)
-    expected = fields.get("size")
-    if expected is not None and not missing and stored != expected:
-        mismatched.append({"key": folder, "size": stored,
-                           "reason": "the archives add up to %d bytes, backup.info records %d" % (stored, expected)})
-    return {"ok": not missing and not mismatched, "missing": missing, "mismatched": mismatched,
-            "objects": len(listed), "stored_size": stored, "recorded_size": expected}
+            problems.append((name, size, problem))
+    return problems
 
 
-def _check_snapshot_objects(folder: str, listed: Dict[str, int]) -> Dict[str, Any]:
+def _check_snapshot_objects(folder: str, listed: Dict[str, int], annotations: int) -> Dict[str, Any]:
     """A snapshot backup stores backup_label and backup.info; its data is in the disks' snapshots."""
     missing = [folder + name for name in (layout.BACKUP_LABEL, layout.BACKUP_INFO) if name not in listed]
     mismatched = [{"key": folder + name, "size": size, "reason": "empty" if name in (layout.BACKUP_LABEL, layout.BACKUP_INFO)
@@ -153,7 +209,7 @@ def _check_snapshot_objects(folder: str, listed: Dict[str, int]) -> Dict[str, An
                   for name, size in sorted(listed.items())
                   if size == 0 or name not in (layout.BACKUP_LABEL, layout.BACKUP_INFO)]
     return {"ok": not missing and not mismatched, "missing": missing, "mismatched": mismatched,
-            "objects": len(listed), "stored_size": sum(listed.values()), "recorded_size": None}
+            "objects": len(listed) + annotations, "stored_size": sum(listed.values()), "recorded_size": None}
 
 
 def _archives_by_group(listed: Dict[str, int]) -> Dict[str, Dict[int, str]]:

@@ -182,3 +182,66 @@ def parse(data: bytes) -> Dict[str, Any]:
 
 def describe_time(value: Optional[datetime]) -> Optional[str]:
     return value.isoformat() if value else None
+
+
+# --- annotations: small objects beside a backup's files, under base/<id>/annotations/ ---------
+
+ANNOTATIONS_FOLDER = "annotations"
+KEEP_ANNOTATION = "keep"
+KEEP_FULL, KEEP_STANDALONE = "full", "standalone"
+# full: the backup and every WAL from it on are kept; standalone: the backup and the WAL
+# from its begin_wal to its end_wal only (enough to restore it, not to replay past it).
+KEEP_TARGETS = (KEEP_FULL, KEEP_STANDALONE)
+
+
+def annotation_parts(backup_id: str, name: str) -> Tuple[str, ...]:
+    """The key parts, below the server's folder, of an annotation of a backup."""
+    return backup_folder(backup_id) + (ANNOTATIONS_FOLDER, name)
+
+
+def render_keep(target: str) -> bytes:
+    """The keep annotation's content: the bare target, without a newline, as barman writes it."""
+    if target not in KEEP_TARGETS:
+        raise ValueError("keep target %r is not one of %s" % (target, ", ".join(KEEP_TARGETS)))
+    return target.encode("utf-8")
+
+
+def parse_keep(data: bytes) -> str:
+    """The target of a keep annotation that exists.
+
+    Only an exact `standalone` (a trailing newline aside) limits the keep to the backup's own
+    WAL; anything else, an empty annotation too, keeps the backup and all later WAL, which is
+    the choice that loses nothing.
+    """
+    lines = data.decode("utf-8", "replace").splitlines()
+    first = lines[0].strip() if lines else ""
+    return KEEP_STANDALONE if first == KEEP_STANDALONE else KEEP_FULL
+
+
+# --- the WAL archive: wals/<timeline><log>/<name>[.<compression>], .history files in wals/ ---------
+
+WAITING_FOR_WALS = "WAITING_FOR_WALS"
+# The statuses of a backup that restores (the others never count as a previous or next backup).
+RESTORABLE_STATUSES = (DONE, WAITING_FOR_WALS)
+# Suffixes of compressed WAL files that the reference tools read.
+WAL_COMPRESSION_SUFFIXES = tuple(sorted(suffix for suffix in WAL_SUFFIXES if suffix))
+_WAL_NAME = re.compile(r"^[0-9A-Fa-f]{8}(?:[0-9A-Fa-f]{16}(?:\.[0-9A-Fa-f]{8}\.backup|\.partial)?|\.history)$")
+
+
+def wal_name_of_key(key: str) -> Optional[str]:
+    """The WAL file name an archived object holds (one compression suffix removed), or None when
+    the object is not a WAL, partial, backup history or timeline history file."""
+    name = key.rsplit("/", 1)[-1]
+    for suffix in WAL_COMPRESSION_SUFFIXES:
+        if name.endswith(suffix):
+            name = name[:-len(suffix)]
+            break
+    return name if _WAL_NAME.match(name) else None
+
+
+def is_history(wal_name: str) -> bool:
+    return wal_name.endswith(".history")
+
+
+def timeline_of(wal_name: str) -> int:
+    return int(wal_name[:8], 16)

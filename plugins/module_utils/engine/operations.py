@@ -80,6 +80,7 @@ def take_snapshot_backup(storage: StorageConfig, postgres: PostgresConfig, snaps
 
 
 def _summary(catalog: Catalog, fields: Dict[str, Any]) -> Dict[str, Any]:
+    objects = catalog.objects(fields["backup_id"])
     return {
         "backup_id": fields["backup_id"],
         "backup_name": fields.get("backup_name"),
@@ -89,8 +90,9 @@ def _summary(catalog: Catalog, fields: Dict[str, Any]) -> Dict[str, Any]:
         "begin_wal": fields.get("begin_wal"),
         "end_wal": fields.get("end_wal"),
         "timeline": fields.get("timeline"),
-        "size": sum(item["size"] for item in catalog.objects(fields["backup_id"])),
+        "size": sum(item["size"] for item in objects),
         "error": fields.get("error"),
+        "keep": catalog.keep_target(fields["backup_id"], objects),
     }
 
 
@@ -102,7 +104,8 @@ def list_backups(storage: StorageConfig) -> List[Dict[str, Any]]:
 def show_backup(storage: StorageConfig, backup: str) -> Dict[str, Any]:
     catalog = Catalog(open_store(storage))
     fields = catalog.resolve(backup)
-    return _shown(fields, catalog.objects(fields["backup_id"]))
+    objects = catalog.objects(fields["backup_id"])
+    return _shown(fields, objects, catalog.keep_target(fields["backup_id"], objects))
 
 
 def show_and_check_backup(storage: StorageConfig, backup: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -111,10 +114,11 @@ def show_and_check_backup(storage: StorageConfig, backup: str) -> Tuple[Dict[str
     catalog = Catalog(open_store(storage))
     fields = catalog.resolve(backup)
     objects = catalog.objects(fields["backup_id"])
-    return _shown(fields, objects), dict(check_objects(catalog, fields, objects), backup_id=fields["backup_id"])
+    shown = _shown(fields, objects, catalog.keep_target(fields["backup_id"], objects))
+    return shown, dict(check_objects(catalog, fields, objects), backup_id=fields["backup_id"])
 
 
-def _shown(fields: Dict[str, Any], objects: List[Dict[str, Any]]) -> Dict[str, Any]:
+def _shown(fields: Dict[str, Any], objects: List[Dict[str, Any]], keep: Optional[str]) -> Dict[str, Any]:
     shown = {name: value for name, value in fields.items() if name not in layout.TIME_FIELDS}
     shown.update(
         begin_time=layout.describe_time(fields.get("begin_time")),
@@ -123,5 +127,6 @@ def _shown(fields: Dict[str, Any], objects: List[Dict[str, Any]]) -> Dict[str, A
                      for name, oid, location in fields.get("tablespaces") or []],
         objects=objects,
         size=sum(item["size"] for item in objects),
+        keep=keep,
     )
     return shown

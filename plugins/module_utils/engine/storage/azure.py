@@ -219,6 +219,23 @@ class AzureBlobStore(ObjectStore):
         self._call("discard the blocks of %s" % key, upload.commit_block_list, [], **self.write_args)
         self._call("delete %s" % key, upload.delete_blob)
 
+    # A blob batch request holds at most 256 sub-requests.
+    delete_batch_size = 256
+
+    def delete_objects(self, keys: List[str]) -> None:
+        for start in range(0, len(keys), self.delete_batch_size):
+            batch = keys[start:start + self.delete_batch_size]
+            responses = self._call("delete %d blobs from %s" % (len(batch), batch[0]), self._delete_batch, batch)
+            # 202: deleted; 404: not there, which is what was asked.
+            failed = [(key, response.status_code) for key, response in zip(batch, responses)
+                      if response.status_code not in (202, 404)]
+            if failed:
+                raise StorageError("Azure refused to delete %d of %d blobs in container %r, such as %s (status %s)"
+                                   % (len(failed), len(batch), self.container, failed[0][0], failed[0][1]))
+
+    def _delete_batch(self, batch: List[str]) -> List[Any]:
+        return list(self.client.delete_blobs(*batch, raise_on_any_failure=False))
+
 
 class _MissingBlob(StorageError):
     """A read of a blob that is not there; get_object turns it into None."""

@@ -104,6 +104,18 @@ class ObjectStore:
     def abort_multipart(self, key: str, upload: Any) -> None:
         raise NotImplementedError
 
+    # The most keys one delete request of the provider takes.
+    delete_batch_size = 1
+
+    def delete_objects(self, keys: List[str]) -> None:
+        """Delete these objects, in batches of delete_batch_size, in the order given.
+
+        A key that is not there counts as deleted. The first batch that fails raises
+        StorageError and the later batches are not sent, so that a caller who deletes
+        what matters last (a backup's backup.info) never loses it before the rest.
+        """
+        raise NotImplementedError
+
 
 def read_listing(call: Callable[..., Any], action: str, items: Iterable[Any]) -> Iterator[Any]:
     """The items of an SDK's paged listing, each page fetched through call (a store's error

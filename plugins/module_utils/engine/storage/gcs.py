@@ -229,6 +229,23 @@ class GcsStore(ObjectStore):
     def abort_multipart(self, key: str, upload: Any) -> None:
         self._call("abort upload of %s" % key, upload.cancel, self.client._http, timeout=self.timeout)
 
+    # A JSON API batch request holds at most 100 calls.
+    delete_batch_size = 100
+
+    def delete_objects(self, keys: List[str]) -> None:
+        for start in range(0, len(keys), self.delete_batch_size):
+            batch = keys[start:start + self.delete_batch_size]
+            self._call("delete %d objects from %s" % (len(batch), batch[0]), self._delete_batch, batch)
+
+    def _delete_batch(self, keys: List[str]) -> None:
+        # A missing object (404) in a batch is what was asked: only the other errors raise.
+        with self.client.batch(raise_exception=False) as batch:
+            for key in keys:
+                self.bucket.delete_blob(key, timeout=self.timeout)
+        failed = [response for response in batch._responses if response.status_code not in (200, 204, 404)]
+        if failed:
+            raise google_errors.from_http_response(failed[0])
+
 
 def crc32c_of(data: bytes) -> str:
     """The base64 CRC32C of data, as Cloud Storage reports it in x-goog-hash."""

@@ -256,5 +256,19 @@ class S3Store(ObjectStore):
         self._call("abort upload of %s" % key, self.client.abort_multipart_upload,
                    Bucket=self.bucket, Key=key, UploadId=upload)
 
+    delete_batch_size = 1000
+
+    def delete_objects(self, keys: List[str]) -> None:
+        for start in range(0, len(keys), self.delete_batch_size):
+            batch = keys[start:start + self.delete_batch_size]
+            response = self._call("delete %d objects from %s" % (len(batch), batch[0]), self.client.delete_objects,
+                                  Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True})
+            # A batch answers 200 with the keys it could not delete listed in Errors.
+            errors = response.get("Errors") or []
+            if errors:
+                first = errors[0]
+                raise StorageError("S3 refused to delete %d of %d objects in bucket %r, such as %s (%s: %s)" % (
+                    len(errors), len(batch), self.bucket, first.get("Key"), first.get("Code"), first.get("Message")))
+
 
 STORE = S3Store

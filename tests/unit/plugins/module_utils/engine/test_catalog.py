@@ -233,3 +233,58 @@ def test_a_snapshot_backup_needs_its_backup_label(store):
     report = stored_backup(store, {}, size=None, tablespaces=(),
                            snapshots_info={"provider": "gcp", "provider_info": {}, "snapshots": []})
     assert report["missing"] == [FOLDER + "backup_label"] and report["ok"] is False
+
+
+# --- kept backups: the keep annotation of barman-cloud-backup-keep -------------------------------------
+
+
+@pytest.mark.parametrize("target", ["full", "standalone"])
+def test_a_kept_backup_checks_ok(store, target):
+    # barman-cloud-backup-keep writes <folder>annotations/keep; it is neither foreign nor an archive.
+    store.put_object(FOLDER + "annotations/keep", target.encode())
+    report = stored_backup(store, COMPLETE)
+    assert report["ok"] is True and report["missing"] == [] and report["mismatched"] == []
+    assert (report["objects"], report["stored_size"], report["recorded_size"]) == (6, 6700, 6700)
+
+
+def test_a_kept_snapshot_backup_checks_ok(store):
+    store.put_object(FOLDER + "annotations/keep", b"full")
+    report = stored_backup(store, {"backup_label": 40}, size=None, tablespaces=(),
+                           snapshots_info={"provider": "gcp", "provider_info": {}, "snapshots": []})
+    assert report["ok"] is True and report["objects"] == 3
+
+
+def test_an_object_in_another_subfolder_is_still_foreign(store):
+    report = stored_backup(store, dict(COMPLETE, **{"extra/data.tar.zst": 512}))
+    assert [item["key"] for item in report["mismatched"]][0] == FOLDER + "extra/data.tar.zst"
+    assert report["ok"] is False
+
+
+@pytest.mark.parametrize("content, target", [
+    (b"full", "full"), (b"standalone", "standalone"), (b"standalone\n", "standalone"),
+    (b"", "full"), (b"something", "full"),
+])
+def test_keep_target(store, content, target):
+    add_backup(store, "20261120T010000")
+    catalog = Catalog(store)
+    assert catalog.keep_target("20261120T010000") is None
+    store.put_object("some/path/db1/base/20261120T010000/annotations/keep", content)
+    assert catalog.keep_target("20261120T010000") == target
+    assert catalog.keep_target("20261120T010000", catalog.objects("20261120T010000")) == target
+
+
+def test_keep_target_from_a_listing_reads_nothing_when_none_is_listed(store):
+    add_backup(store, "20261120T010000")
+    catalog = Catalog(store)
+    objects = catalog.objects("20261120T010000")
+    store.put_object("some/path/db1/base/20261120T010000/annotations/keep", b"full")
+    assert catalog.keep_target("20261120T010000", objects) is None
+
+
+def test_keep_key_is_barmans():
+    # barman: "%s%s/base/%s/annotations/keep" % (path + "/" if path else "", server, id)
+    from ansible_collections.pgcloud.backup.tests.unit.plugins.module_utils.conftest import InMemoryStore
+    assert Catalog(InMemoryStore()).keep_key("20261120T010000") == \
+        "some/path/db1/base/20261120T010000/annotations/keep"
+    assert Catalog(InMemoryStore("s3://bucket")).keep_key("20261120T010000") == \
+        "db1/base/20261120T010000/annotations/keep"

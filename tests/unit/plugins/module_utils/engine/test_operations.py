@@ -138,9 +138,24 @@ def test_list_backups(backups):
         "backup_id": "20261125T023350", "backup_name": "mybackup", "status": "DONE",
         "begin_time": "2026-11-25T02:33:50.633943+00:00", "end_time": "2026-11-25T02:33:54.716105+00:00",
         "begin_wal": "000000010000000000000002", "end_wal": "000000010000000000000003", "timeline": 1,
-        "size": sizes["20261125T023350"], "error": None,
+        "size": sizes["20261125T023350"], "error": None, "keep": None,
     }
     assert listed[1]["error"] == "failure uploading data (boom)"
+
+
+@pytest.mark.parametrize("target", ["full", "standalone"])
+def test_list_and_show_tell_the_keep_of_a_backup(backups, target):
+    # barman-cloud-backup-list shows KEEP:FULL / KEEP:STANDALONE from base/<id>/annotations/keep.
+    config = backups[0]
+    store = open_store(config)
+    unkept = operations.show_and_check_backup(config, "mybackup")[1]
+    store.put_object(store.destination.key("base", "20261125T023350", "annotations", "keep"), target.encode())
+    assert [item["keep"] for item in operations.list_backups(config)] == [target, None, None]
+    assert operations.show_backup(config, "mybackup")["keep"] == target
+    shown, checked = operations.show_and_check_backup(config, "mybackup")
+    assert shown["keep"] == target
+    # The check is that of the backup without its keep (where the fixture's 100-byte part is not a tar).
+    assert dict(checked, objects=unkept["objects"]) == unkept and checked["objects"] == unkept["objects"] + 1
 
 
 def test_list_backups_of_an_empty_destination(s3_config):
