@@ -101,11 +101,11 @@ python39_check() {
     [ -x "$python39" ] || { echo "no Python 3.9 found: set PGCLOUD_PYTHON39" >&2; return 1; }
     "$python39" -m compileall -q plugins &&
         PYTHONPATH="$PGCLOUD_PREFIX/collections" "$python39" -c "
-from ansible_collections.pgcloud.backup.plugins.module_utils.engine import operations
-from ansible_collections.pgcloud.backup.plugins.module_utils.engine.jobs import base_backup, snapshot_backup
-from ansible_collections.pgcloud.backup.plugins.module_utils.engine.storage import s3, azure, gcs
-from ansible_collections.pgcloud.backup.plugins.module_utils.engine.snapshot import aws, azure, gcp
-print('engine imports on', __import__('sys').version.split()[0])"
+import importlib, pkgutil, sys
+from ansible_collections.pgcloud.backup.plugins.module_utils import engine
+for module in pkgutil.walk_packages(engine.__path__, engine.__name__ + '.'):
+    importlib.import_module(module.name)
+print('engine imports on', sys.version.split()[0])"
 }
 
 # Everything ansible-lint knows how to read, with the production profile (.ansible-lint): the
