@@ -1239,3 +1239,66 @@ class StandbyCluster(PostgresCluster):
         target = self.primary.scalar("SELECT pg_current_wal_lsn()::text")
         wait_for(lambda: self.scalar("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (target,)), timeout,
                  what="the standby %s to replay up to %s" % (self.name, target))
+
+
+# ---------------------------------------------------------------------------------------------
+# Other controllers and managed-host Pythons; playbooks over an inventory (SSH fleets)
+
+# ansible-core 2.16, the oldest meta/runtime.yml declares, in its own venv (scripts/setup.sh).
+OLDEST_ANSIBLE_BIN = PREFIX / "venv-2.16" / "bin"
+# Managed-host Pythons, copied from pyenv with their own RUNPATH (they start for any user
+# without LD_LIBRARY_PATH), each with a venv holding the modules' requirements.
+HOST_PYTHON_VERSIONS = ("3.9", "3.13")
+
+
+def host_python(version: str) -> Path:
+    """The interpreter of the managed-host venv of that Python version (scripts/setup.sh)."""
+    path = PREFIX / ("venv-host-%s" % version) / "bin" / "python"
+    if not path.exists():
+        raise TestBedError("no %s: run scripts/setup.sh" % path)
+    return path
+
+
+def run_inventory_playbook(playbook: Path, inventory: Mapping[str, Any], extravars: Optional[Mapping[str, Any]] = None,
+                           *, ansible_bin: Path = VENV_BIN, env: Optional[Mapping[str, str]] = None,
+                           timeout: float = 900) -> PlaybookResult:
+    """Run a playbook with ansible-playbook of `ansible_bin` against an inventory (a dict, as
+    YAML inventories hold it), with the collection of this checkout and the results callback
+    of run_playbook. Unlike run_playbook, nothing is set per host: the inventory says how to
+    reach each host and with which Python."""
+    work = Path(tempfile.mkdtemp(prefix="pgcloud-playbook-", dir="/tmp"))
+    try:
+        collection = work / "collections" / "ansible_collections" / "pgcloud" / "backup"
+        collection.parent.mkdir(parents=True)
+        collection.symlink_to(COLLECTION_ROOT)
+        inventory_file = work / "inventory.yml"
+        inventory_file.write_text(json.dumps(inventory))  # JSON is YAML
+        vars_file = work / "extravars.json"
+        vars_file.write_text(json.dumps(dict(extravars or {})))
+        results_file = work / "results.json"
+        run_env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "ANSIBLE_", "PG"))}
+        run_env.update({
+            "PATH": "%s:%s" % (ansible_bin, os.environ.get("PATH", "/usr/bin:/bin")),
+            "LD_LIBRARY_PATH": str(PYTHON_LIB),
+            "ANSIBLE_COLLECTIONS_PATH": str(work / "collections"),
+            "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACK_DIR),
+            "ANSIBLE_CALLBACKS_ENABLED": "pgcloud_results",
+            "PGCLOUD_RESULTS_FILE": str(results_file),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_RETRY_FILES_ENABLED": "0",
+            "ANSIBLE_LOCAL_TEMP": str(work / "tmp"),
+            "ANSIBLE_HOST_KEY_CHECKING": "0",
+            **(env or {}),
+        })
+        command = [str(ansible_bin / "ansible-playbook"), "-i", str(inventory_file), "-e", "@%s" % vars_file,
+                   str(playbook)]
+        process = run(command, env=run_env, check=False, timeout=timeout)
+        try:
+            document = json.loads(results_file.read_text())
+        except (OSError, ValueError) as error:
+            raise TestBedError("ansible-playbook wrote no results (%s), exit %d:\n%s\n%s" % (
+                error, process.returncode, process.stdout[-4000:], process.stderr[-4000:])) from None
+        tasks = [TaskResult(item["name"], item["action"], item["status"], item["result"]) for item in document["tasks"]]
+        return PlaybookResult(process.returncode, process.stdout, process.stderr, tasks, document.get("stats", {}))
+    finally:
+        remove_tree(work)
