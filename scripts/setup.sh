@@ -149,10 +149,11 @@ mkdir -p "$collections"
 ln -sfn "$here" "$collections/backup"
 
 # ansible-test fetches get-pip.py from the internet to bootstrap its virtual environments;
-# this stand-in bootstraps pip from the interpreter's own ensurepip instead.
+# this stand-in bootstraps pip from the interpreter's own ensurepip instead (23.1.2: the
+# pip of ansible-test 2.16, whose sanity scripts/test.sh runs too).
 cache=$HOME/.ansible/test/cache
 mkdir -p "$cache"
-for version in 24.3.1 25.0.1 25.1.1 25.2 25.3; do
+for version in 23.1.2 24.3.1 25.0.1 25.1.1 25.2 25.3; do
     cp "$here/tests/utils/get_pip_standin.py" "$cache/get_pip_${version//./_}.py"
 done
 

@@ -155,7 +155,7 @@ changelog() {
 # (ansible-doc warns there when the collection says it does not support the release), and
 # every playbook of the collection parses. The playbooks run on 2.16 in the integration tests
 # (test_host_pythons.py: check, backup, and a restore of that backup by barman-cloud-restore).
-# ansible-test sanity of 2.16 is not run: it installs its own pinned linters from PyPI.
+# ansible-test sanity of 2.16 runs too (oldest_sanity).
 oldest_ansible() {
     local bin=${PGCLOUD_PREFIX:-/opt/pgcloud-backup}/venv-2.16/bin collections module status=0
     "$bin/ansible-doc" --version | grep -q '^ansible-doc \[core 2\.16\.' || { echo "no ansible-core 2.16 in $bin" >&2; return 1; }
@@ -172,6 +172,20 @@ oldest_ansible() {
     done
     rm -rf "$collections"
     return $status
+}
+
+# ansible-test sanity of ansible-core 2.16 on a copy of this tree (scripts/ansible-test.sh
+# runs the newest's): the tests that read what 2.16 reads differently, the documentation
+# schema (validate-modules), meta/runtime.yml, and the imports and compilation on its
+# Pythons. Style (pep8, pylint) is the newest release's to judge, in its own sanity step.
+oldest_sanity() {
+    local bin=${PGCLOUD_PREFIX:-/opt/pgcloud-backup}/venv-2.16/bin
+    local collection=${TMPDIR:-/tmp}/pgcloud-ansible-test-2.16/ansible_collections/pgcloud/backup
+    mkdir -p "$collection" &&
+        rsync -a --delete --exclude=/.git/ --exclude=/tests/output/ --exclude=__pycache__/ \
+            --exclude=.pytest_cache/ "$here/" "$collection/" &&
+        (cd "$collection" && PATH="$bin:$PATH" "$bin/ansible-test" sanity --venv --python 3.12 \
+            --test validate-modules --test runtime-metadata --test import --test compile)
 }
 
 # Run a command with that collections path: it must succeed and write nothing to stderr.
@@ -193,6 +207,7 @@ step "collection build and install" build_and_install
 step "execution environment context" execution_environment
 step "integration tests" integration_tests
 step "ansible-core 2.16" oldest_ansible
+step "ansible-test sanity of ansible-core 2.16" oldest_sanity
 
 if [ ${#failed[@]} -gt 0 ]; then
     printf '\nFAILED: %s\n' "${failed[@]}"
