@@ -8,6 +8,9 @@
 #  - Azurite (the Azure Blob Storage emulator, from npm) under the prefix;
 #  - the collection linked into a collections path so ansible-playbook finds pgcloud.backup;
 #  - the stand-in for ansible-test's pip bootstrap (this machine has no internet access).
+#  - for the support matrix: ansible-core 2.16 in a virtual environment of its own; managed-host
+#    Pythons 3.9 and 3.13 (from pyenv) with virtual environments holding the collection's
+#    requirements; OpenSSH's server, sudo and acl for the SSH fleet tests.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -86,6 +89,58 @@ for release in "${pg_releases[@]}"; do
         echo "$release" > "$pg_dir/.version"
     fi
 done
+# The SSH fleet tests (tests/integration/test_fleet_ssh.py): OpenSSH's server, started by the
+# test bed on a loopback port; sudo for become; acl for the run with ACLs. patchelf points the
+# copied managed-host interpreters at their own libpython (see below).
+fleet_packages=()
+for tool in /usr/sbin/sshd:openssh-server /usr/bin/sudo:sudo /usr/bin/setfacl:acl /usr/bin/patchelf:patchelf; do
+    [ -x "${tool%%:*}" ] || fleet_packages+=("${tool##*:}")
+done
+if [ ${#fleet_packages[@]} -gt 0 ]; then
+    log "installing ${fleet_packages[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${fleet_packages[@]}" >/dev/null
+fi
+
+# ansible-core 2.16, the oldest release meta/runtime.yml declares, in a venv of its own (it runs
+# on controller Python 3.10 to 3.12): scripts/test.sh renders the docs and runs playbooks with it.
+venv_oldest=$prefix/venv-2.16
+oldest_want=$(sha256sum < "$here/tests/ansible-2.16-requirements.txt" | cut -d' ' -f1)
+if [ "$(cat "$venv_oldest/.requirements.sha" 2>/dev/null)" != "$oldest_want" ]; then
+    log "installing ansible-core 2.16 into $venv_oldest"
+    [ -x "$venv_oldest/bin/python" ] || "$prefix/python/bin/python3.12" -m venv "$venv_oldest"
+    "$venv_oldest/bin/python" -m pip install -q -r "$here/tests/ansible-2.16-requirements.txt"
+    echo "$oldest_want" > "$venv_oldest/.requirements.sha"
+fi
+
+# Managed-host Pythons 3.9 and 3.13 (tests/integration/test_host_pythons.py and the SSH fleet),
+# copied from pyenv to the prefix like 3.12, each with a venv holding the modules' requirements:
+# requirements.txt on 3.13, tests/host-python-3.9-requirements.txt on 3.9 (why: see there).
+# The copies' RUNPATH is set to their own lib/, so that they start for any user without
+# LD_LIBRARY_PATH, as a host's own Python does.
+for version in 3.9 3.13; do
+    host_python=$prefix/python$version
+    if [ ! -x "$host_python/bin/python$version" ]; then
+        candidates=("$HOME"/.pyenv/versions/"$version".*/bin/"python$version")
+        [ -x "${candidates[-1]}" ] || { log "no Python $version found in pyenv"; exit 1; }
+        log "copying Python $version from ${candidates[-1]%/bin/*} to $host_python"
+        rm -rf "$host_python.tmp"
+        cp -a "${candidates[-1]%/bin/*}" "$host_python.tmp"
+        patchelf --set-rpath "$host_python/lib" "$host_python.tmp/bin/python$version"
+        mv "$host_python.tmp" "$host_python"
+    fi
+    host_venv=$prefix/venv-host-$version
+    host_requirements=$here/requirements.txt
+    [ "$version" != 3.9 ] || host_requirements=$here/tests/host-python-3.9-requirements.txt
+    host_want=$(sha256sum < "$host_requirements" | cut -d' ' -f1)
+    if [ "$(cat "$host_venv/.requirements.sha" 2>/dev/null)" != "$host_want" ]; then
+        log "installing the managed-host requirements into $host_venv"
+        [ -x "$host_venv/bin/python" ] || "$host_python/bin/python$version" -m venv "$host_venv"
+        "$host_venv/bin/python" -m pip install -q -r "$host_requirements"
+        echo "$host_want" > "$host_venv/.requirements.sha"
+    fi
+done
 chmod -R a+rX "$prefix"
 
 # The collection, seen by ansible-playbook and ansible-doc as pgcloud.backup.
@@ -94,10 +149,11 @@ mkdir -p "$collections"
 ln -sfn "$here" "$collections/backup"
 
 # ansible-test fetches get-pip.py from the internet to bootstrap its virtual environments;
-# this stand-in bootstraps pip from the interpreter's own ensurepip instead.
+# this stand-in bootstraps pip from the interpreter's own ensurepip instead (23.1.2: the
+# pip of ansible-test 2.16, whose sanity scripts/test.sh runs too).
 cache=$HOME/.ansible/test/cache
 mkdir -p "$cache"
-for version in 24.3.1 25.0.1 25.1.1 25.2 25.3; do
+for version in 23.1.2 24.3.1 25.0.1 25.1.1 25.2 25.3; do
     cp "$here/tests/utils/get_pip_standin.py" "$cache/get_pip_${version//./_}.py"
 done
 

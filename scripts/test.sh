@@ -150,6 +150,53 @@ changelog() {
     return $status
 }
 
+# ansible-core 2.16, the oldest meta/runtime.yml declares, from its own venv (scripts/setup.sh):
+# the docs of every module and of the role render with ansible-doc, with nothing on stderr
+# (ansible-doc warns there when the collection says it does not support the release), and
+# every playbook of the collection parses. The playbooks run on 2.16 in the integration tests
+# (test_host_pythons.py: check, backup, and a restore of that backup by barman-cloud-restore).
+# ansible-test sanity of 2.16 runs too (oldest_sanity).
+oldest_ansible() {
+    local bin=${PGCLOUD_PREFIX:-/opt/pgcloud-backup}/venv-2.16/bin collections module status=0
+    "$bin/ansible-doc" --version | grep -q '^ansible-doc \[core 2\.16\.' || { echo "no ansible-core 2.16 in $bin" >&2; return 1; }
+    collections=$(mktemp -d) || return 1
+    mkdir -p "$collections/ansible_collections/pgcloud" &&
+        ln -s "$here" "$collections/ansible_collections/pgcloud/backup" || return 1
+    for module in plugins/modules/*.py; do
+        module=$(basename "$module" .py)
+        silent_on "$collections" "$bin/ansible-doc" "pgcloud.backup.$module" || status=1
+    done
+    silent_on "$collections" "$bin/ansible-doc" -t role pgcloud.backup.scheduled_backup || status=1
+    for playbook in playbooks/*.yml; do
+        silent_on "$collections" "$bin/ansible-playbook" --syntax-check -i localhost, "$playbook" || status=1
+    done
+    rm -rf "$collections"
+    return $status
+}
+
+# ansible-test sanity of ansible-core 2.16 on a copy of this tree (scripts/ansible-test.sh
+# runs the newest's): the tests that read what 2.16 reads differently, the documentation
+# schema (validate-modules), meta/runtime.yml, and the imports and compilation on its
+# Pythons. Style (pep8, pylint) is the newest release's to judge, in its own sanity step.
+oldest_sanity() {
+    local bin=${PGCLOUD_PREFIX:-/opt/pgcloud-backup}/venv-2.16/bin
+    local collection=${TMPDIR:-/tmp}/pgcloud-ansible-test-2.16/ansible_collections/pgcloud/backup
+    mkdir -p "$collection" &&
+        rsync -a --delete --exclude=/.git/ --exclude=/tests/output/ --exclude=__pycache__/ \
+            --exclude=.pytest_cache/ "$here/" "$collection/" &&
+        (cd "$collection" && PATH="$bin:$PATH" "$bin/ansible-test" sanity --venv --python 3.12 \
+            --test validate-modules --test runtime-metadata --test import --test compile)
+}
+
+# Run a command with that collections path: it must succeed and write nothing to stderr.
+silent_on() {
+    local collections=$1 errors
+    shift
+    errors=$(ANSIBLE_COLLECTIONS_PATH="$collections" "$@" 2>&1 >/dev/null) && [ -z "$errors" ] && return 0
+    printf '%s:\n%s\n' "$*" "${errors:-(exit status $?)}" >&2
+    return 1
+}
+
 step "plugins on Python 3.9" python39_check
 step "ansible-test sanity" scripts/ansible-test.sh sanity --venv --python 3.12
 step "ruff and mypy" scripts/lint.sh
@@ -160,6 +207,8 @@ step "documentation site" docs_site
 step "collection build and install" build_and_install
 step "execution environment context" execution_environment
 step "integration tests" integration_tests
+step "ansible-core 2.16" oldest_ansible
+step "ansible-test sanity of ansible-core 2.16" oldest_sanity
 
 if [ ${#failed[@]} -gt 0 ]; then
     printf '\nFAILED: %s\n' "${failed[@]}"

@@ -182,9 +182,94 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-extends_documentation_fragment:
-  - pgcloud.backup.results
-  - pgcloud.backup.results.backup
+# First the return values shared with other modules, copied from the doc fragments
+# pgcloud.backup.results, pgcloud.backup.results.backup (plugins/doc_fragments/results.py):
+# ansible-core reads fragments in RETURN only from 2.20 on; this collection supports 2.16.
+# tests/unit/plugins/modules/test_return_docs.py keeps the copies equal.
+log:
+  description:
+    - The engine's log lines, the progress of a backup included; details are added from C(-vv) on.
+    - Each line is also written to the journal (or syslog) of the managed host as it happens.
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - "2026-01-25 03:15:00,120 INFO starting backup 20260125T031500 of /var/lib/postgresql/15/main"
+parameter:
+  description: The parameter to fix, when the module refused a parameter's value.
+  returned: on failure, when one parameter is the cause
+  type: str
+  sample: destination_url
+version:
+  description: The version of the pgcloud.backup collection that ran the module.
+  returned: always
+  type: str
+  sample: 0.1.0
+backup_id:
+  description:
+    - The id of the backup, the local start time as C(YYYYMMDDTHHMMSS).
+    - The id of the existing backup when O(backup_name) named one; null in check mode.
+  returned: always
+  type: str
+  sample: 20260125T031500
+backup_name:
+  description: The name of the backup, or null.
+  returned: always
+  type: str
+  sample: before-release-4.2
+status:
+  description: V(DONE) for a backup taken or found; null in check mode.
+  returned: always
+  type: str
+  sample: DONE
+elapsed_seconds:
+  description: The duration of the backup, in seconds.
+  returned: always
+  type: float
+  sample: 42.7
+begin_wal:
+  description: The first WAL file the backup needs.
+  returned: when a backup was taken or found
+  type: str
+  sample: "000000010000000000000004"
+end_wal:
+  description: The last WAL file the backup needs.
+  returned: when a backup was taken or found
+  type: str
+  sample: "000000010000000000000004"
+begin_time:
+  description: When the server's backup began.
+  returned: when a backup was taken or found
+  type: str
+  sample: "2026-01-25T03:15:00.123456+00:00"
+end_time:
+  description: When the server's backup ended.
+  returned: when a backup was taken or found
+  type: str
+  sample: "2026-01-25T03:15:42.654321+00:00"
+tablespaces:
+  description:
+    - The tablespaces of the server; a base backup stores each in archives named after its
+      oid, a snapshot backup checks that each lies on the snapshotted disks.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The tablespace name.
+      type: str
+      returned: always
+      sample: fast
+    oid:
+      description: The tablespace oid.
+      type: int
+      returned: always
+      sample: 16385
+    location:
+      description: The tablespace directory.
+      type: str
+      returned: always
+      sample: /srv/tablespaces/fast
 destination:
   description: The URL of the folder that holds the backup (of C(base/) in check mode).
   returned: always

@@ -1239,3 +1239,189 @@ class StandbyCluster(PostgresCluster):
         target = self.primary.scalar("SELECT pg_current_wal_lsn()::text")
         wait_for(lambda: self.scalar("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (target,)), timeout,
                  what="the standby %s to replay up to %s" % (self.name, target))
+
+
+# ---------------------------------------------------------------------------------------------
+# Other controllers and managed-host Pythons; playbooks over an inventory (SSH fleets)
+
+# ansible-core 2.16, the oldest meta/runtime.yml declares, in its own venv (scripts/setup.sh).
+OLDEST_ANSIBLE_BIN = PREFIX / "venv-2.16" / "bin"
+# Managed-host Pythons, copied from pyenv with their own RUNPATH (they start for any user
+# without LD_LIBRARY_PATH), each with a venv holding the modules' requirements.
+HOST_PYTHON_VERSIONS = ("3.9", "3.13")
+
+
+def host_python(version: str) -> Path:
+    """The interpreter of the managed-host venv of that Python version (scripts/setup.sh)."""
+    path = PREFIX / ("venv-host-%s" % version) / "bin" / "python"
+    if not path.exists():
+        raise TestBedError("no %s: run scripts/setup.sh" % path)
+    return path
+
+
+def run_inventory_playbook(playbook: Path, inventory: Mapping[str, Any], extravars: Optional[Mapping[str, Any]] = None,
+                           *, ansible_bin: Path = VENV_BIN, env: Optional[Mapping[str, str]] = None,
+                           timeout: float = 900) -> PlaybookResult:
+    """Run a playbook with ansible-playbook of `ansible_bin` against an inventory (a dict, as
+    YAML inventories hold it), with the collection of this checkout and the results callback
+    of run_playbook. Unlike run_playbook, nothing is set per host: the inventory says how to
+    reach each host and with which Python."""
+    work = Path(tempfile.mkdtemp(prefix="pgcloud-playbook-", dir="/tmp"))
+    try:
+        collection = work / "collections" / "ansible_collections" / "pgcloud" / "backup"
+        collection.parent.mkdir(parents=True)
+        collection.symlink_to(COLLECTION_ROOT)
+        inventory_file = work / "inventory.yml"
+        inventory_file.write_text(json.dumps(inventory))  # JSON is YAML
+        vars_file = work / "extravars.json"
+        vars_file.write_text(json.dumps(dict(extravars or {})))
+        results_file = work / "results.json"
+        run_env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "ANSIBLE_", "PG"))}
+        run_env.update({
+            "PATH": "%s:%s" % (ansible_bin, os.environ.get("PATH", "/usr/bin:/bin")),
+            "LD_LIBRARY_PATH": str(PYTHON_LIB),
+            "ANSIBLE_COLLECTIONS_PATH": str(work / "collections"),
+            "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACK_DIR),
+            "ANSIBLE_CALLBACKS_ENABLED": "pgcloud_results",
+            "PGCLOUD_RESULTS_FILE": str(results_file),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_RETRY_FILES_ENABLED": "0",
+            "ANSIBLE_LOCAL_TEMP": str(work / "tmp"),
+            "ANSIBLE_HOST_KEY_CHECKING": "0",
+            **(env or {}),
+        })
+        command = [str(ansible_bin / "ansible-playbook"), "-i", str(inventory_file), "-e", "@%s" % vars_file,
+                   str(playbook)]
+        process = run(command, env=run_env, check=False, timeout=timeout)
+        try:
+            document = json.loads(results_file.read_text())
+        except (OSError, ValueError) as error:
+            raise TestBedError("ansible-playbook wrote no results (%s), exit %d:\n%s\n%s" % (
+                error, process.returncode, process.stdout[-4000:], process.stderr[-4000:])) from None
+        tasks = [TaskResult(item["name"], item["action"], item["status"], item["result"]) for item in document["tasks"]]
+        return PlaybookResult(process.returncode, process.stdout, process.stderr, tasks, document.get("stats", {}))
+    finally:
+        remove_tree(work)
+
+
+SSHD = Path("/usr/sbin/sshd")
+# What a host without ACL support answers (a file system mounted without them): Ansible then
+# cannot share its temporary files with the become user, unless it pipelines.
+FAILING_SETFACL = "#!/bin/sh\necho \"setfacl: $*: Operation not supported\" >&2\nexit 1\n"
+
+
+class SshFleet:
+    """OpenSSH's server on a loopback port, and an unprivileged login user with passwordless
+    sudo, as a fleet's hosts usually are: `inventory()` names several hosts, all this machine.
+
+    With acl=False, a setfacl that fails comes first on the login user's PATH (sshd's SetEnv),
+    as on a host whose file system has no ACLs. The user, its sudoers entry and the server are
+    removed on exit.
+    """
+
+    def __init__(self, acl: bool = True) -> None:
+        self.acl = acl
+        self.user = "pgcloud-ssh-%s" % uuid.uuid4().hex[:8]
+        self.port = free_port()
+        self.work = Path(tempfile.mkdtemp(prefix="pgcloud-sshd-", dir="/tmp"))
+        self.key = self.work / "id_ed25519"
+        self.sudoers = Path("/etc/sudoers.d") / self.user
+        self.log_file = self.work / "sshd.log"
+        self.process: Optional[subprocess.Popen] = None
+
+    def __enter__(self) -> "SshFleet":
+        try:
+            self._create_user()
+            self._start_server()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def _create_user(self) -> None:
+        run(["useradd", "--create-home", "--shell", "/bin/sh", self.user])
+        # No password, but not locked: sshd refuses keys of a locked account ("!").
+        run(["usermod", "-p", "*", self.user])
+        self.sudoers.write_text("%s ALL=(ALL:ALL) NOPASSWD: ALL\n" % self.user)
+        self.sudoers.chmod(0o440)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)])
+        home = Path(pwd.getpwnam(self.user).pw_dir)
+        ssh_dir = home / ".ssh"
+        ssh_dir.mkdir(mode=0o700)
+        (ssh_dir / "authorized_keys").write_text(self.key.with_suffix(".pub").read_text())
+        run(["chown", "-R", "%s:" % self.user, str(ssh_dir)])
+
+    def _start_server(self) -> None:
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.work / "host_key")])
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation folder
+        settings = ["Port %d" % self.port, "ListenAddress 127.0.0.1", "HostKey %s" % (self.work / "host_key"),
+                    "PidFile %s" % (self.work / "sshd.pid"), "AllowUsers %s" % self.user,
+                    "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no",
+                    # Ansible copies its files by SFTP (scp too is SFTP nowadays).
+                    "Subsystem sftp /usr/lib/openssh/sftp-server"]
+        if not self.acl:
+            bin_dir = self.work / "no-acl-bin"
+            bin_dir.mkdir()
+            (bin_dir / "setfacl").write_text(FAILING_SETFACL)
+            (bin_dir / "setfacl").chmod(0o755)
+            self.work.chmod(0o755)
+            settings.append("SetEnv PATH=%s:/usr/local/bin:/usr/bin:/bin" % bin_dir)
+        config = self.work / "sshd_config"
+        config.write_text("\n".join(settings) + "\n")
+        with open(self.log_file, "wb") as log:
+            self.process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stdout=log,
+                                            stderr=subprocess.STDOUT)
+        wait_for(self._answers, 30, what="sshd on port %d" % self.port)
+
+    def _answers(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise TestBedError("sshd exited %s:\n%s" % (self.process.returncode, tail(self.log_file)))
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+            return sock.recv(4).startswith(b"SSH-")
+        return False
+
+    def host_vars(self, python: Path) -> Dict[str, Any]:
+        """How Ansible reaches a host of the fleet, and the host's Python."""
+        return {
+            "ansible_connection": "ssh",
+            "ansible_host": "127.0.0.1",
+            "ansible_port": self.port,
+            "ansible_user": self.user,
+            "ansible_ssh_private_key_file": str(self.key),
+            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+            "ansible_python_interpreter": str(python),
+        }
+
+    @property
+    def control_dir(self) -> Path:
+        return self.work / "cp"
+
+    def ansible_env(self) -> Dict[str, str]:
+        """Ansible's SSH settings for the fleet: one connection per host and run, reused by its
+        tasks (ControlPersist), in a folder of the fleet's own, closed by close()."""
+        return {"ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s",
+                "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.control_dir)}
+
+    def close(self) -> None:
+        # The SSH masters Ansible left open, before the user they log in as is removed.
+        if self.control_dir.is_dir():
+            for socket_path in self.control_dir.iterdir():
+                run(["ssh", "-S", str(socket_path), "-O", "exit", "fleet"], check=False, timeout=30)
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        # The user's sessions end a moment after their masters; userdel refuses a user who
+        # still runs a process (exit 8). Its home goes with it.
+        with contextlib.suppress(TestBedError):
+            wait_for(lambda: run(["userdel", "--remove", self.user], check=False).returncode in (0, 6), 20,
+                     interval=0.5, what="userdel %s" % self.user)
+        with contextlib.suppress(FileNotFoundError):
+            self.sudoers.unlink()
+        remove_tree(self.work)
