@@ -182,6 +182,19 @@ class AzureBlobStore(ObjectStore):
         self._call("upload %s" % key, blob.upload_blob, bytes(data), overwrite=True,
                    tags=self.config.tags or None, **self.write_args)
 
+    def create_object(self, key: str, data: bytes) -> bool:
+        blob = self.client.get_blob_client(key)
+
+        def upload_if_none_match() -> bool:
+            try:
+                # overwrite=False sends If-None-Match: *
+                blob.upload_blob(bytes(data), overwrite=False, tags=self.config.tags or None, **self.write_args)
+            except azure_errors.ResourceExistsError:
+                return False
+            return True
+
+        return self._call("create %s" % key, upload_if_none_match)
+
     def get_object(self, key: str) -> Optional[bytes]:
         blob = self.client.get_blob_client(key)
         try:

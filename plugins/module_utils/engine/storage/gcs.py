@@ -162,6 +162,23 @@ class GcsStore(ObjectStore):
         except _MissingObject:
             raise BucketNotFoundError("bucket %r does not exist in Cloud Storage" % self.destination.bucket)
 
+    def create_object(self, key: str, data: bytes) -> bool:
+        blob = self._blob(key)
+
+        def upload_if_generation_match() -> bool:
+            try:
+                # Generation 0: only if no live object has the name. The GCS emulator of the tests
+                # ignores it; put_object_if_absent's read back is what holds there.
+                blob.upload_from_string(bytes(data), if_generation_match=0, timeout=self.timeout)
+            except google_errors.PreconditionFailed:
+                return False
+            return True
+
+        try:
+            return self._call("create %s" % key, upload_if_generation_match)
+        except _MissingObject:
+            raise BucketNotFoundError("bucket %r does not exist in Cloud Storage" % self.destination.bucket)
+
     def get_object(self, key: str) -> Optional[bytes]:
         try:
             return self._call("read %s" % key, self.bucket.blob(key).download_as_bytes, timeout=self.timeout)

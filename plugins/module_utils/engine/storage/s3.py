@@ -40,6 +40,8 @@ _NOT_FOUND = ("404", "NoSuchBucket", "NotFound")
 _DENIED = ("403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch",
            "ExpiredToken", "InvalidToken", "AllAccessDisabled")
 
+_CREATE_REFUSED = ("PreconditionFailed", "412", "ConditionalRequestConflict")
+
 # An access point ARN names the bucket and holds slashes itself: s3://ARN/path.
 _ACCESS_POINT = re.compile(
     r"^(arn:[a-z-]+:(?:s3|s3-object-lambda):[a-z0-9-]*:\d{12}:accesspoint/[^/]+"
@@ -209,6 +211,19 @@ class S3Store(ObjectStore):
     def put_object(self, key: str, data: bytes) -> None:
         self._call("upload %s" % key, self.client.put_object, Bucket=self.bucket, Key=key, Body=data,
                    **self.write_args)
+
+    def create_object(self, key: str, data: bytes) -> bool:
+        def put_if_none_match() -> bool:
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*", **self.write_args)
+            except botocore.exceptions.ClientError as error:
+                # 412: the key exists; 409: another conditional write of it is in flight.
+                if str(error.response.get("Error", {}).get("Code", "")) in _CREATE_REFUSED:
+                    return False
+                raise
+            return True
+
+        return self._call("create %s" % key, put_if_none_match)
 
     def get_object(self, key: str) -> Optional[bytes]:
         try:
