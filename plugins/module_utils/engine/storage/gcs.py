@@ -12,6 +12,7 @@ parts here are in memory, so each is sent with the client's own authorized sessi
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import quote, urlparse
@@ -229,7 +230,10 @@ class GcsStore(ObjectStore):
         return number, etag
 
     def _put_part(self, url: str, data: bytes) -> str:
-        response = self.client._http.put(url, data=data, timeout=self.timeout)
+        # Content-MD5: the service checks the part before it stores it, whether or not it
+        # reports the part's hashes in x-goog-hash.
+        md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+        response = self.client._http.put(url, data=data, headers={"Content-MD5": md5}, timeout=self.timeout)
         if response.status_code != 200:
             raise google_errors.from_http_response(response)
         reported = _reported_crc32c(response.headers.get("x-goog-hash", ""))
