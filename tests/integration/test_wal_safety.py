@@ -1,0 +1,219 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the pgcloud.backup collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Never DONE unless restorable (issue 18): WAL archiving, and runs that overlap.
+
+- A primary that archives no WAL is refused before anything is written; one whose
+  archive_command fails gives a FAILED backup within wal_archive_timeout, with the archiver's
+  last failure in the message, instead of a wait without end in pg_backup_stop.
+- Two runs of one server_name started together never share a backup folder: on one
+  PostgreSQL server the second is refused; on two servers (two hosts with one server_name)
+  each reserves its own id.
+- The conditional create that reserves an id, on each store emulator.
+
+Small clusters of their own (no tablespace, no pgbench data), so that the session's source
+cluster keeps archiving as the other tests expect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import pytest
+
+from testbed import (
+    BACKUP_ID_PATTERN,
+    COLLECTION_ROOT,
+    VENV_PYTHON,
+    MotoServer,
+    PostgresCluster,
+    StorageTarget,
+    backup_list,
+    backup_module_args,
+    module_result,
+    remove_tree,
+    run,
+    run_module,
+    started_module,
+    tool_env,
+    wait_for,
+)
+
+SERVER = "walsafety"
+
+
+@pytest.fixture
+def bucket(moto: MotoServer) -> Iterator[StorageTarget]:
+    target = moto.target(moto.create_bucket(), "pg/wal-safety", SERVER)
+    yield target
+    moto.delete_bucket(target.bucket)
+
+
+@pytest.fixture
+def archiving_cluster(bucket: StorageTarget) -> Iterator[PostgresCluster]:
+    """A small primary that archives its WAL next to the backups, with barman-cloud-wal-archive."""
+    with PostgresCluster("walsafety", tablespace=None, archive_target=bucket) as cluster:
+        yield cluster
+
+
+def statuses(target: StorageTarget) -> Dict[str, str]:
+    return {backup["backup_id"]: backup["status"] for backup in backup_list(target)}
+
+
+def base_keys(moto: MotoServer, target: StorageTarget) -> List[str]:
+    return moto.list_keys(target.bucket, target.server_prefix + "base/")
+
+
+# --- WAL archiving -----------------------------------------------------------------------------------
+
+
+def test_primary_without_wal_archiving_is_refused_before_anything_is_written(moto, bucket):
+    with PostgresCluster("nowal", tablespace=None) as cluster:
+        assert cluster.scalar("SHOW archive_mode") == "off"
+        run = run_module("base_backup", backup_module_args(cluster, bucket))
+        assert run.rc != 0 and run.result.get("failed") is True, run.stdout
+        message = run.result["msg"]
+        assert "archive_mode=off" in message and "require_wal_archiving: false" in message, message
+        assert "Traceback" not in run.stdout + run.stderr
+        assert base_keys(moto, bucket) == [] and moto.multipart_uploads(bucket.bucket) == []
+        assert cluster.sessions_left() == []
+
+        # The opt-out, for WAL shipped another way: the backup is taken, without waiting.
+        run = run_module("base_backup", backup_module_args(cluster, bucket, require_wal_archiving=False))
+        assert run.rc == 0 and run.result["status"] == "DONE", run.stdout
+        assert statuses(bucket) == {run.result["backup_id"]: "DONE"}
+
+
+def fail_archiving(cluster: PostgresCluster) -> None:
+    """archive_command = false, taken up by the archiver (a switched WAL file fails to archive)."""
+    cluster.execute("ALTER SYSTEM SET archive_command = 'false'")
+    cluster.execute("SELECT pg_reload_conf()")
+    before = int(cluster.scalar("SELECT failed_count FROM pg_stat_archiver"))
+    cluster.execute("SELECT pg_switch_wal()")
+    wait_for(lambda: int(cluster.scalar("SELECT failed_count FROM pg_stat_archiver")) > before, 60,
+             what="the archiver to fail with archive_command = false")
+
+
+def test_failing_archive_command_fails_the_backup_within_wal_archive_timeout(moto, bucket, archiving_cluster):
+    fail_archiving(archiving_cluster)
+    started = time.monotonic()
+    # Before the fix, pg_backup_stop waited for the archiver without end: the run timed out here.
+    run = run_module("base_backup", backup_module_args(archiving_cluster, bucket, wal_archive_timeout=5),
+                     timeout=120)
+    elapsed = time.monotonic() - started
+    assert run.rc != 0 and run.result.get("failed") is True, run.stdout
+    message = run.result["msg"]
+    assert "was not archived within wal_archive_timeout (5 s)" in message, message
+    assert "the archiver last failed to archive" in message, message
+    assert elapsed < 60, elapsed
+    backup_id = run.result["backup_id"]
+    assert statuses(bucket) == {backup_id: "FAILED"}
+    info = moto.get_object(bucket.bucket, bucket.backup_prefix(backup_id) + "backup.info").decode()
+    assert "status=FAILED" in info and "archiver last failed" in info
+    # The server left backup mode: a new backup can start at once (and the session is gone).
+    assert archiving_cluster.sessions_left() == []
+    with contextlib.closing(archiving_cluster.connect()) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backup_start('probe', true)")
+        cursor.execute("SELECT pg_backup_stop(false)")
+
+
+# --- runs that overlap -------------------------------------------------------------------------------
+
+
+def start_together(args: List[Dict[str, Any]]) -> List[Any]:
+    """Start one base_backup module per args at once; their ModuleRun results, in order."""
+    with started_module("base_backup", args[0]) as first, started_module("base_backup", args[1]) as second:
+        return [module_result("base_backup", first), module_result("base_backup", second)]
+
+
+def assert_no_shared_folder(moto: MotoServer, target: StorageTarget, runs: List[Any]) -> List[str]:
+    """Each DONE run has a folder of its own and a refused run wrote nothing; returns the DONE ids."""
+    done = [run.result["backup_id"] for run in runs if run.rc == 0]
+    refused = [run for run in runs if run.rc != 0]
+    assert done and len(set(done)) == len(done), [run.result for run in runs]
+    for run in refused:
+        assert "another backup of server_name %r is running" % target.server_name in run.result["msg"], run.stdout
+        assert not run.result.get("backup_id"), run.result
+    assert statuses(target) == {backup_id: "DONE" for backup_id in done}
+    folders = {key[len(target.server_prefix + "base/"):].split("/", 1)[0] for key in base_keys(moto, target)}
+    assert folders == set(done)
+    for backup_id in done:
+        assert BACKUP_ID_PATTERN.match(backup_id)
+    return done
+
+
+def test_two_runs_on_one_server_never_share_a_folder(moto, bucket, archiving_cluster):
+    args = backup_module_args(archiving_cluster, bucket)
+    runs = start_together([args, args])
+    done = assert_no_shared_folder(moto, bucket, runs)
+    assert len(done) in (1, 2)
+
+
+def test_two_hosts_with_one_server_name_get_a_backup_each(moto, bucket):
+    """Two servers (as two hosts), each archiving its WAL elsewhere, back up under one server_name."""
+    with PostgresCluster("hostone", tablespace=None, archive_target=bucket.with_server("hostone-wal")) as one, \
+            PostgresCluster("hosttwo", tablespace=None, archive_target=bucket.with_server("hosttwo-wal")) as two:
+        runs = start_together([backup_module_args(one, bucket), backup_module_args(two, bucket)])
+        assert [run.rc for run in runs] == [0, 0], [run.stdout for run in runs]
+        assert len(assert_no_shared_folder(moto, bucket, runs)) == 2
+
+
+# --- the conditional create that reserves a backup id --------------------------------------------------
+
+
+# Run in a process of its own, with the collection of this checkout first on the path (as
+# started_module runs a module): the engine's store, asked for a conditional create.
+CREATE_PROBE = """
+import json, sys
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.config import StorageConfig
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.storage.factory import open_store
+params, key = json.loads(sys.argv[1]), sys.argv[2]
+store = open_store(StorageConfig(**params))
+mine, theirs = b"status=STARTED\\nerror=run one\\n", b"status=STARTED\\nerror=run two\\n"
+print(json.dumps({
+    "first": store.put_object_if_absent(key, mine),
+    "second": store.put_object_if_absent(key, theirs),
+    "kept": (store.get_object(key) or b"").decode(),
+    # whether the emulator honours the condition itself
+    "honoured": store.create_object(key + ".probe", b"a") and not store.create_object(key + ".probe", b"b"),
+}))
+"""
+
+
+def conditional_create(target: StorageTarget, key: str) -> Dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="pgcloud-probe-", dir="/tmp"))
+    try:
+        collection = work / "ansible_collections" / "pgcloud" / "backup"
+        collection.parent.mkdir(parents=True)
+        collection.symlink_to(COLLECTION_ROOT)
+        params = dict(target.module_params())
+        if target.cloud_provider == "aws-s3":
+            params.update(aws_access_key="testing", aws_secret_key="testing")
+        env = dict(tool_env(), PYTHONPATH=str(work), **target.module_env())
+        result = run([str(VENV_PYTHON), "-c", CREATE_PROBE, json.dumps(params), key], env=env, timeout=120)
+        return dict(json.loads(result.stdout))
+    finally:
+        remove_tree(work)
+
+
+@pytest.fixture(params=["aws-s3", "azure-blob-storage", "google-cloud-storage"])
+def any_store(request: pytest.FixtureRequest, moto: MotoServer) -> Iterator[StorageTarget]:
+    server = moto if request.param == "aws-s3" else request.getfixturevalue(
+        "azurite" if request.param == "azure-blob-storage" else "gcs")
+    target = server.target(server.create_bucket(), "pg/reserve", SERVER)
+    yield target
+    server.delete_bucket(target.bucket)
+
+
+def test_conditional_create_on_each_store(any_store):
+    probe = conditional_create(any_store, "pg/reserve/%s/base/20261205T000000/backup.info" % SERVER)
+    assert (probe["first"], probe["second"]) == (True, False), probe
+    assert probe["kept"] == "status=STARTED\nerror=run one\n", probe
+    # The GCS emulator ignores if_generation_match=0 (real Cloud Storage honours it): there
+    # put_object_if_absent's look before the write is what refused the second run.
+    assert probe["honoured"] is (any_store.cloud_provider != "google-cloud-storage"), probe
