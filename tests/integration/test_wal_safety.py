@@ -139,7 +139,8 @@ def assert_no_shared_folder(moto: MotoServer, target: StorageTarget, runs: List[
     refused = [run for run in runs if run.rc != 0]
     assert done and len(set(done)) == len(done), [run.result for run in runs]
     for run in refused:
-        assert "another backup of server_name %r is running" % target.server_name in run.result["msg"], run.stdout
+        assert "another backup of server_name %r is running on this PostgreSQL server" % target.server_name \
+            in run.result["msg"], run.stdout
         assert not run.result.get("backup_id"), run.result
     assert statuses(target) == {backup_id: "DONE" for backup_id in done}
     folders = {key[len(target.server_prefix + "base/"):].split("/", 1)[0] for key in base_keys(moto, target)}

@@ -230,13 +230,14 @@ class BackupJob:
             session.close()
 
     def _lock_server(self, session: PostgresSession) -> None:
-        """One backup of a server_name at a time on this PostgreSQL server, for the session's life."""
-        server_name = self.storage.server_name
-        if not session.try_lock_server(server_name):
+        """One backup into a server_name's folder at a time from this PostgreSQL server, for the
+        session's life (the server releases the lock when the session ends)."""
+        folder = self.store.destination.url_of("base")
+        if not session.try_lock_server(folder):
             raise PostgresError(
-                "another backup of server_name %r is running on this PostgreSQL server (%s): wait for it to end; "
-                "backups of one server_name run one at a time" % (server_name, session.lock_holder(server_name)
-                                                                  or "its session has just ended"))
+                "another backup of server_name %r is running on this PostgreSQL server, into %s (%s): wait for "
+                "it to end; backups of one server_name run one at a time"
+                % (self.storage.server_name, folder, session.lock_holder(folder) or "its session has just ended"))
 
     def _take(self, session: PostgresSession, facts: ServerFacts) -> Dict[str, Any]:
         started = time.monotonic()
@@ -267,8 +268,10 @@ class BackupJob:
             self._record_stop(info, stop, facts)
             self._verify_stored(backup_id)
             info["copy_stats"] = self._copy_stats(copy_time, time.monotonic() - started)
+            self._check_name_still_free(backup_id)
             info.update(status=layout.DONE, backup_name=self.backup_name, size=self._stored_size())
             self._put_info(backup_id, info)
+            self._read_back_info(backup_id, info)
         except BaseException as error:
             self._fail(backup_id, info, session, error)
             raise BackupError("backup %s failed: %s" % (backup_id, first_line(error)), backup_id) from error
@@ -338,6 +341,24 @@ class BackupJob:
                 "the store (or the proxy in front of it) and run the backup again" % "; ".join(problems))
         LOG.info("backup %s: the store lists the %d objects written, with their sizes", backup_id,
                  len(self._written_objects()))
+
+    def _check_name_still_free(self, backup_id: str) -> None:
+        """backup_name must name one DONE backup, or restoring by name fails: a run elsewhere (another
+        host with this server_name) may have taken it while this one ran."""
+        if not self.backup_name:
+            return
+        taken = self.catalog.find_done_by_name(self.backup_name)
+        if taken is not None and taken["backup_id"] != backup_id:
+            raise BackupError(
+                "backup_name %r was taken by backup %s while this backup ran (another run of server_name %r): "
+                "a name must belong to one backup; run again with another backup_name"
+                % (self.backup_name, taken["backup_id"], self.storage.server_name))
+
+    def _read_back_info(self, backup_id: str, info: Dict[str, Any]) -> None:
+        """The DONE backup.info as the store returns it, before the run reports DONE."""
+        if self.store.get_object(self.catalog.info_key(backup_id)) != layout.render(info):
+            raise BackupError("the store does not return the backup.info it acknowledged for backup %s; "
+                              "check the store and run the backup again" % backup_id)
 
     # --- hooks of the kinds of backup ---------------------------------------------------------
 

@@ -306,15 +306,15 @@ class PostgresSession:
                          "FROM pg_stat_archiver")[0]
         return ArchiverStatus(row[0], row[1], row[2], int(row[3] or 0))
 
-    def try_lock_server(self, server_name: str) -> bool:
-        """Take this session's advisory lock of server_name, which serialises the backups of one
-        server_name on one PostgreSQL server; False if another session holds it. The server
-        releases it when the session ends."""
-        return bool(self.value("SELECT pg_try_advisory_lock(%s)", (advisory_key(server_name),)))
+    def try_lock_server(self, name: str) -> bool:
+        """Take this session's advisory lock of name (a server_name's folder of backups), which
+        serialises the backups into it from one PostgreSQL server; False if another session holds
+        it. The server releases it when the session ends."""
+        return bool(self.value("SELECT pg_try_advisory_lock(%s)", (advisory_key(name),)))
 
-    def lock_holder(self, server_name: str) -> Optional[str]:
-        """Who holds the advisory lock of server_name: 'pid N (application_name, since TIME)'."""
-        key = advisory_key(server_name) & 0xFFFFFFFFFFFFFFFF
+    def lock_holder(self, name: str) -> Optional[str]:
+        """Who holds the advisory lock of name: 'pid N (application_name, connected since TIME)'."""
+        key = advisory_key(name) & 0xFFFFFFFFFFFFFFFF
         rows = self.query(
             "SELECT l.pid, a.application_name, a.backend_start FROM pg_locks l "
             "LEFT JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
@@ -348,7 +348,7 @@ class ArchiverStatus:
             self.last_failed_wal, self.last_failed_time, self.failed_count)
 
 
-def advisory_key(server_name: str) -> int:
-    """A signed 64-bit advisory lock key of a server_name, the same in every run and on every host."""
-    digest = hashlib.sha256(("pgcloud.backup server_name " + server_name).encode("utf-8")).digest()
+def advisory_key(name: str) -> int:
+    """A signed 64-bit advisory lock key of a name, the same in every run and on every host."""
+    digest = hashlib.sha256(("pgcloud.backup " + name).encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big", signed=True)

@@ -700,8 +700,8 @@ def test_second_run_on_one_server_is_refused_before_anything_is_written(store, l
     live_session.locked_by_other = True
     with pytest.raises(PostgresError) as caught:
         make_job(store).run()
-    assert str(caught.value).startswith("another backup of server_name 'db1' is running on this PostgreSQL server "
-                                        "(pid 4242 (pgcloud_backup")
+    assert str(caught.value).startswith("another backup of server_name 'db1' is running on this PostgreSQL server, "
+                                        "into s3://test-bucket/some/path/db1/base (pid 4242 (pgcloud_backup")
     assert store.calls_of("put") == [] and store.calls_of("create") == []
 
 
@@ -761,3 +761,29 @@ def test_store_that_acknowledges_what_it_does_not_hold_gives_failed(facts, lost,
     assert statuses == ["STARTED", "FAILED"]
     if multipart:
         assert store.calls_of("complete")
+
+
+def test_name_taken_elsewhere_while_the_backup_ran_gives_failed(store, facts):
+    """Another host with this server_name took the name meanwhile: two DONE of one name cannot be restored by name."""
+    class OtherHostSession(RecordingSession):
+        def stop_backup(self, wait_for_archive=True):
+            store.put_object("some/path/db1/base/20261125T023350/backup.info",
+                             layout.render({"status": "DONE", "backup_name": "nightly"}))
+            return super().stop_backup(wait_for_archive)
+
+    with pytest.raises(BackupError, match="backup_name 'nightly' was taken by backup 20261125T023350 while this"):
+        make_job(store, backup_name="nightly")._take(OtherHostSession(), facts)
+    assert [info["status"] for info in info_puts(store)][-1] == "FAILED"
+    assert Catalog(store).resolve("nightly")["backup_id"] == "20261125T023350"
+
+
+def test_backup_info_the_store_does_not_return_gives_failed(facts):
+    class ForgetfulStore(InMemoryStore):
+        def get_object(self, key):
+            data = super().get_object(key)
+            return None if data is not None and b"status=DONE" in data else data
+
+    store = ForgetfulStore()
+    with pytest.raises(BackupError, match="does not return the backup.info it acknowledged"):
+        make_job(store)._take(RecordingSession(), facts)
+    assert info_puts(store)[-1]["status"] == "FAILED"
