@@ -108,8 +108,8 @@ options:
   require_wal_archiving:
     description:
       - Refuse to back up a primary that archives no WAL (C(archive_mode=off), or neither
-        C(archive_command) nor C(archive_library) set), before anything is written: a base
-        backup cannot be restored without the WAL written while it ran.
+        C(archive_command) nor C(archive_library) set), before anything is written, since a
+        base backup cannot be restored without the WAL written while it ran.
       - Set V(false) only when WAL reaches the restore by another way (for example
         C(pg_receivewal)); the backup then does not wait for the archiver when C(archive_mode=off).
     type: bool

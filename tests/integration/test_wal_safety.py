@@ -262,8 +262,8 @@ DAMAGE_CASES = [("aws-s3", "truncate"), ("azure-blob-storage", "corrupt"), ("goo
 
 
 @pytest.mark.parametrize("provider, action", DAMAGE_CASES)
-def test_object_damaged_on_the_way_gives_failed_never_done(request, moto, bucket, archiving_cluster, provider,
-                                                          action):
+def test_object_damaged_on_the_way_gives_failed_never_done(request, moto, bucket, archiving_cluster,
+                                                           provider, action):
     server = moto if provider == "aws-s3" else request.getfixturevalue(
         "azurite" if provider == "azure-blob-storage" else "gcs")
     target = server.target(server.create_bucket(), "pg/damaged", SERVER)

@@ -27,7 +27,7 @@ from ..catalog import Catalog
 from ..config import BackupConfig, PostgresConfig, StorageConfig
 from ..errors import BackupError, ConfigurationError, PostgresError, StorageError, first_line
 from ..archive.walk import (PG_CONTROL, WalkEntry, external_config_files, largest_first, os_user_name,
-                        tablespace_directory_prefix, walk_data_directory, walk_tablespace)
+                            tablespace_directory_prefix, walk_data_directory, walk_tablespace)
 from ..archive.manifest import MANIFEST_NAME, BackupManifest, WalRange
 from ..postgres.session import (BackupPoint, PostgresSession, ServerFacts, parse_lsn, switch_primary_wal,
                                 wal_file_name)

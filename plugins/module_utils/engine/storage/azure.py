@@ -69,7 +69,6 @@ def parse_url(url: str) -> Tuple[str, str, str]:
     return segments[0], "/".join(segments[1:]).strip("/"), account_url
 
 
-
 def select_credential(config: StorageConfig, environ: Optional[Dict[str, str]] = None) -> Tuple[str, Optional[str]]:
     """(kind, secret): kind is a SECRET_SOURCES parameter name, or an azure_credential choice."""
     environ = os.environ if environ is None else environ

@@ -63,7 +63,6 @@ def parse_url(url: str) -> Tuple[str, str, None]:
     return bucket, path.strip("/"), None
 
 
-
 CHECK_RETRY_SECONDS = 10.0
 # google_crc32c takes bytes only: a part is checksummed in slices of this size, not copied whole.
 CRC_SLICE = 1 << 20

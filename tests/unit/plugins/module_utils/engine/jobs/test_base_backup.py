@@ -388,8 +388,8 @@ def test_run_checks_the_compression_library_first(store, closed_port, monkeypatc
 
 def test_run_with_the_name_of_a_done_backup_changes_nothing(store, closed_port):
     info = layout.render({"status": "DONE", "backup_name": "nightly", "begin_wal": "000000010000000000000002",
-                               "end_wal": "000000010000000000000002", "begin_time": BEGIN, "end_time": END,
-                               "tablespaces": [("ts1", 16384, "/srv/ts1")]})
+                          "end_wal": "000000010000000000000002", "begin_time": BEGIN, "end_time": END,
+                          "tablespaces": [("ts1", 16384, "/srv/ts1")]})
     store.put_object("some/path/db1/base/20261125T023350/backup.info", info)
     job = BaseBackupJob(StorageConfig(destination_url="s3://test-bucket/some/path", server_name="db1"),
                         unreachable_postgres(closed_port), BackupConfig(backup_name="nightly"), store=store)

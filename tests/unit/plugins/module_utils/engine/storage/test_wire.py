@@ -148,8 +148,8 @@ def content_md5(body):
     return base64.b64encode(hashlib.md5(body).digest()).decode()
 
 
-def test_s3_sends_content_md5_with_every_part_and_object_when_checksums_are_only_when_required(recorder,
-                                                                                                  monkeypatch):
+def test_s3_sends_content_md5_with_every_part_and_object_when_checksums_are_only_when_required(
+        recorder, monkeypatch):
     """Stores set up with request_checksum_calculation=when_required get no CRC32: Content-MD5 instead."""
     monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
     server = recorder(s3_reply)
