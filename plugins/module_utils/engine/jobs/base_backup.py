@@ -329,18 +329,21 @@ class BackupJob:
         a store that acknowledged an object it does not hold whole fails the backup."""
         folder = self.catalog.folder_key(backup_id) + "/"
         listed = {item.key: item.size for item in self.store.list_objects(folder)}
+        written = self._written_objects()
         problems = []
-        for key, size in sorted(self._written_objects().items()):
+        for key, size in sorted(written.items()):
             if key not in listed:
                 problems.append("%s is missing" % key)
             elif listed[key] != size:
                 problems.append("%s holds %d bytes where %d were written" % (key, listed[key], size))
+        # An object this run did not write would be restored with the backup: another run's.
+        for key in sorted(set(listed) - set(written) - {self.catalog.info_key(backup_id)}):
+            problems.append("%s was not written by this backup" % key)
         if problems:
             raise BackupError(
                 "the store does not hold what it acknowledged: %s; the backup could not be restored, check "
                 "the store (or the proxy in front of it) and run the backup again" % "; ".join(problems))
-        LOG.info("backup %s: the store lists the %d objects written, with their sizes", backup_id,
-                 len(self._written_objects()))
+        LOG.info("backup %s: the store lists the %d objects written, with their sizes", backup_id, len(written))
 
     def _check_name_still_free(self, backup_id: str) -> None:
         """backup_name must name one DONE backup, or restoring by name fails: a run elsewhere (another

@@ -342,10 +342,12 @@ class ArchiverStatus:
         return last is not None and last[:24] >= wal_name
 
     def last_failure(self) -> str:
+        """What pg_stat_archiver says went wrong, for the message of a backup whose WAL is not archived."""
+        archived = "the last WAL file archived is %s" % (self.last_archived_wal or "none")
         if self.last_failed_wal is None:
-            return "no archiving failure is recorded in pg_stat_archiver"
-        return "the archiver last failed to archive %s at %s (%d failures)" % (
-            self.last_failed_wal, self.last_failed_time, self.failed_count)
+            return "no archiving failure is recorded in pg_stat_archiver (the archiver is behind: %s)" % archived
+        return "the archiver last failed to archive %s at %s (%d failures; %s)" % (
+            self.last_failed_wal, self.last_failed_time, self.failed_count, archived)
 
 
 def advisory_key(name: str) -> int:

@@ -591,7 +591,8 @@ def test_primary_backup_fails_with_the_archivers_last_failure_when_wal_is_not_ar
     assert time.monotonic() - started < 5
     message = str(caught.value)
     assert "000000010000000000000002" in message and "wal_archive_timeout (1 s)" in message
-    assert "the archiver last failed to archive 000000010000000000000002 at 2026-11-25 02:33:55+00:00" in message
+    assert ("the archiver last failed to archive 000000010000000000000002 at 2026-11-25 02:33:55+00:00 (7 failures; "
+            "the last WAL file archived is 000000010000000000000001)") in message
     failed = info_puts(store)[-1]
     assert failed["status"] == "FAILED" and "archiver last failed" in failed["error"]
     # The server left backup mode before the wait: nothing to stop on the way out.
@@ -786,4 +787,17 @@ def test_backup_info_the_store_does_not_return_gives_failed(facts):
     store = ForgetfulStore()
     with pytest.raises(BackupError, match="does not return the backup.info it acknowledged"):
         make_job(store)._take(RecordingSession(), facts)
+    assert info_puts(store)[-1]["status"] == "FAILED"
+
+
+def test_object_of_another_run_in_the_backups_folder_gives_failed(store, facts):
+    """A folder shared with another run would restore that run's archives too."""
+    class SharingSession(RecordingSession):
+        def stop_backup(self, wait_for_archive=True):
+            (folder,) = {key.rsplit("/", 1)[0] for key in store.objects if key.endswith("/backup.info")}
+            store.put_object(folder + "/data_0007.tar.gz", b"another run's archive")
+            return super().stop_backup(wait_for_archive)
+
+    with pytest.raises(BackupError, match=r"/data_0007\.tar\.gz was not written by this backup"):
+        make_job(store)._take(SharingSession(), facts)
     assert info_puts(store)[-1]["status"] == "FAILED"
