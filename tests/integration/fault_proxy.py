@@ -14,7 +14,9 @@ it with a fault of a rule that matches:
 - `corrupt`: relayed with one byte of its body changed (the length stays), as a link or a
   store that damages data would;
 - `truncate`: relayed with the last `drop` bytes of its body left out, Content-Length fixed and
-  the checksum headers removed: a store that acknowledges a short object.
+  the checksum headers removed: a store that acknowledges a short object;
+- `hook`: relayed after `hook(method, target)` has run, for a test to act on the store at that
+  moment (another writer that gets there first).
 
 A rule matches requests by method and a regular expression on the request target (path
 and query), lets `skip` matching requests through first, then faults the next `times`
@@ -30,7 +32,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 TAMPERING = ("corrupt", "truncate")
 # Headers that carry a checksum of the request body, removed by `truncate`.
@@ -50,6 +52,7 @@ class FaultRule:
     status: int = 500
     seconds: float = 0.0
     drop: int = 1
+    hook: Optional[Callable[[str, str], None]] = None
     skip: int = 0
     times: Optional[int] = 1
     seen: int = 0
@@ -57,7 +60,7 @@ class FaultRule:
     engaged: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        if self.action not in ("reset", "stall", "status") + TAMPERING:
+        if self.action not in ("reset", "stall", "status", "hook") + TAMPERING:
             raise ValueError("unknown fault action %r" % self.action)
         self._pattern = re.compile(self.target)
 
@@ -135,6 +138,10 @@ class FaultProxy:
                 self._relay(client, head, body)
             elif rule.action in TAMPERING:
                 self._relay(client, *_tampered(rule, head, body))
+            elif rule.action == "hook":
+                if rule.hook is not None:
+                    rule.hook(method, target)
+                self._relay(client, head, body)
             else:
                 self._inject(client, rule)
 

@@ -166,6 +166,30 @@ def test_two_hosts_with_one_server_name_get_a_backup_each(moto, bucket):
         assert len(assert_no_shared_folder(moto, bucket, runs)) == 2
 
 
+def test_id_taken_by_another_host_at_the_last_moment_is_not_shared(moto, bucket, archiving_cluster):
+    """Another host writes this id's backup.info between the run's choice of the id and its first
+    write of it (through the proxy, right before that write reaches moto): the run takes the next
+    second, and the other host's backup.info stays as it wrote it."""
+    written = []
+
+    def other_host_first(method: str, target: str) -> None:
+        key = target.split("?", 1)[0].split("/", 2)[2]
+        written.append(key)
+        moto.client().put_object(Bucket=bucket.bucket, Key=key, Body=b"status=STARTED\nerror=other host\n")
+
+    with FaultProxy(moto.port) as proxy:
+        rule = proxy.add(FaultRule("PUT", r"/base/\d{8}T\d{6}/backup\.info", "hook", hook=other_host_first))
+        run = run_module("base_backup", backup_module_args(archiving_cluster, bucket, endpoint_url=proxy.endpoint_url))
+    assert rule.injected == 1
+    assert run.rc == 0 and run.result["status"] == "DONE", run.stdout
+    (other_key,) = written
+    other_id = other_key.split("/")[-2]
+    assert run.result["backup_id"] > other_id
+    assert moto.get_object(bucket.bucket, other_key) == b"status=STARTED\nerror=other host\n"
+    assert moto.list_keys(bucket.bucket, bucket.backup_prefix(other_id)) == [other_key]
+    assert statuses(bucket) == {other_id: "STARTED", run.result["backup_id"]: "DONE"}
+
+
 # --- the conditional create that reserves a backup id --------------------------------------------------
 
 
