@@ -42,6 +42,7 @@ _DENIED = ("403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureD
            "ExpiredToken", "InvalidToken", "AllAccessDisabled")
 
 _CREATE_REFUSED = ("PreconditionFailed", "412", "ConditionalRequestConflict")
+_CONDITION_UNSUPPORTED = ("NotImplemented", "501")
 
 # An access point ARN names the bucket and holds slashes itself: s3://ARN/path.
 _ACCESS_POINT = re.compile(
@@ -226,10 +227,16 @@ class S3Store(ObjectStore):
                 self.client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*",
                                        **self._content_md5(data), **self.write_args)
             except botocore.exceptions.ClientError as error:
+                code = str(error.response.get("Error", {}).get("Code", ""))
                 # 412: the key exists; 409: another conditional write of it is in flight.
-                if str(error.response.get("Error", {}).get("Code", "")) in _CREATE_REFUSED:
+                if code in _CREATE_REFUSED:
                     return False
-                raise
+                if code not in _CONDITION_UNSUPPORTED:
+                    raise
+                # An S3-compatible store without conditional writes: put_object_if_absent's look
+                # before and read back after are what is left.
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **self._content_md5(data),
+                                       **self.write_args)
             return True
 
         return self._call("create %s" % key, put_if_none_match)

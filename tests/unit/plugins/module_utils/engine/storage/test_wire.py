@@ -201,3 +201,31 @@ def test_gcs_sends_content_md5_with_every_part(recorder, monkeypatch):
     store.upload_part("pg/db1/base/X/data.tar", upload, 1, bytearray(b"a" * 1000))
     (headers, body) = [(lower(request[2]), request[3]) for request in server.requests if request[0] == "PUT"][0]
     assert headers.get("content-md5") == content_md5(body), headers
+
+
+def test_s3_store_without_conditional_writes_still_reserves(recorder):
+    """An S3-compatible store that answers 501 to If-None-Match: the write is made without it."""
+    objects = {}
+    server = recorder(None)
+
+    def answer(method, path):
+        request = server.requests[-1]
+        key = urlsplit(path).path
+        if method == "PUT" and "if-none-match" in lower(request[2]):
+            return 501, {"Content-Type": "application/xml"}, (
+                b"<Error><Code>NotImplemented</Code><Message>A header you provided implies functionality "
+                b"that is not implemented</Message></Error>")
+        if method == "PUT":
+            objects[key] = request[3]
+            return 200, {"ETag": '"x"'}, b""
+        if key in objects:
+            return 200, {}, objects[key]
+        return 404, {"Content-Type": "application/xml"}, b"<Error><Code>NoSuchKey</Code></Error>"
+
+    server.reply = answer
+    store = open_store(StorageConfig(destination_url="s3://bkt/pg", server_name="db1", aws_access_key="testing",
+                                     aws_secret_key="testing", addressing_style="path",
+                                     endpoint_url="http://127.0.0.1:%d" % server.server_port))
+    assert store.put_object_if_absent("pg/db1/base/X/backup.info", b"status=STARTED\nerror=run one\n") is True
+    assert store.put_object_if_absent("pg/db1/base/X/backup.info", b"status=STARTED\nerror=run two\n") is False
+    assert objects == {"/bkt/pg/db1/base/X/backup.info": b"status=STARTED\nerror=run one\n"}
