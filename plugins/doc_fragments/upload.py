@@ -98,9 +98,20 @@ options:
         backup is recorded as failed if it does not, since it could not be restored.
       - Without O(primary_conninfo), the file arrives when the primary's traffic or its
         C(archive_timeout) completes it.
-      - V(0) does not wait, as C(barman-cloud-backup) does not; the backup is then restorable only once
-        that file is archived.
-      - Ignored when the server backed up is a primary.
+      - For a backup taken from a primary, the seconds to wait for the server's archiver to
+        archive that WAL file (as C(pg_stat_archiver) reports it); the backup is recorded as
+        failed, with the archiver's last failure in its message, if it does not.
+      - V(0) does not wait, as C(barman-cloud-backup) does not on a standby; the backup is then
+        restorable only once that file is archived.
     type: int
     default: 300
+  require_wal_archiving:
+    description:
+      - Refuse to back up a primary that archives no WAL (C(archive_mode=off), or neither
+        C(archive_command) nor C(archive_library) set), before anything is written, since a
+        base backup cannot be restored without the WAL written while it ran.
+      - Set V(false) only when WAL reaches the restore by another way (for example
+        C(pg_receivewal)); the backup then does not wait for the archiver when C(archive_mode=off).
+    type: bool
+    default: true
 """

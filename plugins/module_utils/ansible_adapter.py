@@ -116,6 +116,7 @@ def upload_argument_spec() -> Dict[str, Dict[str, Any]]:
         "keepalive_interval": {"type": "int", "default": 60},
         "primary_conninfo": {"type": "str", "no_log": True},
         "wal_archive_timeout": {"type": "int", "default": 300},
+        "require_wal_archiving": {"type": "bool", "default": True},
         "backup_name": {"type": "str", "aliases": ["name"]},
     }
     spec.update(sse_customer_key_argument_spec())

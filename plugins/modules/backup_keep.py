@@ -84,8 +84,25 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-extends_documentation_fragment:
-  - pgcloud.backup.results
+log:
+  description:
+    - The engine's log lines, the progress of a backup included; details are added from C(-vv) on.
+    - Each line is also written to the journal (or syslog) of the managed host as it happens.
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - "2026-01-25 03:15:00,120 INFO starting backup 20260125T031500 of /var/lib/postgresql/15/main"
+parameter:
+  description: The parameter to fix, when the module refused a parameter's value.
+  returned: on failure, when one parameter is the cause
+  type: str
+  sample: destination_url
+version:
+  description: The version of the pgcloud.backup collection that ran the module.
+  returned: always
+  type: str
+  sample: 0.1.0
 backup_id:
   description: The id of the backup O(backup) named.
   returned: success

@@ -10,7 +10,13 @@ it with a fault of a rule that matches:
 
 - `reset`: the connection is reset (RST, through SO_LINGER 0) without an answer;
 - `stall`: nothing is answered for `seconds`, then the connection is closed;
-- `status`: an S3-style XML error with that HTTP status (500 InternalError, 503 SlowDown).
+- `status`: an S3-style XML error with that HTTP status (500 InternalError, 503 SlowDown);
+- `corrupt`: relayed with one byte of its body changed (the length stays), as a link or a
+  store that damages data would;
+- `truncate`: relayed with the last `drop` bytes of its body left out, Content-Length fixed and
+  the checksum headers removed: a store that acknowledges a short object;
+- `hook`: relayed after `hook(method, target)` has run, for a test to act on the store at that
+  moment (another writer that gets there first).
 
 A rule matches requests by method and a regular expression on the request target (path
 and query), lets `skip` matching requests through first, then faults the next `times`
@@ -26,8 +32,11 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
+TAMPERING = ("corrupt", "truncate")
+# Headers that carry a checksum of the request body, removed by `truncate`.
+CHECKSUM_HEADERS = (b"content-md5:", b"x-amz-checksum-", b"x-amz-sdk-checksum-algorithm:", b"x-goog-hash:")
 ERROR_CODES = {500: ("InternalError", "We encountered an internal error. Please try again."),
                503: ("SlowDown", "Please reduce your request rate.")}
 REASONS = {500: "Internal Server Error", 503: "Service Unavailable"}
@@ -39,9 +48,11 @@ class FaultRule:
 
     method: str
     target: str
-    action: str  # reset, stall or status
+    action: str  # reset, stall, status, corrupt or truncate
     status: int = 500
     seconds: float = 0.0
+    drop: int = 1
+    hook: Optional[Callable[[str, str], None]] = None
     skip: int = 0
     times: Optional[int] = 1
     seen: int = 0
@@ -49,7 +60,7 @@ class FaultRule:
     engaged: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        if self.action not in ("reset", "stall", "status"):
+        if self.action not in ("reset", "stall", "status", "hook") + TAMPERING:
             raise ValueError("unknown fault action %r" % self.action)
         self._pattern = re.compile(self.target)
 
@@ -125,6 +136,12 @@ class FaultProxy:
             rule = self._rule_for(method, target)
             if rule is None:
                 self._relay(client, head, body)
+            elif rule.action in TAMPERING:
+                self._relay(client, *_tampered(rule, head, body))
+            elif rule.action == "hook":
+                if rule.hook is not None:
+                    rule.hook(method, target)
+                self._relay(client, head, body)
             else:
                 self._inject(client, rule)
 
@@ -189,6 +206,19 @@ def _read_request(client: socket.socket) -> Optional[Tuple[str, str, bytes, byte
             return None
         body += data
     return method, target, head + b"\r\n\r\n", body
+
+
+def _tampered(rule: FaultRule, head: bytes, body: bytes) -> Tuple[bytes, bytes]:
+    """The request as `corrupt` or `truncate` changes it."""
+    if not body:
+        return head, body
+    if rule.action == "corrupt":
+        middle = len(body) // 2
+        return head, body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1:]
+    body = body[:max(0, len(body) - rule.drop)]
+    lines = [line for line in head.rstrip(b"\r\n").split(b"\r\n")
+             if not line.lower().startswith(CHECKSUM_HEADERS + (b"content-length:",))]
+    return b"\r\n".join(lines + [b"Content-Length: %d" % len(body)]) + b"\r\n\r\n", body
 
 
 def _with_connection_close(head: bytes) -> bytes:

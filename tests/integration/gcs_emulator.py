@@ -172,6 +172,11 @@ class FrontHandler(BaseHTTPRequestHandler):
             self._xml_error(HTTPStatus.NOT_FOUND, "NoSuchUpload", "The requested upload was not found.")
             return
         digest = hashlib.md5(data).digest()
+        sent_md5 = self.headers.get("Content-MD5")
+        if sent_md5 is not None and sent_md5 != base64.b64encode(digest).decode():
+            # As Cloud Storage's XML API: a part whose bytes do not match its Content-MD5 is refused.
+            self._xml_error(HTTPStatus.BAD_REQUEST, "BadDigest", "The Content-MD5 you specified did not match.")
+            return
         etag = '"%s"' % digest.hex()
         upload["parts"][number] = (etag, data)
         # Cloud Storage reports the part's checksums; the SDK's part upload checks crc32c.

@@ -155,7 +155,8 @@ def test_killed_while_writing_done(moto, source_cluster, storage):
     """Every archive is complete and the server's backup stopped; the write of the DONE
     backup.info hangs (a stalled store) when the process is killed."""
     with FaultProxy(moto.port) as proxy:
-        stall = proxy.add(FaultRule("PUT", BACKUP_INFO, "stall", seconds=120, skip=1))
+        # skip=2: the reservation of the backup id, then STARTED; DONE is the third write.
+        stall = proxy.add(FaultRule("PUT", BACKUP_INFO, "stall", seconds=120, skip=2))
         params = backup_module_args(source_cluster, storage, endpoint_url=proxy.endpoint_url, read_timeout=300)
         with started_module("base_backup", params) as process:
             kill_when(process, stall.engaged.is_set)
@@ -174,7 +175,7 @@ def test_transient_store_faults_are_retried_and_the_backup_restores(moto, source
             proxy.add(FaultRule("PUT", UPLOAD_PART, "reset", skip=1)),
             proxy.add(FaultRule("PUT", UPLOAD_PART, "status", status=500, skip=3)),
             proxy.add(FaultRule("POST", COMPLETE_UPLOAD, "status", status=500)),
-            proxy.add(FaultRule("PUT", BACKUP_INFO, "stall", seconds=6, skip=1)),
+            proxy.add(FaultRule("PUT", BACKUP_INFO, "stall", seconds=6, skip=2)),  # DONE (see above)
         ]
         params = backup_module_args(source_cluster, storage, endpoint_url=proxy.endpoint_url, read_timeout=3,
                                     **SMALL_PARTS)
@@ -225,7 +226,7 @@ def test_permanent_store_fault_fails_the_backup_as_failed(moto, source_cluster, 
 def test_store_that_refuses_every_backup_info_write_leaves_the_backup_started(moto, source_cluster, storage):
     """Neither DONE nor FAILED can be recorded: the backup stays STARTED, never DONE."""
     with FaultProxy(moto.port) as proxy:
-        rule = proxy.add(FaultRule("PUT", BACKUP_INFO, "reset", skip=1, times=None))
+        rule = proxy.add(FaultRule("PUT", BACKUP_INFO, "reset", skip=2, times=None))  # DONE and FAILED
         run = run_module("base_backup", backup_module_args(source_cluster, storage, endpoint_url=proxy.endpoint_url))
     backup_id = assert_failed_clearly(run, "backup.info")
     assert rule.injected >= 10  # DONE, then FAILED, each tried five times

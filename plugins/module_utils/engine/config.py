@@ -269,6 +269,9 @@ class BackupConfig:
     backup_name: Optional[str] = None
     # None: CRC32C where google-crc32c runs in C, else SHA256 (manifest.default_algorithm).
     manifest_checksum: Optional[str] = None
+    # Refuse a backup from a primary that archives no WAL: it could not be restored. False
+    # for users who ship WAL another way.
+    require_wal_archiving: bool = True
 
     def __post_init__(self) -> None:
         if self.compression is not None and self.compression not in COMPRESSIONS:

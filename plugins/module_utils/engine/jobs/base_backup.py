@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from datetime import datetime
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -24,12 +25,13 @@ from .. import layout
 from ..archive import compression
 from ..catalog import Catalog
 from ..config import BackupConfig, PostgresConfig, StorageConfig
-from ..errors import BackupError, PostgresError, first_line
+from ..errors import BackupError, ConfigurationError, PostgresError, StorageError, first_line
 from ..archive.walk import (PG_CONTROL, WalkEntry, external_config_files, largest_first, os_user_name,
                             tablespace_directory_prefix, walk_data_directory, walk_tablespace)
 from ..archive.manifest import MANIFEST_NAME, BackupManifest, WalRange
+from ..postgres.session import (BackupPoint, PostgresSession, ServerFacts, parse_lsn, switch_primary_wal,
+                                wal_file_name)
 from ..results import BackupResult, tablespace_results
-from ..postgres.session import BackupPoint, PostgresSession, ServerFacts, parse_lsn, switch_primary_wal, wal_file_name
 from ..storage.base import ObjectStore
 from ..storage.factory import open_store
 from ..archive.tar import ArchiveGroup, TarArchive, label_header
@@ -44,6 +46,8 @@ WAL_SWITCH_INTERVAL = 10.0
 MIB = 1 << 20
 # How many of the largest files each archive builder is given before the rest of the walk.
 FILES_FIRST_PER_BUILDER = 4
+# How many ids a run tries to reserve, one a second, when other runs take them first.
+RESERVE_ATTEMPTS = 5
 
 
 class Progress:
@@ -71,14 +75,85 @@ class Progress:
                  self.bytes_read / MIB / max(now - self.started, 1e-6))
 
 
+def _id_of_now() -> str:
+    return datetime.now().strftime("%Y%m%dT%H%M%S")
+
+
+def _sleep_to_next_second() -> None:
+    time.sleep(1.05 - (time.time() % 1))
+
+
 def new_backup_id(catalog: Catalog) -> str:
     """The local start time, as the reference tool; waits a second rather than reuse an id."""
     existing = set(catalog.backup_ids())
     while True:
-        backup_id = datetime.now().strftime("%Y%m%dT%H%M%S")
+        backup_id = _id_of_now()
         if backup_id not in existing:
             return backup_id
-        time.sleep(1.05 - (time.time() % 1))
+        _sleep_to_next_second()
+
+
+def reserve_backup_id(catalog: Catalog, info: Dict[str, Any]) -> str:
+    """A new backup id whose backup.info (info, STARTED) this run created, before pg_backup_start.
+
+    The create is conditional, so that two runs that chose the same id in the same second (the
+    module and the timer, or two hosts with one server_name) never share a folder: the one that
+    loses takes the next second. The nonce makes each run's backup.info its own, for the stores
+    whose conditional create is a write and a read back (ObjectStore.put_object_if_absent).
+    """
+    for _attempt in range(RESERVE_ATTEMPTS):
+        backup_id = new_backup_id(catalog)
+        data = layout.render(dict(info, error="backup id reserved by run %s" % uuid.uuid4().hex))
+        if catalog.store.put_object_if_absent(catalog.info_key(backup_id), data):
+            return backup_id
+        LOG.info("backup id %s was taken by another run in the same second; trying the next one", backup_id)
+        _sleep_to_next_second()
+    raise StorageError(
+        "could not reserve a backup id in %s: %d ids in a row were taken by other runs; give each host "
+        "its own server_name" % (catalog.store.destination.url_of(layout.BASE_FOLDER), RESERVE_ATTEMPTS))
+
+
+def check_wal_archiving(settings: Dict[str, Optional[str]], facts: ServerFacts, required: bool) -> None:
+    """Refuse, before anything is written, a backup of a primary that archives no WAL.
+
+    A standby's backup waits for its last WAL file in the store instead (archiving there is
+    the primary's). A setting the role may not read is not held against the server: the
+    bounded wait for the archiver after the stop still fails a backup whose WAL is not archived.
+    """
+    if not required or facts.in_recovery:
+        return
+    fix = ("set archive_mode = on and an archive_command (such as barman-cloud-wal-archive to %s) on "
+           "the server, or set require_wal_archiving: false if WAL reaches your restores another way")
+    mode = settings.get("archive_mode")
+    if mode == "off":
+        raise ConfigurationError(
+            "WAL archiving is off on this server (archive_mode=off): a base backup cannot be restored "
+            "without its WAL; " + fix, "require_wal_archiving")
+    if "archive_command" in settings and not settings.get("archive_command") and not settings.get("archive_library"):
+        raise ConfigurationError(
+            "archive_mode is %s but neither archive_command nor archive_library is set, so the server "
+            "archives no WAL and a base backup could not be restored; %s" % (mode, fix), "require_wal_archiving")
+
+
+def wait_for_wal(end_wal: str, timeout: int, archived: Callable[[], bool],
+                 while_waiting: Callable[[float], None] = lambda now: None) -> bool:
+    """Poll archived() every WAL_POLL_INTERVAL until it is true (True) or timeout seconds pass
+    (False); while_waiting(now) runs between polls (a standby's switch of WAL on its primary)."""
+    LOG.info("waiting up to %d s for WAL file %s to be archived", timeout, end_wal)
+    deadline = time.monotonic() + timeout
+    while not archived():
+        now = time.monotonic()
+        if now > deadline:
+            return False
+        while_waiting(now)
+        time.sleep(WAL_POLL_INTERVAL)
+    return True
+
+
+def end_wal_name(stop: BackupPoint, facts: ServerFacts) -> str:
+    """The WAL file that holds the backup's last record: the end LSN is the first byte after it,
+    which matters when the end falls on a segment boundary."""
+    return wal_file_name(stop.timeline, parse_lsn(stop.lsn) - 1, facts.wal_segment_size)
 
 
 def check_readable(facts: ServerFacts) -> None:
@@ -118,10 +193,11 @@ class BackupJob:
     """
 
     def __init__(self, storage: StorageConfig, postgres: PostgresConfig, backup_name: Optional[str],
-                 store: Optional[ObjectStore] = None) -> None:
+                 store: Optional[ObjectStore] = None, require_wal_archiving: bool = True) -> None:
         self.storage = storage
         self.postgres = postgres
         self.backup_name = backup_name
+        self.require_wal_archiving = require_wal_archiving
         self.store = store or open_store(storage)
         self.catalog = Catalog(self.store)
 
@@ -137,17 +213,34 @@ class BackupJob:
             facts = session.facts()
             for warning in facts.warnings:
                 LOG.warning("%s", warning)
+            check_wal_archiving(session.archive_settings(), facts, self.require_wal_archiving)
             self._prepare(facts)
             if check_mode:
                 return self._plan_result(facts)
+            self._lock_server(session)
+            if self.backup_name:
+                # Again under the lock: a run that held it may have taken this name meanwhile.
+                existing = self.catalog.find_done_by_name(self.backup_name)
+                if existing is not None:
+                    return self._existing_result(existing)
             return self._take(session, facts)
         finally:
             session.close()
 
+    def _lock_server(self, session: PostgresSession) -> None:
+        """One backup into a server_name's folder at a time from this PostgreSQL server, for the
+        session's life (the server releases the lock when the session ends)."""
+        folder = self.store.destination.url_of(layout.BASE_FOLDER)
+        if not session.try_lock_server(folder):
+            raise PostgresError(
+                "another backup of server_name %r is running on this PostgreSQL server, into %s (%s): wait for "
+                "it to end; backups of one server_name run one at a time"
+                % (self.storage.server_name, folder, session.lock_holder(folder) or "its session has just ended"))
+
     def _take(self, session: PostgresSession, facts: ServerFacts) -> BackupResult:
         started = time.monotonic()
-        backup_id = new_backup_id(self.catalog)
         info = self._initial_info(facts)
+        backup_id = reserve_backup_id(self.catalog, info)
         self._before_start()
         try:
             LOG.info("starting backup %s of %s", backup_id, facts.data_directory)
@@ -158,19 +251,25 @@ class BackupJob:
             self._while_started(backup_id, session, facts, info)
             session.ensure_alive()
             LOG.info("stopping backup %s", backup_id)
-            # A standby cannot complete the WAL file that ends the backup: its own wait could
-            # last forever (archive_mode=always), so the end is awaited in the store instead.
-            stop = session.stop_backup(wait_for_archive=not facts.in_recovery)
+            # The server's own wait for archiving has no bound (statement_timeout is 0): the end
+            # is awaited here, within wal_archive_timeout, in the store (standby) or in
+            # pg_stat_archiver (primary), once the server has left backup mode.
+            stop = session.stop_backup(wait_for_archive=False)
             if not facts.in_recovery:
                 session.create_restore_point("barman_%s" % backup_id)
             self._after_stop(backup_id, stop, facts)
             copy_time = time.monotonic() - copy_started
             if facts.in_recovery:
                 self._await_end_wal(stop, facts)
+            else:
+                self._await_archiver(session, stop, facts)
             self._record_stop(info, stop, facts)
+            self._verify_stored(backup_id)
             info["copy_stats"] = self._copy_stats(copy_time, time.monotonic() - started)
+            self._check_name_still_free(backup_id)
             info.update(status=layout.DONE, backup_name=self.backup_name, size=self._stored_size())
             self._put_info(backup_id, info)
+            self._read_back_info(backup_id, info)
         except BaseException as error:
             self._fail(backup_id, info, session, error)
             raise BackupError("backup %s failed: %s" % (backup_id, first_line(error)), backup_id) from error
@@ -187,24 +286,80 @@ class BackupJob:
         if timeout == 0:
             LOG.warning("backup from a standby: not waiting for its last WAL file (wal_archive_timeout=0)")
             return
-        # The end LSN is the first byte after the backup's last record: the WAL needed ends
-        # one byte before it, which matters when the end falls on a segment boundary.
-        end_wal = wal_file_name(stop.timeline, parse_lsn(stop.lsn) - 1, facts.wal_segment_size)
-        LOG.info("backup from a standby: waiting up to %d s for WAL file %s to be archived", timeout, end_wal)
-        deadline = time.monotonic() + timeout
-        next_switch = 0.0
-        while not self.catalog.wal_archived(end_wal):
-            now = time.monotonic()
-            if now > deadline:
-                raise BackupError(
-                    "WAL file %s, which holds the end of this backup from a standby, did not reach %s within "
-                    "wal_archive_timeout (%d s): set primary_conninfo so that the backup can make the primary "
-                    "complete it, or archive_timeout on the primary, and check that WAL is archived there"
-                    % (end_wal, self.store.destination.url_of(layout.WAL_FOLDER), timeout))
-            if self.postgres.primary_conninfo and now >= next_switch:
+        end_wal = end_wal_name(stop, facts)
+        next_switch = [0.0]
+
+        def switch_on_primary(now: float) -> None:
+            if self.postgres.primary_conninfo and now >= next_switch[0]:
                 LOG.info("switched WAL on the primary: %s", switch_primary_wal(self.postgres.primary_conninfo))
-                next_switch = now + WAL_SWITCH_INTERVAL
-            time.sleep(WAL_POLL_INTERVAL)
+                next_switch[0] = now + WAL_SWITCH_INTERVAL
+
+        if not wait_for_wal(end_wal, timeout, lambda: self.catalog.wal_archived(end_wal), switch_on_primary):
+            raise BackupError(
+                "WAL file %s, which holds the end of this backup from a standby, did not reach %s within "
+                "wal_archive_timeout (%d s): set primary_conninfo so that the backup can make the primary "
+                "complete it, or archive_timeout on the primary, and check that WAL is archived there"
+                % (end_wal, self.store.destination.url_of(layout.WAL_FOLDER), timeout))
+
+    def _await_archiver(self, session: PostgresSession, stop: BackupPoint, facts: ServerFacts) -> None:
+        """Wait until the primary's archiver has archived the WAL file that holds the end of the backup.
+
+        pg_backup_stop switched to a new WAL file, so that file is complete and queued; an
+        archive_command that keeps failing leaves it queued, and the backup FAILED.
+        """
+        timeout = self.postgres.wal_archive_timeout
+        if facts.archive_mode == "off":
+            LOG.warning("archive_mode is off (require_wal_archiving: false): this backup can be restored only "
+                        "with WAL that reaches the restore another way")
+            return
+        if timeout == 0:
+            LOG.warning("not waiting for the last WAL file of the backup to be archived (wal_archive_timeout=0)")
+            return
+        end_wal = end_wal_name(stop, facts)
+        if not wait_for_wal(end_wal, timeout, lambda: session.archiver_status().has_archived(end_wal)):
+            raise BackupError(
+                "WAL file %s, which holds the end of this backup, was not archived within wal_archive_timeout "
+                "(%d s): %s; check archive_command and the server's log, or raise wal_archive_timeout"
+                % (end_wal, timeout, session.archiver_status().last_failure()))
+
+    def _verify_stored(self, backup_id: str) -> None:
+        """List the backup's folder and compare it with what was written, names and sizes, before DONE:
+        a store that acknowledged an object it does not hold whole fails the backup."""
+        folder = self.catalog.folder_key(backup_id) + "/"
+        listed = {item.key: item.size for item in self.store.list_objects(folder)}
+        written = self._written_objects()
+        problems = []
+        for key, size in sorted(written.items()):
+            if key not in listed:
+                problems.append("%s is missing" % key)
+            elif listed[key] != size:
+                problems.append("%s holds %d bytes where %d were written" % (key, listed[key], size))
+        # An object this run did not write would be restored with the backup: another run's.
+        for key in sorted(set(listed) - set(written) - {self.catalog.info_key(backup_id)}):
+            problems.append("%s was not written by this backup" % key)
+        if problems:
+            raise BackupError(
+                "the store does not hold what it acknowledged: %s; the backup could not be restored, check "
+                "the store (or the proxy in front of it) and run the backup again" % "; ".join(problems))
+        LOG.info("backup %s: the store lists the %d objects written, with their sizes", backup_id, len(written))
+
+    def _check_name_still_free(self, backup_id: str) -> None:
+        """backup_name must name one DONE backup, or restoring by name fails: a run elsewhere (another
+        host with this server_name) may have taken it while this one ran."""
+        if not self.backup_name:
+            return
+        taken = self.catalog.find_done_by_name(self.backup_name)
+        if taken is not None and taken["backup_id"] != backup_id:
+            raise BackupError(
+                "backup_name %r was taken by backup %s while this backup ran (another run of server_name %r): "
+                "a name must belong to one backup; run again with another backup_name"
+                % (self.backup_name, taken["backup_id"], self.storage.server_name))
+
+    def _read_back_info(self, backup_id: str, info: Dict[str, Any]) -> None:
+        """The DONE backup.info as the store returns it, before the run reports DONE."""
+        if self.store.get_object(self.catalog.info_key(backup_id)) != layout.render(info):
+            raise BackupError("the store does not return the backup.info it acknowledged for backup %s; "
+                              "check the store and run the backup again" % backup_id)
 
     # --- hooks of the kinds of backup ---------------------------------------------------------
 
@@ -234,6 +389,10 @@ class BackupJob:
     def _stored_size(self) -> Optional[int]:
         """The bytes of the objects the backup stored besides backup.info, for backup.info's size."""
         return None
+
+    def _written_objects(self) -> Dict[str, int]:
+        """key -> size of every object the backup wrote besides backup.info, checked before DONE."""
+        return {}
 
     def _server_name(self) -> str:
         return "cloud"
@@ -343,7 +502,7 @@ class BaseBackupJob(BackupJob):
 
     def __init__(self, storage: StorageConfig, postgres: PostgresConfig, backup: BackupConfig,
                  store: Optional[ObjectStore] = None) -> None:
-        super().__init__(storage, postgres, backup.backup_name, store)
+        super().__init__(storage, postgres, backup.backup_name, store, backup.require_wal_archiving)
         self.backup = backup
         self.max_archive_size = min(backup.max_archive_size, self.store.max_archive_size)
         if backup.max_archive_size > self.store.max_archive_size:
@@ -428,6 +587,9 @@ class BaseBackupJob(BackupJob):
     def _stored_size(self) -> Optional[int]:
         # backup_info's check of a backup's objects compares the listed sizes with this.
         return sum(group.stored_bytes() for group in self.groups)
+
+    def _written_objects(self) -> Dict[str, int]:
+        return {item.key: item.size for group in self.groups for item in group.written}
 
     def _group(self, pool: UploadPool, folder: str, base: str, manifest_prefix: str = "") -> ArchiveGroup:
         """The archives of `base` (data or a tablespace's oid), whose files are restored under manifest_prefix."""

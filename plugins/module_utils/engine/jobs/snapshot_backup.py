@@ -41,12 +41,14 @@ class SnapshotBackupJob(BackupJob):
                  backup: BackupConfig, store: Optional[ObjectStore] = None,
                  provider: Optional[SnapshotProvider] = None, host: Optional[HostView] = None) -> None:
         _check_compatible(storage, backup)
-        super().__init__(storage, postgres, backup.backup_name, store)
+        super().__init__(storage, postgres, backup.backup_name, store, backup.require_wal_archiving)
         self.snapshot = snapshot
         self.host = host or HostView.from_environment()
         self.provider = provider or open_snapshot_provider(snapshot, storage, self.host)
         self.disks: List[Disk] = []
         self.taken: List[Dict[str, Any]] = []
+        self.label_key: Optional[str] = None
+        self.label = b""
 
     def _prepare(self, facts: ServerFacts) -> None:
         check_backup_privileges(facts)
@@ -65,7 +67,12 @@ class SnapshotBackupJob(BackupJob):
         session.stop_keepalive()
 
     def _after_stop(self, backup_id: str, stop: BackupPoint, facts: ServerFacts) -> None:
-        self.store.put_object(self._label_key(backup_id), (stop.label_file or "").encode("utf-8"))
+        self.label_key = self._label_key(backup_id)
+        self.label = (stop.label_file or "").encode("utf-8")
+        self.store.put_object(self.label_key, self.label)
+
+    def _written_objects(self) -> Dict[str, int]:
+        return {self.label_key: len(self.label)} if self.label_key else {}
 
     def _abort(self) -> None:
         if self.taken:

@@ -9,6 +9,7 @@ it is still running and then by closing the connection, which makes the server e
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -320,3 +321,67 @@ class PostgresSession:
             self.connection.close()
         except Exception:  # already closed
             pass
+
+    # --- WAL archiving and the backups of one server --------------------------------------------
+
+    def archive_settings(self) -> Dict[str, Optional[str]]:
+        """archive_mode, archive_command and archive_library (15+) as far as the role may read them:
+        a setting missing from the result is one the role cannot see (archive_command needs
+        superuser or pg_read_all_settings)."""
+        return dict(self.query(
+            "SELECT name, setting FROM pg_settings WHERE name IN ('archive_mode', 'archive_command', 'archive_library')"
+        ))
+
+    def archiver_status(self) -> "ArchiverStatus":
+        row = self.query("SELECT last_archived_wal, last_failed_wal, last_failed_time, failed_count "
+                         "FROM pg_stat_archiver")[0]
+        return ArchiverStatus(row[0], row[1], row[2], int(row[3] or 0))
+
+    def try_lock_server(self, name: str) -> bool:
+        """Take this session's advisory lock of name (a server_name's folder of backups), which
+        serialises the backups into it from one PostgreSQL server; False if another session holds
+        it. The server releases it when the session ends."""
+        return bool(self.value("SELECT pg_try_advisory_lock(%s)", (advisory_key(name),)))
+
+    def lock_holder(self, name: str) -> Optional[str]:
+        """Who holds the advisory lock of name: 'pid N (application_name, connected since TIME)'."""
+        key = advisory_key(name) & 0xFFFFFFFFFFFFFFFF
+        rows = self.query(
+            "SELECT l.pid, a.application_name, a.backend_start FROM pg_locks l "
+            "LEFT JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+            "AND l.classid = %s::oid AND l.objid = %s::oid AND l.objsubid = 1", (key >> 32, key & 0xFFFFFFFF))
+        if not rows:
+            return None
+        pid, application, since = rows[0]
+        return "pid %s (%s, connected since %s)" % (pid, application or "no application_name", since)
+
+
+@dataclass
+class ArchiverStatus:
+    """What pg_stat_archiver says of the server's WAL archiving."""
+
+    last_archived_wal: Optional[str]
+    last_failed_wal: Optional[str]
+    last_failed_time: Optional[datetime]
+    failed_count: int = 0
+
+    def has_archived(self, wal_name: str) -> bool:
+        """Whether the archiver is past wal_name: it archives in order and retries a failed file
+        until it succeeds. The first 24 characters, because a .backup or .partial file carries its
+        segment's name first."""
+        last = self.last_archived_wal
+        return last is not None and last[:24] >= wal_name
+
+    def last_failure(self) -> str:
+        """What pg_stat_archiver says went wrong, for the message of a backup whose WAL is not archived."""
+        archived = "the last WAL file archived is %s" % (self.last_archived_wal or "none")
+        if self.last_failed_wal is None:
+            return "no archiving failure is recorded in pg_stat_archiver (the archiver is behind: %s)" % archived
+        return "the archiver last failed to archive %s at %s (%d failures; %s)" % (
+            self.last_failed_wal, self.last_failed_time, self.failed_count, archived)
+
+
+def advisory_key(name: str) -> int:
+    """A signed 64-bit advisory lock key of a name, the same in every run and on every host."""
+    digest = hashlib.sha256(("pgcloud.backup " + name).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)

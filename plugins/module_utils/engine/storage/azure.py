@@ -10,6 +10,7 @@ writes them.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 from urllib.parse import urlparse
@@ -179,7 +180,21 @@ class AzureBlobStore(ObjectStore):
         blob = self.client.get_blob_client(key)
         # The SDK reads a bytearray as an iterable of ints: it needs bytes.
         self._call("upload %s" % key, blob.upload_blob, bytes(data), overwrite=True,
-                   tags=self.config.tags or None, **self.write_args)
+                   tags=self.config.tags or None, validate_content=True, **self.write_args)
+
+    def create_object(self, key: str, data: bytes) -> bool:
+        blob = self.client.get_blob_client(key)
+
+        def upload_if_none_match() -> bool:
+            try:
+                # overwrite=False sends If-None-Match: *
+                blob.upload_blob(bytes(data), overwrite=False, tags=self.config.tags or None, validate_content=True,
+                                 **self.write_args)
+            except azure_errors.ResourceExistsError:
+                return False
+            return True
+
+        return self._call("create %s" % key, upload_if_none_match)
 
     def get_object(self, key: str) -> Optional[bytes]:
         blob = self.client.get_blob_client(key)
@@ -204,8 +219,12 @@ class AzureBlobStore(ObjectStore):
 
     def upload_part(self, key: str, upload: Any, number: int, data: Payload) -> Any:
         block_id = "%05d" % number
+        # The block's MD5 goes in Content-MD5, which the service checks before it stores the
+        # block. Computed here: the SDK's validate_content takes bytes only, and a copy of each
+        # part buffer would double the memory of the parts in flight.
+        md5 = hashlib.md5(data, usedforsecurity=False).digest()
         self._call("upload block %d of %s" % (number, key), upload.stage_block, block_id, data,
-                   length=len(data), **self.write_args)
+                   length=len(data), transactional_content_md5=md5, **self.write_args)
         return block_id
 
     def complete_multipart(self, key: str, upload: Any, parts: List[Any]) -> None:

@@ -76,6 +76,26 @@ class ObjectStore:
     def put_object(self, key: str, data: Payload) -> None:
         raise NotImplementedError
 
+    def put_object_if_absent(self, key: str, data: bytes) -> bool:
+        """Create key with data unless it exists; True if this call created it.
+
+        data must be unique to the caller (hold a nonce). The look first and the read back
+        after are for the stores that accept the condition and ignore it (the GCS emulator of
+        the tests): there two runs that look at the same time may both win, and the read back
+        refuses the one whose write was replaced before it read. The read back also tells a
+        retried create refused because its own first attempt succeeded.
+        """
+        if self.get_object(key) is not None:
+            return False
+        self.create_object(key, data)
+        return self.get_object(key) == bytes(data)
+
+    def create_object(self, key: str, data: bytes) -> bool:
+        """Write key unless it exists (False then). The providers send the condition with the
+        write; this fallback writes, relying on put_object_if_absent's look and read back."""
+        self.put_object(key, data)
+        return True
+
     def get_object(self, key: str) -> Optional[bytes]:
         """The object's bytes, or None when it does not exist."""
         raise NotImplementedError

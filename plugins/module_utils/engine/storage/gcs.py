@@ -12,6 +12,7 @@ parts here are in memory, so each is sent with the client's own authorized sessi
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import quote, urlparse
@@ -161,6 +162,23 @@ class GcsStore(ObjectStore):
         except _MissingObject:
             raise BucketNotFoundError("bucket %r does not exist in Cloud Storage" % self.destination.bucket)
 
+    def create_object(self, key: str, data: bytes) -> bool:
+        blob = self._blob(key)
+
+        def upload_if_generation_match() -> bool:
+            try:
+                # Generation 0: only if no live object has the name. The GCS emulator of the tests
+                # ignores it; put_object_if_absent's read back is what holds there.
+                blob.upload_from_string(bytes(data), if_generation_match=0, timeout=self.timeout)
+            except google_errors.PreconditionFailed:
+                return False
+            return True
+
+        try:
+            return self._call("create %s" % key, upload_if_generation_match)
+        except _MissingObject:
+            raise BucketNotFoundError("bucket %r does not exist in Cloud Storage" % self.destination.bucket)
+
     def get_object(self, key: str) -> Optional[bytes]:
         try:
             return self._call("read %s" % key, self.bucket.blob(key).download_as_bytes, timeout=self.timeout)
@@ -211,7 +229,10 @@ class GcsStore(ObjectStore):
         return number, etag
 
     def _put_part(self, url: str, data: bytes) -> str:
-        response = self.client._http.put(url, data=data, timeout=self.timeout)
+        # Content-MD5: the service checks the part before it stores it, whether or not it
+        # reports the part's hashes in x-goog-hash.
+        md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+        response = self.client._http.put(url, data=data, headers={"Content-MD5": md5}, timeout=self.timeout)
         if response.status_code != 200:
             raise google_errors.from_http_response(response)
         reported = _reported_crc32c(response.headers.get("x-goog-hash", ""))

@@ -21,6 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..errors import StorageError
 from ..storage.base import ObjectStore
 
 LOG = logging.getLogger("pgcloud.backup")
@@ -140,6 +141,8 @@ class UploadPool:
         self._slots = threading.BoundedSemaphore(jobs)
         self._throttle = Throttle(max_bandwidth)
         self._open_uploads: Dict[Tuple[str, Any], bool] = {}
+        # Set by abort(), under _lock: an upload created after it aborts itself (see track).
+        self._aborted = False
         self._lock = threading.Lock()
         self.buffers = PartBuffers(jobs, chunk_size)
         self.bytes_uploaded = 0
@@ -171,30 +174,47 @@ class UploadPool:
             self._slots.release()
 
     def put(self, key: str, data: bytearray) -> None:
+        self._refuse_if_aborted(key)
         self._throttle.wait(len(data))
         self.store.put_object(key, data)
         with self._lock:
             self.bytes_uploaded += len(data)
 
     def track(self, key: str, upload: Any, is_open: bool) -> None:
+        """Note a multipart upload created (is_open) or completed. One created once abort() has
+        taken its list of open uploads is aborted here at once, and the writer gets an error."""
         with self._lock:
-            if is_open:
-                self._open_uploads[(key, upload)] = True
-            else:
+            if not is_open:
                 self._open_uploads.pop((key, upload), None)
+                return
+            if not self._aborted:
+                self._open_uploads[(key, upload)] = True
+                return
+        self._abort_upload(key, upload)
+        raise StorageError("the upload of %s started after the backup was aborted; it was aborted too" % key)
+
+    def _refuse_if_aborted(self, key: str) -> None:
+        with self._lock:
+            if self._aborted:
+                raise StorageError("not uploading %s: the backup was aborted" % key)
 
     def abort(self) -> None:
         """Stop uploading and abort every multipart upload left open; never raises."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
         with self._lock:
+            self._aborted = True
             pending = list(self._open_uploads)
             self._open_uploads.clear()
+        # Parts in flight end before their uploads are aborted; queued ones are dropped.
+        self._executor.shutdown(wait=True, cancel_futures=True)
         for key, upload in pending:
-            try:
-                self.store.abort_multipart(key, upload)
-                LOG.info("aborted the incomplete upload of %s", key)
-            except Exception as error:  # the backup has failed already; report and go on
-                LOG.warning("could not abort the upload of %s: %s", key, error)
+            self._abort_upload(key, upload)
+
+    def _abort_upload(self, key: str, upload: Any) -> None:
+        try:
+            self.store.abort_multipart(key, upload)
+            LOG.info("aborted the incomplete upload of %s", key)
+        except Exception as error:  # the backup has failed already; report and go on
+            LOG.warning("could not abort the upload of %s: %s", key, error)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
@@ -258,10 +278,10 @@ class ObjectWriter:
         if self._upload is None:
             try:
                 self._upload = self.pool.store.create_multipart(self.key)
+                self.pool.track(self.key, self._upload, True)
             except BaseException:
                 self.pool.buffers.give_back(data)
                 raise
-            self.pool.track(self.key, self._upload, True)
         # The buffer itself goes to the upload, which gives it back once sent: no copy.
         part = self.pool.submit_part(self.key, self._upload, len(self._parts) + 1, data)
         part.add_done_callback(self._note_failure)

@@ -170,6 +170,8 @@ def test_defaults_are_the_reference_tools():
         # Not the reference's, which does not wait at all: a backup from a standby is only
         # recorded DONE once it can be restored (see backup_job._await_end_wal).
         "wal_archive_timeout": 300,
+        # Not the reference's either: a primary that archives no WAL gives backups that cannot be restored.
+        "require_wal_archiving": True,
     }
 
 

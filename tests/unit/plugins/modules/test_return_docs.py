@@ -35,8 +35,8 @@ def test_every_module_is_seen():
 @pytest.mark.parametrize("name", MODULES)
 def test_return_docs_hold_the_shared_values_as_the_fragments_write_them(name):
     documented = return_docs(name)
-    # The values of a backup belong to the modules that take one (and so return its id).
-    fragments = [SHARED, OF_BACKUPS] if "backup_id" in documented else [SHARED]
+    # The values of a backup belong to the modules that take one (and so return its WAL range).
+    fragments = [SHARED, OF_BACKUPS] if "begin_wal" in documented else [SHARED]
     for fragment in fragments:
         for key, entry in fragment.items():
             assert documented.get(key) == entry, "%s: RETURN's %s differs from results.py's" % (name, key)

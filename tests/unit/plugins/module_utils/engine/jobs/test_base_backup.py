@@ -23,6 +23,8 @@ import os
 import re
 import sys
 import tarfile
+import threading
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -38,12 +40,14 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.engine.config impor
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.errors import (
     BackupError,
     BucketNotFoundError,
+    ConfigurationError,
     MissingDependencyError,
     PostgresError,
     StorageError,
 )
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.postgres import session as pg_session
-from ansible_collections.pgcloud.backup.plugins.module_utils.engine.postgres.session import BackupPoint
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.postgres.session import ArchiverStatus, BackupPoint
+from ansible_collections.pgcloud.backup.tests.unit.plugins.module_utils.conftest import InMemoryStore
 
 UTC = timezone.utc
 BEGIN = datetime(2026, 11, 25, 2, 33, 50, 633943, tzinfo=UTC)
@@ -57,10 +61,16 @@ ID_PATTERN = re.compile(r"^\d{8}T\d{6}$")
 class RecordingSession:
     """Stands in for PostgresSession: records the calls, answers like PostgreSQL 15."""
 
-    def __init__(self, stop_error=None, lost=None):
+    def __init__(self, stop_error=None, lost=None, archived="000000010000000000000002"):
         self.events = []
         self.stop_error = stop_error
         self.lost = lost
+        # pg_stat_archiver's last archived WAL file: by default the one that ends the backup
+        self.archiver = ArchiverStatus(archived, None, None)
+
+    def archiver_status(self):
+        self.events.append(("archiver_status",))
+        return self.archiver
 
     def ensure_alive(self):
         if self.lost:
@@ -99,8 +109,14 @@ def make_job(store, compression_name="gzip", backup_name=None, jobs=2, max_archi
                                       max_archive_size=max_archive_size), store=store)
 
 
-def info_puts(store):
-    return [layout.parse(data) for key, data in store.put_history if key.endswith("/backup.info")]
+def info_puts(store, reservations=False):
+    """The backup.info written, in order; without the reservation of the id unless asked."""
+    infos = [layout.parse(data) for key, data in store.put_history if key.endswith("/backup.info")]
+    return [info for info in infos if reservations or not is_reservation(info)]
+
+
+def is_reservation(info):
+    return (info.get("error") or "").startswith("backup id reserved by run ")
 
 
 def tar_members(data, decode):
@@ -355,12 +371,21 @@ def test_failure_of_an_upload_fails_the_backup(store, facts):
 
 
 def test_failure_to_write_backup_info_still_raises_backup_error(store, facts, caplog):
-    store.fail_put = lambda key: key.endswith("backup.info")
+    # The reservation of the id gets through; every later write of backup.info fails.
+    store.fail_put = lambda key: key.endswith("backup.info") and bool(info_puts(store, reservations=True))
     with caplog.at_level(logging.ERROR, logger="pgcloud.backup"):
         with pytest.raises(BackupError, match="simulated failure of the upload"):
             make_job(store)._take(RecordingSession(), facts)
     assert "could not record backup" in caplog.text
     assert info_puts(store) == []
+
+
+def test_store_that_refuses_backup_info_fails_before_the_servers_backup_starts(store, facts):
+    store.fail_put = lambda key: key.endswith("backup.info")
+    session = RecordingSession()
+    with pytest.raises(StorageError, match="simulated failure of the upload"):
+        make_job(store)._take(session, facts)
+    assert "start_backup" not in session.names()
 
 
 def test_missing_pg_control_fails_with_a_clear_message(store, facts):
@@ -582,3 +607,293 @@ def test_storage_error_in_a_group_is_reported_with_the_backup(store, facts):
     with pytest.raises(BackupError) as caught:
         make_job(store)._take(RecordingSession(), facts)
     assert isinstance(caught.value.__cause__, StorageError)
+
+
+# --- WAL archiving on a primary (issue 18, item 3) --------------------------------------------------
+
+ARCHIVING = {"archive_mode": "on", "archive_command": "barman-cloud-wal-archive s3://b/p db1 %p", "archive_library": ""}
+
+
+@pytest.mark.parametrize("settings, words", [
+    (dict(ARCHIVING, archive_mode="off"), "archive_mode=off"),
+    (dict(ARCHIVING, archive_command=""), "neither archive_command nor archive_library is set"),
+    (dict(ARCHIVING, archive_mode="always", archive_command="", archive_library=None), "archive_mode is always"),
+])
+def test_a_primary_that_archives_no_wal_is_refused(facts, settings, words):
+    with pytest.raises(ConfigurationError) as caught:
+        backup_job.check_wal_archiving(settings, facts, required=True)
+    assert caught.value.parameter == "require_wal_archiving"
+    message = str(caught.value)
+    assert words in message and "require_wal_archiving: false" in message and "archive_command" in message
+
+
+@pytest.mark.parametrize("settings, in_recovery, required", [
+    (ARCHIVING, False, True),
+    (dict(ARCHIVING, archive_command="", archive_library="basic_archive"), False, True),
+    ({"archive_mode": "on"}, False, True),  # archive_command hidden from the role: the bounded wait judges
+    (dict(ARCHIVING, archive_mode="off"), True, True),  # a standby: its primary archives
+    (dict(ARCHIVING, archive_mode="off"), False, False),  # the user ships WAL another way
+])
+def test_wal_archiving_accepted(facts, settings, in_recovery, required):
+    facts.in_recovery = in_recovery
+    backup_job.check_wal_archiving(settings, facts, required=required)
+
+
+def test_refusal_comes_before_anything_is_written(store, facts, monkeypatch):
+    class OffSession(RecordingSession):
+        def __init__(self, config):
+            super().__init__()
+
+        def facts(self):
+            return facts
+
+        def archive_settings(self):
+            return dict(ARCHIVING, archive_mode="off")
+
+    monkeypatch.setattr(backup_job, "PostgresSession", OffSession)
+    with pytest.raises(ConfigurationError, match="archive_mode=off"):
+        make_job(store).run()
+    assert store.calls_of("put") == [] and store.calls_of("create") == []
+
+
+def test_primary_backup_waits_for_the_archiver_without_the_servers_unbounded_wait(store, facts, monkeypatch):
+    monkeypatch.setattr(backup_job, "WAL_POLL_INTERVAL", 0.01)
+    session = RecordingSession(archived="000000010000000000000001")
+    polls = []
+
+    def archiver_status():
+        polls.append(1)
+        if len(polls) == 3:
+            session.archiver = ArchiverStatus("000000010000000000000002", None, None)
+        return session.archiver
+
+    session.archiver_status = archiver_status
+    result = make_job(store)._take(session, facts).as_dict()
+    assert result["status"] == "DONE"
+    assert ("stop_backup", False) in session.events
+    assert len(polls) == 3
+
+
+def test_primary_backup_fails_with_the_archivers_last_failure_when_wal_is_not_archived(store, facts, monkeypatch):
+    monkeypatch.setattr(backup_job, "WAL_POLL_INTERVAL", 0.01)
+    failed_at = datetime(2026, 11, 25, 2, 33, 55, tzinfo=UTC)
+    session = RecordingSession()
+    session.archiver = ArchiverStatus("000000010000000000000001", "000000010000000000000002", failed_at, 7)
+    job = make_job(store)
+    job.postgres.wal_archive_timeout = 1
+    started = time.monotonic()
+    with pytest.raises(BackupError) as caught:
+        job._take(session, facts)
+    assert time.monotonic() - started < 5
+    message = str(caught.value)
+    assert "000000010000000000000002" in message and "wal_archive_timeout (1 s)" in message
+    assert ("the archiver last failed to archive 000000010000000000000002 at 2026-11-25 02:33:55+00:00 (7 failures; "
+            "the last WAL file archived is 000000010000000000000001)") in message
+    failed = info_puts(store)[-1]
+    assert failed["status"] == "FAILED" and "archiver last failed" in failed["error"]
+    # The server left backup mode before the wait: nothing to stop on the way out.
+    assert session.names().index("stop_backup") < session.names().index("archiver_status")
+
+
+def test_primary_without_archiving_by_choice_does_not_wait(store, facts):
+    facts.archive_mode = "off"
+    session = RecordingSession(archived=None)
+    result = make_job(store)._take(session, facts).as_dict()
+    assert result["status"] == "DONE" and "archiver_status" not in session.names()
+
+
+# --- runs that overlap (issue 18, item 2) --------------------------------------------------------------
+
+
+class ConditionalStore(InMemoryStore):
+    """An in-memory store whose create honours the condition, as S3, Azure and GCS do."""
+
+    def create_object(self, key, data):
+        with self._lock:
+            if key in self.objects:
+                return False
+            self.objects[key] = bytes(data)
+            self.put_history.append((key, bytes(data)))
+            return True
+
+
+def test_two_runs_in_one_second_reserve_different_ids(facts, monkeypatch):
+    store = ConditionalStore()
+    clock = {"second": 0}
+    monkeypatch.setattr(backup_job, "_id_of_now", lambda: "20261205T0000%02d" % clock["second"])
+    monkeypatch.setattr(backup_job, "_sleep_to_next_second", lambda: clock.update(second=clock["second"] + 1))
+    # Both runs list the folders before either reserves: the check-then-act race.
+    listed = threading.Barrier(2, timeout=10)
+    list_folders = store.list_folders
+
+    calls = []
+
+    def list_together(prefix):
+        folders = list(list_folders(prefix))
+        calls.append(prefix)
+        if len(calls) <= 2:  # the first look of each run
+            listed.wait()
+        return iter(folders)
+
+    store.list_folders = list_together
+    ids = []
+    info = make_job(store)._initial_info(facts)
+    threads = [threading.Thread(target=lambda: ids.append(backup_job.reserve_backup_id(Catalog(store), info)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(ids) == ["20261205T000000", "20261205T000001"]
+    reservations = info_puts(store, reservations=True)
+    assert len(reservations) == 2 and all(is_reservation(item) for item in reservations)
+    assert len({item["error"] for item in reservations}) == 2  # each run's own nonce
+
+
+def test_reservation_gives_up_when_every_id_is_taken(facts, monkeypatch):
+    store = ConditionalStore()
+    monkeypatch.setattr(backup_job, "_sleep_to_next_second", lambda: None)
+    monkeypatch.setattr(store, "create_object", lambda key, data: False)
+    with pytest.raises(StorageError, match="could not reserve a backup id"):
+        backup_job.reserve_backup_id(Catalog(store), make_job(store)._initial_info(facts))
+
+
+class LiveSession(RecordingSession):
+    """A RecordingSession that run() can open: facts, archive settings and the server's lock."""
+
+    locked_by_other = False
+    on_lock = None
+
+    def __init__(self, config, facts=None):
+        super().__init__()
+        self._facts = facts
+
+    def facts(self):
+        return LiveSession.server_facts
+
+    def archive_settings(self):
+        return dict(ARCHIVING)
+
+    def try_lock_server(self, server_name):
+        self.events.append(("try_lock_server", server_name))
+        if LiveSession.on_lock is not None:
+            LiveSession.on_lock()
+        return not LiveSession.locked_by_other
+
+    def lock_holder(self, server_name):
+        return "pid 4242 (pgcloud_backup, connected since 2026-12-05 00:00:00+00)"
+
+
+@pytest.fixture
+def live_session(facts, monkeypatch):
+    monkeypatch.setattr(LiveSession, "server_facts", facts, raising=False)
+    monkeypatch.setattr(LiveSession, "locked_by_other", False)
+    monkeypatch.setattr(LiveSession, "on_lock", None)
+    monkeypatch.setattr(backup_job, "PostgresSession", LiveSession)
+    return LiveSession
+
+
+def test_second_run_on_one_server_is_refused_before_anything_is_written(store, live_session):
+    live_session.locked_by_other = True
+    with pytest.raises(PostgresError) as caught:
+        make_job(store).run()
+    assert str(caught.value).startswith("another backup of server_name 'db1' is running on this PostgreSQL server, "
+                                        "into s3://test-bucket/some/path/db1/base (pid 4242 (pgcloud_backup")
+    assert store.calls_of("put") == [] and store.calls_of("create") == []
+
+
+def test_named_backup_taken_by_the_run_that_held_the_lock_is_not_taken_again(store, live_session):
+    done = layout.render({"status": "DONE", "backup_name": "nightly", "begin_time": BEGIN, "end_time": END})
+    live_session.on_lock = lambda: store.put_object("some/path/db1/base/20261125T023350/backup.info", done)
+    result = make_job(store, backup_name="nightly").run().as_dict()
+    assert (result["changed"], result["backup_id"]) == (False, "20261125T023350")
+    assert [key for key, _data in store.put_history] == ["some/path/db1/base/20261125T023350/backup.info"]
+
+
+# --- DONE only after the store lists what was written (issue 18, item 4) ---------------------------------
+
+
+class LossyStore(InMemoryStore):
+    """Acknowledges every write, and keeps archives short by `lost` bytes (None: keeps none of them)."""
+
+    lost = 1
+
+    def _lose(self, key):
+        if key.endswith("backup.info") or key not in self.objects:
+            return
+        if self.lost is None:
+            del self.objects[key]
+        else:
+            self.objects[key] = self.objects[key][:-self.lost]
+
+    def put_object(self, key, data):
+        super().put_object(key, data)
+        with self._lock:
+            self._lose(key)
+
+    def complete_multipart(self, key, upload, parts):
+        super().complete_multipart(key, upload, parts)
+        with self._lock:
+            self._lose(key)
+
+
+@pytest.mark.parametrize("lost, words", [(1, "holds %d bytes where %d were written"), (None, "is missing")])
+@pytest.mark.parametrize("multipart", [False, True])
+def test_store_that_acknowledges_what_it_does_not_hold_gives_failed(facts, lost, words, multipart):
+    store = LossyStore()
+    store.lost = lost
+    if multipart:
+        store.min_chunk_size = 1024
+    session = RecordingSession()
+    with pytest.raises(BackupError) as caught:
+        make_job(store, compression_name=None, max_archive_size="1MB" if multipart else "100GB")._take(session, facts)
+    message = str(caught.value)
+    assert "the store does not hold what it acknowledged" in message
+    if lost:
+        key, listed, written = re.search(r"(\S+/data\.tar) holds (\d+) bytes where (\d+) were written", message).groups()
+        assert int(written) - int(listed) == 1
+    else:
+        assert re.search(r"\S+/data\.tar is missing", message), message
+    statuses = [info["status"] for info in info_puts(store)]
+    assert statuses == ["STARTED", "FAILED"]
+    if multipart:
+        assert store.calls_of("complete")
+
+
+def test_name_taken_elsewhere_while_the_backup_ran_gives_failed(store, facts):
+    """Another host with this server_name took the name meanwhile: two DONE of one name cannot be restored by name."""
+    class OtherHostSession(RecordingSession):
+        def stop_backup(self, wait_for_archive=True):
+            store.put_object("some/path/db1/base/20261125T023350/backup.info",
+                             layout.render({"status": "DONE", "backup_name": "nightly"}))
+            return super().stop_backup(wait_for_archive)
+
+    with pytest.raises(BackupError, match="backup_name 'nightly' was taken by backup 20261125T023350 while this"):
+        make_job(store, backup_name="nightly")._take(OtherHostSession(), facts)
+    assert [info["status"] for info in info_puts(store)][-1] == "FAILED"
+    assert Catalog(store).resolve("nightly")["backup_id"] == "20261125T023350"
+
+
+def test_backup_info_the_store_does_not_return_gives_failed(facts):
+    class ForgetfulStore(InMemoryStore):
+        def get_object(self, key):
+            data = super().get_object(key)
+            return None if data is not None and b"status=DONE" in data else data
+
+    store = ForgetfulStore()
+    with pytest.raises(BackupError, match="does not return the backup.info it acknowledged"):
+        make_job(store)._take(RecordingSession(), facts)
+    assert info_puts(store)[-1]["status"] == "FAILED"
+
+
+def test_object_of_another_run_in_the_backups_folder_gives_failed(store, facts):
+    """A folder shared with another run would restore that run's archives too."""
+    class SharingSession(RecordingSession):
+        def stop_backup(self, wait_for_archive=True):
+            (folder,) = {key.rsplit("/", 1)[0] for key in store.objects if key.endswith("/backup.info")}
+            store.put_object(folder + "/data_0007.tar.gz", b"another run's archive")
+            return super().stop_backup(wait_for_archive)
+
+    with pytest.raises(BackupError, match=r"/data_0007\.tar\.gz was not written by this backup"):
+        make_job(store)._take(SharingSession(), facts)
+    assert info_puts(store)[-1]["status"] == "FAILED"

@@ -149,9 +149,12 @@ def test_snapshot_backup_writes_backup_label_and_backup_info(store, facts, insta
     stored = sorted(key for key in store.objects if key.startswith(prefix))
     assert stored == [prefix + "backup.info", prefix + "backup_label"]
     assert store.objects[prefix + "backup_label"] == LABEL.encode()
+    # The primary's archiver is read once the server has left backup mode (the end WAL file is archived).
     assert session.names() == ["start_backup", "start_keepalive", "stop_keepalive", "stop_backup",
-                               "create_restore_point"]
-    started, done = [layout.parse(data) for key, data in store.put_history if key.endswith("backup.info")]
+                               "create_restore_point", "archiver_status"]
+    reservation, started, done = [layout.parse(data) for key, data in store.put_history
+                                  if key.endswith("backup.info")]
+    assert reservation["status"] == "STARTED" and reservation["error"].startswith("backup id reserved by run ")
     assert started["status"] == "STARTED" and "snapshots_info" not in started
     assert done["status"] == "DONE" and done["backup_name"] == "snap" and done["server_name"] == "db1"
     assert set(done["copy_stats"]) == {"copy_time", "total_time"}

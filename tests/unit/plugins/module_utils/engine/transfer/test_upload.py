@@ -219,6 +219,37 @@ def test_abort_aborts_every_open_upload_and_not_the_completed_ones(store):
     assert store.objects[KEY + ".done"] == b"x" * 250
 
 
+def test_upload_created_while_abort_runs_is_aborted_too(store):
+    """abort() takes its list between a builder's create_multipart and its track (issue 18, item 14)."""
+    pool = UploadPool(store, jobs=2, chunk_size=100)
+    create = store.create_multipart
+
+    def create_then_abort(key):
+        upload = create(key)
+        pool.abort()  # the failure path runs now, in another thread in a backup
+        return upload
+
+    store.create_multipart = create_then_abort
+    writer = pool.open(KEY)
+    with pytest.raises(StorageError, match="started after the backup was aborted"):
+        writer.write(b"x" * 100)
+    ((_kind, _key, upload),) = store.calls_of("create")
+    assert store.calls_of("abort") == [("abort", KEY, upload)]
+    assert store.uploads[upload]["state"] == "aborted"
+    assert pool.buffers.in_use == 0
+
+
+def test_nothing_starts_after_abort(store):
+    pool = UploadPool(store, jobs=2, chunk_size=100)
+    pool.abort()
+    with pytest.raises(StorageError, match="started after the backup was aborted"):
+        pool.open(KEY).write(b"x" * 100)
+    assert [upload["state"] for upload in store.uploads.values()] == ["aborted"]
+    with pytest.raises(StorageError, match="the backup was aborted"):
+        pool.open(KEY + ".small").close()
+    assert KEY + ".small" not in store.objects
+
+
 def test_abort_never_raises(store):
     store.fail_abort = True
     pool = UploadPool(store, jobs=1, chunk_size=100)
