@@ -12,6 +12,8 @@ import ast
 from datetime import datetime
 from typing import Any, Dict, Optional
 
+from .errors import redact
+
 # Every key the reference tool writes for a base backup, with None as its default.
 FIELDS = (
     "backup_label", "backup_name", "begin_offset", "begin_time", "begin_wal", "begin_xlog",
@@ -38,8 +40,9 @@ def _encode(name: str, value: Any) -> str:
     if value is None:
         return "None"
     if name == "error":
-        # One line: the format has no escaping for newlines in plain values.
-        return " ".join(str(value).split())
+        # One line: the format has no escaping for newlines in plain values. The object stays
+        # in the bucket, readable by whoever lists backups: no password of a quoted conninfo.
+        return redact(" ".join(str(value).split()))
     return str(value)
 
 
