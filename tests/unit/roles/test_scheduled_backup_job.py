@@ -234,6 +234,23 @@ def test_exit_2_when_the_engine_refuses_a_parameter(job, tmp_path, restore_loggi
     assert status["result"] == "failure" and "compression" in status["error"]
 
 
+def test_exit_2_when_a_library_is_missing(job, tmp_path, monkeypatch, restore_logging):
+    class MissingDependencyError(Exception):
+        """Named as the engine's: the job knows engine errors by class name."""
+
+    def fail(config, credentials):
+        raise MissingDependencyError("the Python library zstandard is required for compression: zstd")
+
+    monkeypatch.setattr(job, "run_backup", fail)
+    assert job.main(["--config", job_config(tmp_path)]) == 2
+    assert "zstandard" in status_of(tmp_path)["error"]
+
+
+def test_exit_2_when_the_lock_file_cannot_be_opened(job, tmp_path, monkeypatch, restore_logging):
+    monkeypatch.setattr(job, "run_backup", lambda *args: pytest.fail("ran without its lock"))
+    assert job.main(["--config", job_config(tmp_path, lock_file=str(tmp_path / "gone" / "job.lock"))]) == 2
+
+
 def test_exit_75_while_another_run_holds_the_lock(job, tmp_path, monkeypatch, restore_logging):
     monkeypatch.setattr(job, "run_backup", lambda *args: pytest.fail("ran while the lock was held"))
     lock = tmp_path / "job.lock"
