@@ -20,7 +20,7 @@ import re
 import traceback
 from typing import Any, Dict, Iterator, List, Optional
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib, remove_values
 
 from .engine.config import (
     ADDRESSING_STYLES,
@@ -35,6 +35,7 @@ from .engine.config import (
     from_params,
 )
 from .engine.errors import BackupError, ConfigurationError, MissingDependencyError, PgCloudError
+from .engine.errors import redact as redact_secrets
 from .engine.version import COLLECTION_VERSION
 
 COLLECTION_NAME = "pgcloud.backup"
@@ -217,7 +218,8 @@ def merge_rules(*rules: Dict[str, Any]) -> Dict[str, Any]:
 def redact(text: str) -> str:
     """The text without passwords written inside conninfo strings or postgres:// URIs."""
     text = _CONNINFO_PASSWORD.sub(lambda match: match.group(1) + REDACTED, text)
-    return _URI_PASSWORD.sub(lambda match: match.group(1) + REDACTED + "@", text)
+    # The engine's patterns too: the password of any URL, Azure keys and SAS signatures.
+    return redact_secrets(_URI_PASSWORD.sub(lambda match: match.group(1) + REDACTED + "@", text))
 
 
 def log_level_for(verbosity: int) -> int:
@@ -245,7 +247,8 @@ class EngineLogCollector(logging.Handler):
             # AnsibleModule.log removes no_log values before writing to the journal/syslog.
             self.module.log(line)
             if record.levelno >= logging.WARNING:
-                self.module.warn(redact(record.getMessage()))
+                # Warnings leave the module without the no_log scrubbing of its result.
+                self.module.warn(remove_values(redact(record.getMessage()), self.module.no_log_values))
         except Exception:  # a log line must never break a backup
             self.handleError(record)
 
@@ -294,7 +297,7 @@ class PgCloudModule:
         return from_params(SnapshotConfig, self.params)
 
     def warn(self, message: str) -> None:
-        self.module.warn(redact(message))
+        self.module.warn(remove_values(redact(message), self.module.no_log_values))
 
     # results
 

@@ -21,12 +21,15 @@ from __future__ import annotations
 import fcntl
 import http.server
 import json
+import os
 import pwd
 import shlex
 import shutil
+import signal
 import stat
 import subprocess
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
@@ -38,6 +41,7 @@ from testbed import (
     COLLECTION_ROOT,
     INTEGRATION_DIR,
     POSTGRES_USER,
+    MotoServer,
     PYTHON_LIB,
     VENV_BIN,
     VENV_PYTHON,
@@ -48,6 +52,7 @@ from testbed import (
     remove_tree,
     run_playbook,
     scratch_dir,
+    wait_for,
 )
 
 PLAYBOOK = INTEGRATION_DIR / "playbooks" / "scheduled_backup.yml"
@@ -172,6 +177,122 @@ def run_service(service: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600, check=False)
 
 
+def start_service(service: Path, output: Any) -> subprocess.Popen:
+    """run_service, started in the background with its output to a file."""
+    settings = unit_settings(service)
+    environment = ["PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"]
+    for value in settings.get("Environment", []):
+        environment.append(json.loads(value) if value.startswith('"') else value)
+    command = shlex.split(settings["ExecStart"][0])
+    return subprocess.Popen(["runuser", "-u", settings["User"][0], "--", "env", "-i", *environment, *command],
+                            stdout=output, stderr=subprocess.STDOUT)
+
+
+def job_pid(parent: int) -> int:
+    """The pid of the job's Python under `parent` (runuser): what systemd signals on stop."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat_line = Path("/proc/%s/stat" % entry).read_text()
+                cmdline = Path("/proc/%s/cmdline" % entry).read_bytes()
+            except OSError:
+                continue
+            if int(stat_line.rsplit(")", 1)[1].split()[1]) == parent and b"pgcloud-backup-job.py" in cmdline:
+                return int(entry)
+    raise AssertionError("no job process under pid %d" % parent)
+
+
+def backup_started(moto: MotoServer, storage: StorageTarget) -> bool:
+    """A backup.info STARTED in the store and a multipart upload open: mid-backup."""
+    if not moto.multipart_uploads(storage.bucket):
+        return False
+    infos = [key for key in moto.list_keys(storage.bucket, storage.server_prefix + "base/")
+             if key.endswith("/backup.info")]
+    return bool(infos) and b"status=STARTED" in moto.get_object(storage.bucket, infos[0])
+
+
+def assert_failed_cleanly(moto: MotoServer, storage: StorageTarget, cluster: PostgresCluster,
+                          status_file: Path, words: str) -> None:
+    """FAILED in the store and in status.json, no upload open, the server's backup session gone."""
+    listed = backup_list(storage)
+    assert [backup["status"] for backup in listed] == ["FAILED"], listed
+    assert moto.multipart_uploads(storage.bucket) == []
+    # A non-exclusive backup lives as long as its session: no session, no backup mode.
+    assert cluster.sessions_left() == []
+    info = moto.get_object(storage.bucket, storage.backup_prefix(listed[0]["backup_id"]) + "backup.info").decode()
+    assert "status=FAILED" in info and words in info, info
+    status = json.loads(status_file.read_text())
+    assert status["result"] == "failure" and words in status["error"], status
+    assert status["backup_id"] == listed[0]["backup_id"]
+    assert SECRET not in info + status_file.read_text()
+
+
+SLOW_BACKUP = {"pgcloud_backup_max_bandwidth": "2MB", "pgcloud_backup_jobs": 1,
+               "pgcloud_backup_min_chunk_size": "5MB", "pgcloud_backup_max_archive_size": "40MB"}
+
+
+def slow_backup_vars(root: Path, storage: StorageTarget, cluster: PostgresCluster, **extra: Any) -> Dict[str, Any]:
+    """Uncompressed, throttled, in parts: a backup that lasts, with an upload open."""
+    variables = role_vars(root, storage, cluster, **dict(SLOW_BACKUP, **extra))
+    del variables["pgcloud_backup_compression"]
+    return variables
+
+
+def test_sigterm_mid_backup_fails_it_cleanly(host_root: Path, storage: StorageTarget, moto: MotoServer,
+                                             source_cluster: PostgresCluster) -> None:
+    """systemctl stop or a shutdown during a backup: the job stops it as any failure."""
+    variables = slow_backup_vars(host_root, storage, source_cluster)
+    apply(variables)
+    service = host_root / "etc/systemd/system" / ("%s.service" % JOB)
+    status_file = host_root / "var/lib/pgcloud-backup" / JOB / "status.json"
+    textfile = host_root / "var/lib/prometheus/node-exporter" / ("%s.prom" % JOB)
+    log = host_root / "job.log"
+    with open(log, "w") as output:
+        runner = start_service(service, output)
+        try:
+            wait_for(lambda: backup_started(moto, storage) or runner.poll() is not None, timeout=120, interval=0.05,
+                     what="an upload open")
+            assert runner.poll() is None, log.read_text()
+            os.kill(job_pid(runner.pid), signal.SIGTERM)
+            runner.wait(timeout=120)
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+    assert runner.returncode == 128 + signal.SIGTERM, log.read_text()
+    assert_failed_cleanly(moto, storage, source_cluster, status_file, "stopped by SIGTERM")
+    assert metrics(textfile)["pgcloud_backup_last_status"] == 0
+    assert "aborted the incomplete upload" in log.read_text()
+
+
+def test_cron_run_stopped_at_max_runtime(host_root: Path, storage: StorageTarget, moto: MotoServer,
+                                         source_cluster: PostgresCluster) -> None:
+    """The cron entry's timeout: SIGTERM at pgcloud_backup_max_runtime, recorded as a failure."""
+    variables = slow_backup_vars(host_root, storage, source_cluster, pgcloud_backup_scheduler="cron",
+                                 pgcloud_backup_max_runtime=6)
+    apply(variables)
+    entry = [line for line in (host_root / "etc/cron.d" / JOB).read_text().splitlines() if line and line[0].isdigit()]
+    command = entry[0].split(None, 6)[6]
+    assert command.startswith("timeout --kill-after=90 6 ")
+    ran = subprocess.run(["runuser", "-u", POSTGRES_USER, "--", "env", "-i", "PATH=/usr/bin:/bin", "sh", "-c",
+                          command.replace("| logger -t %s" % JOB, "")], capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert ran.returncode == 124, ran.stdout + ran.stderr  # timeout's own status after it stopped the job
+    status_file = host_root / "var/lib/pgcloud-backup" / JOB / "status.json"
+    assert_failed_cleanly(moto, storage, source_cluster, status_file, "stopped by SIGTERM")
+    assert "at the job's max_runtime (6 s)" in json.loads(status_file.read_text())["error"]
+
+
+def test_urls_with_a_password_are_refused(host_root: Path, storage: StorageTarget,
+                                          source_cluster: PostgresCluster) -> None:
+    for name, url in (("pgcloud_backup_endpoint_url", storage.endpoint_url.replace("//", "//testing:%s@" % SECRET)),
+                      ("pgcloud_backup_destination_url", "s3://testing:%s@%s/pg" % (SECRET, storage.bucket))):
+        result = run_playbook(PLAYBOOK, role_vars(host_root, storage, source_cluster, **{name: url}))
+        assert result.rc != 0
+        assert "USER:PASSWORD@HOST" in result.stdout, result.output
+        assert SECRET not in result.stdout + result.stderr
+        assert job_files(host_root) == []
+
+
 def metrics(path: Path) -> Dict[str, float]:
     values = {}
     for line in path.read_text().splitlines():
@@ -220,8 +341,10 @@ def test_systemd_schedule_runs_backups_and_is_removed(host_root: Path, storage: 
     assert service_settings["User"] == [POSTGRES_USER]
     assert service_settings["StandardError"] == ["journal"]
     exec_start = shlex.split(service_settings["ExecStart"][0])
-    assert exec_start[0] == "/usr/bin/flock" and "--nonblock" in exec_start
+    # The job takes its lock itself (flock(1) would skip a stuck run silently).
+    assert exec_start[:2] == [str(VENV_PYTHON), str(host_root / "opt/pgcloud-backup-job/bin/pgcloud-backup-job.py")]
     assert exec_start[exec_start.index("--config") + 1] == str(config_dir / "config.json")
+    assert service_settings["TimeoutStartSec"] == ["86400"]
     assert timer_settings["OnCalendar"] == ["*-*-* 02:00:00"]
     assert timer_settings["RandomizedDelaySec"] == ["3600"]
     assert timer_settings["FixedRandomDelay"] == ["true"]  # systemd 252 on the test machine
@@ -241,6 +364,10 @@ def test_systemd_schedule_runs_backups_and_is_removed(host_root: Path, storage: 
         assert SECRET not in path.read_text(), path
     assert SECRET not in first.stdout + first.stderr
     assert mode(config_dir) == 0o750 and mode(config_dir / "config.json") == 0o640
+
+    # The textfile folder existed: its owner and mode are left alone; the job's own file is made.
+    assert owner(textfile.parent) == "root" and mode(textfile.parent) == 0o755
+    assert owner(textfile) == POSTGRES_USER and mode(textfile) == 0o644
 
     # Idempotent, in check mode too.
     assert changed(apply(variables)) == 0
@@ -290,6 +417,20 @@ def test_systemd_schedule_runs_backups_and_is_removed(host_root: Path, storage: 
         skipped = run_service(service)
     assert skipped.returncode == 75
     assert service_settings["SuccessExitStatus"] == ["75"]
+    assert json.loads(status_file.read_text()) == status
+
+    # Held for longer than max_runtime: a stuck run, recorded as a failure, not skipped.
+    lock.write_text(json.dumps({"pid": 4242, "started": time.time() - 90000}))
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        stuck = run_service(service)
+    assert stuck.returncode == 1, stuck.stderr
+    status = json.loads(status_file.read_text())
+    assert status["result"] == "failure" and status["error"].startswith("previous run stuck since"), status
+    assert "pid 4242" in status["error"]
+    assert metrics(textfile)["pgcloud_backup_last_status"] == 0
+    assert ping.paths[-1] == "/ping/%s/fail" % JOB
+    assert "/ping/" not in stuck.stderr  # the ping URL is a token: its host only is logged
 
     # Removed: the schedule and every file of the job; then nothing left to change.
     absent = dict(variables, pgcloud_backup_state="absent")
@@ -302,9 +443,12 @@ def test_systemd_schedule_runs_backups_and_is_removed(host_root: Path, storage: 
 
 def test_cron_schedule_where_systemd_is_absent(host_root: Path, storage: StorageTarget,
                                                source_cluster: PostgresCluster) -> None:
+    # A textfile folder that does not exist yet: created group-writable and sticky.
+    textfile_dir = host_root / "var/lib/node-exporter-new"
     variables = role_vars(host_root, storage, source_cluster, pgcloud_backup_scheduler="cron",
-                          pgcloud_backup_cron_hour="3")
+                          pgcloud_backup_cron_hour="3", pgcloud_backup_textfile_dir=str(textfile_dir))
     apply(variables)
+    assert mode(textfile_dir) == 0o1775 and textfile_dir.group() == POSTGRES_USER and owner(textfile_dir) == "root"
     cron_file = host_root / "etc/cron.d" / JOB
     assert not (host_root / "etc/systemd/system" / ("%s.service" % JOB)).exists()
     entry = [line for line in cron_file.read_text().splitlines() if line and line[0].isdigit()]
@@ -312,7 +456,7 @@ def test_cron_schedule_where_systemd_is_absent(host_root: Path, storage: Storage
     minute, hour, day, month, weekday, user, command = entry[0].split(None, 6)
     # The minute is the host name's: stable from run to run, spread across a fleet.
     assert 0 <= int(minute) <= 59 and (hour, day, month, weekday, user) == ("3", "*", "*", "*", POSTGRES_USER)
-    assert command.startswith("/usr/bin/flock --nonblock ")
+    assert command.startswith("timeout --kill-after=90 86400 env ")
     assert command.endswith("| logger -t %s" % JOB)
     assert SECRET not in cron_file.read_text()
     assert mode(cron_file) == 0o644
@@ -324,6 +468,7 @@ def test_cron_schedule_where_systemd_is_absent(host_root: Path, storage: Storage
                          timeout=600, check=False)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert [backup["status"] for backup in backup_list(storage)] == ["DONE"]
+    assert metrics(textfile_dir / ("%s.prom" % JOB))["pgcloud_backup_last_status"] == 1
 
     # Switching to systemd replaces the cron entry.
     apply(dict(variables, pgcloud_backup_scheduler="systemd"))
@@ -331,7 +476,9 @@ def test_cron_schedule_where_systemd_is_absent(host_root: Path, storage: Storage
     assert (host_root / "etc/systemd/system" / ("%s.timer" % JOB)).exists()
 
     apply(dict(variables, pgcloud_backup_state="absent"))
-    assert job_files(host_root) == []
+    # The folder is node-exporter's too: it stays, empty.
+    assert job_files(host_root) == ["var/lib/node-exporter-new"]
+    assert list(textfile_dir.iterdir()) == []
 
 
 def test_invalid_variables_are_refused(host_root: Path) -> None:

@@ -19,7 +19,9 @@ import json
 from typing import Any, Dict, List, Tuple
 
 from conftest import Cloud
-from testbed import PlaybookResult, StorageTarget, SyslogCapture
+from fault_proxy import FaultProxy, FaultRule
+from testbed import (MotoServer, PlaybookResult, PostgresCluster, StorageTarget, SyslogCapture, backup_list,
+                     backup_module_args, run_module)
 
 MARKER = "pgcloudSECRET"
 SSE_C_KEY = (MARKER + "-sse-customer-key-").ljust(32, "x").encode()
@@ -107,3 +109,49 @@ def test_cloud_credentials_never_shown_when_refused(playbook, cloud: Cloud):
         values = plain_values(secrets) + [MARKER + "keyid", MARKER + "-azure-account-key"]
         assert leaked(run, syslog, values) == [], secrets.keys()
         assert cloud.server.list_keys(cloud.target.bucket, cloud.target.server_prefix + "base/") == []
+
+
+UPLOAD_PART = r"[?&]partNumber=\d+.*uploadId=|[?&]uploadId=.*partNumber=\d+"
+
+
+class EchoingStore(FaultProxy):
+    """A store (or a proxy before it) whose error for an upload part quotes secrets: the ones the
+    module was given, and a conninfo password and a URL password it was not given."""
+
+    def __init__(self, upstream_port: int, message: str) -> None:
+        super().__init__(upstream_port)
+        self.message = message
+
+    def _inject(self, client, rule: FaultRule) -> None:  # type: ignore[override]
+        body = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>%s</Message>'
+                '<RequestId>pgcloud-echo</RequestId></Error>' % self.message).encode()
+        head = ("HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: %d\r\n"
+                "Connection: close\r\n\r\n" % len(body))
+        client.sendall(head.encode() + body)
+
+
+def test_secrets_quoted_by_an_error_stay_out_of_backup_info(moto: MotoServer, storage: StorageTarget,
+                                                            source_cluster: PostgresCluster):
+    """FAILED is recorded with the error's text in backup.info, in the bucket, where whoever lists
+    backups reads it: no secret there, nor in the module's result or the host's log."""
+    secrets = aws_secrets()
+    unknown = [MARKER + "-conninfo-password", MARKER + "-url-password"]
+    message = ("denied for %s/%s signed with %s; tried 'host=primary password=%s' and http://backup:%s@proxy:3128/"
+               % (secrets["aws_access_key"], secrets["aws_session_token"], secrets["aws_secret_key"], unknown[0],
+                  unknown[1]))
+    params = dict(backup_module_args(source_cluster, storage, jobs=1, min_chunk_size="5MB",
+                                     max_archive_size="40MB"),
+                  aws_access_key=secrets["aws_access_key"], aws_secret_key=secrets["aws_secret_key"],
+                  aws_session_token=secrets["aws_session_token"], password=secrets["pg_password"])
+    with EchoingStore(moto.port, message) as store, SyslogCapture() as syslog:
+        refused = store.add(FaultRule("PUT", UPLOAD_PART, "status", status=403, times=None))
+        run = run_module("base_backup", dict(params, endpoint_url=store.endpoint_url))
+    assert refused.injected > 0 and run.rc != 0, run.stdout
+    (listed,) = backup_list(storage)
+    assert listed["status"] == "FAILED"
+    info = moto.get_object(storage.bucket, storage.backup_prefix(listed["backup_id"]) + "backup.info").decode()
+    assert "AccessDenied" in info and "password=********" in info, info
+    values = [secrets["aws_access_key"], secrets["aws_secret_key"], secrets["aws_session_token"]] + unknown
+    everything = {"backup.info": info, "result": run.stdout + run.stderr, "syslog": syslog.text}
+    assert {where: [form for value in values for form in secret_forms(value) if form in text]
+            for where, text in everything.items()} == {"backup.info": [], "result": [], "syslog": []}

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Mapping, Optional, Type, TypeVar
 from urllib.parse import urlparse
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, redact_url
 
 CLOUD_PROVIDERS = ("aws-s3", "azure-blob-storage", "google-cloud-storage")
 COMPRESSIONS = ("gzip", "bzip2", "snappy", "lz4", "zstd")
@@ -91,11 +91,22 @@ def validate_backup_name(name: Optional[str]) -> None:
 def validate_endpoint_url(url: Optional[str]) -> None:
     if url is None:
         return
+    refuse_userinfo(url, "endpoint_url")
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc or " " in url:
         raise ConfigurationError(
             "endpoint_url=%r is not an HTTP URL: use http(s)://HOST[:PORT], for example https://s3.eu-west-1.amazonaws.com"
-            % url, "endpoint_url",
+            % redact_url(url), "endpoint_url",
+        )
+
+
+def refuse_userinfo(url: Optional[str], parameter: str) -> None:
+    """A user or password in a URL would be echoed in logs and results: credentials have parameters of their own."""
+    if url and "@" in urlparse(url).netloc:
+        raise ConfigurationError(
+            "%s=%r holds a user name or password (USER:PASSWORD@), which would be shown wherever the URL is: "
+            "remove it and give the credentials with aws_access_key/aws_secret_key, azure_storage_key or "
+            "gcp_service_account_file" % (parameter, redact_url(url)), parameter,
         )
 
 
@@ -168,6 +179,7 @@ class StorageConfig:
             raise ConfigurationError("read_timeout must be a positive number of seconds", "read_timeout")
         self.tags = validate_tags(self.tags or {})
         validate_endpoint_url(self.endpoint_url)
+        refuse_userinfo(self.destination_url, "destination_url")
         self.min_chunk_size = None if self.min_chunk_size in (None, "") else parse_size(self.min_chunk_size, "min_chunk_size")
         self.max_bandwidth = None if self.max_bandwidth in (None, "", 0, "0") else parse_size(self.max_bandwidth, "max_bandwidth")
         self._check_provider_options()

@@ -9,7 +9,25 @@ the parameter to change.
 
 from __future__ import annotations
 
-from typing import Optional
+import json
+import re
+from typing import Any, Iterable, List, Optional
+from urllib.parse import urlsplit, urlunsplit
+
+REDACTED = "********"
+# Parameters of the engine's configs whose values are secrets (StorageConfig, PostgresConfig).
+SECRET_PARAMETERS = ("aws_access_key", "aws_secret_key", "aws_session_token", "sse_customer_key",
+                     "azure_storage_connection_string", "azure_storage_sas_token", "azure_storage_key",
+                     "gcp_service_account_contents", "password", "primary_conninfo")
+# Fields of a Google service account key that are secrets on their own.
+_KEY_FILE_SECRETS = ("private_key", "private_key_id")
+# Secrets inside texts whose values the engine was not given: a conninfo password, the user
+# and password of a URL, an Azure account key or SAS signature inside a connection string.
+_SECRET_PATTERNS = (
+    re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s']+)", re.IGNORECASE),
+    re.compile(r"(\b[a-z][a-z0-9+.-]*://)([^/:@\s]*:)?[^/@\s]+@", re.IGNORECASE),
+    re.compile(r"(\b(?:AccountKey|SharedAccessSignature|sig)=)[^;&\s'\"]+", re.IGNORECASE),
+)
 
 
 class PgCloudError(Exception):
@@ -85,3 +103,55 @@ def first_line(error: BaseException) -> str:
     """The first line of an exception's message (SDK messages run to many lines), or its type."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def redact(text: str, secrets: Iterable[Optional[str]] = ()) -> str:
+    """The text without secrets: the values given, and those the patterns above recognise.
+
+    Used on every error text the engine writes where it stays (backup.info's error), and by
+    the callers on what they echo, since a library's message may quote a connection string.
+    """
+    for value in sorted({value for value in secrets if value}, key=len, reverse=True):
+        text = text.replace(value, REDACTED)
+    text = _SECRET_PATTERNS[0].sub(lambda match: match.group(1) + REDACTED, text)
+    # The user name stays (it helps), the password goes; a user part alone may be a token.
+    text = _SECRET_PATTERNS[1].sub(lambda match: match.group(1) + (match.group(2) or "") + REDACTED + "@", text)
+    return _SECRET_PATTERNS[2].sub(lambda match: match.group(1) + REDACTED, text)
+
+
+def secret_values(*configs: Any) -> List[str]:
+    """The secret values of engine configs, with the forms an error could quote them in."""
+    values: List[str] = []
+    for config in configs:
+        for name in SECRET_PARAMETERS:
+            value = getattr(config, name, None)
+            if isinstance(value, str) and value:
+                values.append(value)
+                if name == "gcp_service_account_contents":
+                    values += _key_file_secrets(value)
+    return values + [json.dumps(value)[1:-1] for value in values]
+
+
+def _key_file_secrets(contents: str) -> List[str]:
+    try:
+        key = json.loads(contents)
+    except ValueError:
+        return []
+    if not isinstance(key, dict):
+        return []
+    return [key[field] for field in _KEY_FILE_SECRETS if isinstance(key.get(field), str) and key[field]]
+
+
+def redact_url(url: Optional[str]) -> Optional[str]:
+    """A URL fit to echo: its user and password, and its query (a SAS token, say), hidden."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return redact(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = REDACTED + "@" + netloc.rsplit("@", 1)[1]
+    query = REDACTED if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

@@ -23,6 +23,8 @@ from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from typing import Any, Dict, List, Optional, Tuple
 
+from .errors import redact
+
 BASE_FOLDER = "base"
 WAL_FOLDER = "wals"
 BACKUP_INFO = "backup.info"
@@ -138,8 +140,9 @@ def _encode(name: str, value: Any) -> str:
     if value is None:
         return "None"
     if name == "error":
-        # One line: the format has no escaping for newlines in plain values.
-        return " ".join(str(value).split())
+        # One line: the format has no escaping for newlines in plain values. The object stays
+        # in the bucket, readable by whoever lists backups: no password of a quoted conninfo.
+        return redact(" ".join(str(value).split()))
     return str(value)
 
 

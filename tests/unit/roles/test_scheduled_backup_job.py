@@ -10,10 +10,13 @@ failed run after a success, a ping that fails.
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import logging
 import os
+import signal
+import time
 import urllib.error
 
 import pytest
@@ -174,3 +177,218 @@ def test_azure_and_gcp_secrets_are_read_whole(job, tmp_path):
     path = write(tmp_path / "credentials.env", "AZURE_STORAGE_KEY=%s\nPGCLOUD_GCP_SERVICE_ACCOUNT_CONTENTS=%s\n"
                  % (json.dumps("k3y=="), json.dumps(key)))
     assert job.read_credentials(path) == {"AZURE_STORAGE_KEY": "k3y==", "PGCLOUD_GCP_SERVICE_ACCOUNT_CONTENTS": key}
+
+
+# --- exit status: one test per code of the README's table --------------------------------------
+
+README = os.path.join(os.path.dirname(SCRIPT), "..", "README.md")
+
+
+def readme_exit_codes():
+    """The codes of the role README's exit status table (| code | meaning |)."""
+    codes = []
+    with open(README, encoding="utf-8") as handle:
+        for line in handle:
+            cells = [cell.strip().strip("`") for cell in line.strip().strip("|").split("|")]
+            if line.startswith("|") and cells[0] and (cells[0].isdigit() or cells[0].startswith("128")):
+                codes.append(cells[0])
+    return codes
+
+
+def test_readme_exit_codes_are_the_scripts(job):
+    assert readme_exit_codes() == [str(job.EXIT_DONE), str(job.EXIT_FAILED), str(job.EXIT_CONFIG),
+                                   str(job.EXIT_LOCKED), "128+N"]
+
+
+@pytest.fixture
+def restore_logging():
+    yield
+    logging.getLogger().handlers[:] = []
+
+
+def job_config(tmp_path, **extra):
+    config = dict(CONFIG, report={"status_file": str(tmp_path / "status.json"), "textfile": str(tmp_path / "job.prom")},
+                  lock_file=str(tmp_path / "job.lock"), max_runtime=3600)
+    config.update(extra)
+    return write(tmp_path / "config.json", json.dumps(config))
+
+
+def status_of(tmp_path):
+    return json.loads((tmp_path / "status.json").read_text())
+
+
+def test_exit_0_when_done(job, tmp_path, monkeypatch, restore_logging):
+    monkeypatch.setattr(job, "run_backup", lambda config, credentials: {"backup_id": "20260101T020000",
+                                                                        "bytes_written": 1})
+    assert job.main(["--config", job_config(tmp_path)]) == 0
+    assert status_of(tmp_path)["result"] == "success"
+    # The lock is released and emptied: no start time outlives its run.
+    assert (tmp_path / "job.lock").read_text() == ""
+
+
+def test_exit_2_when_the_engine_refuses_a_parameter(job, tmp_path, restore_logging):
+    """A ConfigurationError of the engine is a configuration error: exit 2, recorded as a failure."""
+    config = job_config(tmp_path, backup={"compression": "rar"})
+    assert job.main(["--config", config]) == 2
+    status = status_of(tmp_path)
+    assert status["result"] == "failure" and "compression" in status["error"]
+
+
+def test_exit_2_when_a_library_is_missing(job, tmp_path, monkeypatch, restore_logging):
+    class MissingDependencyError(Exception):
+        """Named as the engine's: the job knows engine errors by class name."""
+
+    def fail(config, credentials):
+        raise MissingDependencyError("the Python library zstandard is required for compression: zstd")
+
+    monkeypatch.setattr(job, "run_backup", fail)
+    assert job.main(["--config", job_config(tmp_path)]) == 2
+    assert "zstandard" in status_of(tmp_path)["error"]
+
+
+def test_exit_2_when_the_lock_file_cannot_be_opened(job, tmp_path, monkeypatch, restore_logging):
+    monkeypatch.setattr(job, "run_backup", lambda *args: pytest.fail("ran without its lock"))
+    assert job.main(["--config", job_config(tmp_path, lock_file=str(tmp_path / "gone" / "job.lock"))]) == 2
+
+
+def test_exit_75_while_another_run_holds_the_lock(job, tmp_path, monkeypatch, restore_logging):
+    monkeypatch.setattr(job, "run_backup", lambda *args: pytest.fail("ran while the lock was held"))
+    lock = tmp_path / "job.lock"
+    lock.write_text(json.dumps({"pid": 4242, "started": job.time.time() - 60}))
+    with open(lock) as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert job.main(["--config", job_config(tmp_path)]) == 75
+    assert not (tmp_path / "status.json").exists()
+
+
+@pytest.mark.parametrize("content", ["stale json", ""])
+def test_exit_1_when_an_earlier_run_is_stuck(job, tmp_path, monkeypatch, restore_logging, content):
+    """The lock held past max_runtime: a failure in the status file and the metrics, not a skip.
+
+    With the start time in the lock file, and without (the empty lock of flock(1): its mtime).
+    """
+    monkeypatch.setattr(job, "run_backup", lambda *args: pytest.fail("ran while the lock was held"))
+    lock = tmp_path / "job.lock"
+    started = job.time.time() - 7200
+    lock.write_text(json.dumps({"pid": 4242, "started": started}) if content else "")
+    os.utime(lock, (started, started))
+    with open(lock) as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert job.main(["--config", job_config(tmp_path)]) == 1
+    status = status_of(tmp_path)
+    assert status["result"] == "failure" and status["error"].startswith("previous run stuck since")
+    assert ("pid 4242" in status["error"]) == bool(content)
+    assert "max_runtime (3600 s)" in status["error"]
+    assert "pgcloud_backup_last_status{" in (tmp_path / "job.prom").read_text()
+    assert [line for line in (tmp_path / "job.prom").read_text().splitlines()
+            if line.startswith("pgcloud_backup_last_status{")][0].endswith(" 0")
+
+
+def test_no_bound_means_a_held_lock_is_always_a_skip(job, tmp_path, restore_logging):
+    lock = tmp_path / "job.lock"
+    lock.write_text(json.dumps({"pid": 4242, "started": 0}))
+    with open(lock) as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert job.main(["--config", job_config(tmp_path, max_runtime=0)]) == 75
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_exit_128_plus_n_when_a_signal_stops_the_backup(job, tmp_path, monkeypatch, restore_logging,
+                                                        signum, code, wrapped):
+    """A stop signal is a failure: the backup's clean-up runs (the engine's except block), the
+    status file says failed with the signal named, and the handlers are given back afterwards."""
+    cleaned = []
+    previous = signal.getsignal(signum)
+
+    def interrupted(config, credentials):
+        try:
+            os.kill(os.getpid(), signum)
+            time.sleep(10)
+        except BaseException as error:  # what the engine's _take does
+            cleaned.append(error)
+            if wrapped:
+                raise RuntimeError("backup 20260101T020000 failed: %s" % error) from error
+            raise
+        pytest.fail("the signal did not stop the backup")
+
+    monkeypatch.setattr(job, "run_backup", interrupted)
+    assert job.main(["--config", job_config(tmp_path)]) == code
+    assert len(cleaned) == 1
+    status = status_of(tmp_path)
+    assert status["result"] == "failure" and "stopped by %s" % signal.Signals(signum).name in status["error"]
+    assert "max_runtime" not in status["error"]
+    assert signal.getsignal(signum) == previous
+
+
+def test_signal_at_max_runtime_says_so(job, tmp_path, monkeypatch, restore_logging):
+    def interrupted(config, credentials):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)
+
+    monkeypatch.setattr(job, "run_backup", interrupted)
+    assert job.main(["--config", job_config(tmp_path, max_runtime=3)]) == 143
+    assert "at the job's max_runtime (3 s)" in status_of(tmp_path)["error"]
+
+
+# --- secrets ----------------------------------------------------------------------------------
+
+
+def test_secrets_the_job_was_not_given_are_redacted_too(job, tmp_path, monkeypatch, capsys, restore_logging):
+    """A conninfo password and a URL's password in an error: redacted by the engine's patterns."""
+    def fail(config, credentials):
+        raise RuntimeError("cannot connect with 'host=db password=pg-s3cret' to http://key:url-s3cret@store:9000/b")
+
+    monkeypatch.setattr(job, "run_backup", fail)
+    assert job.main(["--config", job_config(tmp_path)]) == 1
+    text = (tmp_path / "status.json").read_text() + capsys.readouterr().err
+    assert "pg-s3cret" not in text and "url-s3cret" not in text
+    assert "password=********" in status_of(tmp_path)["error"]
+
+
+def test_destination_url_echoes_hide_userinfo(job, tmp_path, monkeypatch, capsys, restore_logging):
+    monkeypatch.setattr(job, "run_backup", lambda *args: {"backup_id": "20260101T020000", "bytes_written": 1})
+    config = job_config(tmp_path, storage={"destination_url": "s3://user:dest-s3cret@bucket/pg", "server_name": "db1"})
+    job.main(["--config", config])
+    assert "dest-s3cret" not in (tmp_path / "status.json").read_text() + capsys.readouterr().err
+    assert status_of(tmp_path)["destination_url"] == "s3://********@bucket/pg"
+
+
+def test_ping_url_is_never_logged(job, tmp_path, monkeypatch, caplog, restore_logging):
+    token = "ping-token-1234"
+    monkeypatch.setattr(job.urllib.request, "urlopen", lambda url, timeout: FakeResponse())
+    job.ping("https://hc.example/ping/%s" % token, True, 5)
+
+    def refuse(url, timeout):
+        raise ValueError("unknown url type: %r" % url)
+
+    monkeypatch.setattr(job.urllib.request, "urlopen", refuse)
+    job.ping("https://hc.example/ping/%s" % token, False, 5)
+    assert "hc.example" in caplog.text and token not in caplog.text
+
+
+def test_ping_url_is_redacted_from_every_log_line(job, tmp_path, monkeypatch, capsys, restore_logging):
+    token = "ping-token-5678"
+    monkeypatch.setattr(job, "run_backup", lambda *args: job.LOG.info("an SDK quoting http://hc/%s", token) or {
+        "backup_id": "20260101T020000", "bytes_written": 1})
+    monkeypatch.setattr(job.urllib.request, "urlopen", lambda url, timeout: FakeResponse())
+    config = job_config(tmp_path, report={"status_file": str(tmp_path / "status.json"),
+                                          "ping_url": "http://hc/%s" % token})
+    assert job.main(["--config", config]) == 0
+    assert token not in capsys.readouterr().err
+
+
+# --- metrics file -----------------------------------------------------------------------------
+
+
+def test_metrics_rewritten_in_place_where_the_folder_is_not_writable(job, tmp_path, monkeypatch):
+    """A textfile folder the role did not create: the job rewrites the file the role created."""
+    target = tmp_path / "job.prom"
+    target.write_text("old content that is longer than the new one\n")
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(job.tempfile, "mkstemp", refuse)
+    job.write_metrics(str(target), "new\n")
+    assert target.read_text() == "new\n"

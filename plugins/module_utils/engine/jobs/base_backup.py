@@ -25,7 +25,7 @@ from .. import layout
 from ..archive import compression
 from ..catalog import Catalog
 from ..config import BackupConfig, PostgresConfig, StorageConfig
-from ..errors import BackupError, ConfigurationError, PostgresError, StorageError, first_line
+from ..errors import BackupError, ConfigurationError, PostgresError, StorageError, first_line, redact, secret_values
 from ..archive.walk import (PG_CONTROL, WalkEntry, external_config_files, largest_first, os_user_name,
                             tablespace_directory_prefix, walk_data_directory, walk_tablespace)
 from ..archive.manifest import MANIFEST_NAME, BackupManifest, WalRange
@@ -272,7 +272,8 @@ class BackupJob:
             self._read_back_info(backup_id, info)
         except BaseException as error:
             self._fail(backup_id, info, session, error)
-            raise BackupError("backup %s failed: %s" % (backup_id, first_line(error)), backup_id) from error
+            raise BackupError("backup %s failed: %s" % (backup_id, redact(first_line(error), secret_values(
+                self.storage, self.postgres))), backup_id) from error
         return self._done_result(backup_id, info, time.monotonic() - started)
 
     def _await_end_wal(self, stop: BackupPoint, facts: ServerFacts) -> None:
@@ -415,11 +416,13 @@ class BackupJob:
         self.store.put_object(self.catalog.info_key(backup_id), layout.render(info))
 
     def _fail(self, backup_id: str, info: Dict[str, Any], session: PostgresSession, error: BaseException) -> None:
-        LOG.error("backup %s failed: %s", backup_id, first_line(error))
+        # The error may quote a secret; backup.info stays in the bucket for whoever lists backups.
+        cause = redact(first_line(error), secret_values(self.storage, self.postgres))
+        LOG.error("backup %s failed: %s", backup_id, cause)
         session.close()
         self._abort()
         info["status"] = layout.FAILED
-        info["error"] = "failure uploading data (%s)" % first_line(error)
+        info["error"] = "failure uploading data (%s)" % cause
         if self.backup_name:
             info["error"] += " while taking backup_name %s" % self.backup_name
         try:

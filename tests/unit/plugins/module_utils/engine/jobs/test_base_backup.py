@@ -468,6 +468,9 @@ class FactsSession(RecordingSession):
     def facts(self):
         return self._facts
 
+    def archive_settings(self):
+        return dict(ARCHIVING)
+
 
 def test_run_passes_the_warnings_of_the_server_on_as_log_warnings(store, facts, monkeypatch, caplog):
     # The adapter turns the engine's log warnings into the module's warnings (test_ansible_adapter.py).
