@@ -219,6 +219,10 @@ class AzureBlobStore(ObjectStore):
         self._call("discard the blocks of %s" % key, upload.commit_block_list, [], **self.write_args)
         self._call("delete %s" % key, upload.delete_blob)
 
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        blob = self.client.get_blob_client(key)
+        return self._call("read %s" % key, lambda: blob.download_blob(offset=offset, length=length).readall())
+
 
 class _MissingBlob(StorageError):
     """A read of a blob that is not there; get_object turns it into None."""

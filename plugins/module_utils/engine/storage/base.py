@@ -104,6 +104,11 @@ class ObjectStore:
     def abort_multipart(self, key: str, upload: Any) -> None:
         raise NotImplementedError
 
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        """`length` bytes of an object from `offset` (fewer at its end): restores read archives in
+        ranges, several at a time, so that memory stays bounded whatever the object's size."""
+        raise NotImplementedError
+
 
 def read_listing(call: Callable[..., Any], action: str, items: Iterable[Any]) -> Iterator[Any]:
     """The items of an SDK's paged listing, each page fetched through call (a store's error

@@ -256,5 +256,10 @@ class S3Store(ObjectStore):
         self._call("abort upload of %s" % key, self.client.abort_multipart_upload,
                    Bucket=self.bucket, Key=key, UploadId=upload)
 
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        response = self._call("read %s" % key, self.client.get_object, Bucket=self.bucket, Key=key,
+                              Range="bytes=%d-%d" % (offset, offset + length - 1), **self.read_args)
+        return response["Body"].read()
+
 
 STORE = S3Store
