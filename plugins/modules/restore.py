@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: restore
 short_description: Restore a base backup from object storage into a data directory, ready to recover
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Run on the host to restore to. Fetches the archives of a base backup of O(server_name) at
     O(destination_url), decompresses them and extracts them into O(target_directory), each
@@ -43,7 +43,7 @@ options:
       - The data directory to restore into, an absolute path. It is created if missing (mode
         0700) and must otherwise be empty, unless O(force).
       - Run the module as the OS user that will run PostgreSQL on the copy (normally
-        C(postgres)): the files belong to the user that wrote them.
+        C(postgres)), since the files belong to the user that wrote them.
     type: path
     required: true
   tablespaces:
