@@ -1,73 +1,93 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to the pgcloud.backup collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""An archive object read in ranges, several ranges in flight, in order.
+"""An archive object read ahead of its decoder, with bounded memory.
 
-Each reader keeps at most `depth` ranges requested or waiting to be read; the restore gives
-its readers `depth`s that add up to about twice `jobs`, so memory is bounded by jobs x the
-range size whatever the archives' sizes, while the next ranges download as the current one
-is decoded and written.
+A thread of the download pool reads the object's stream (ObjectStore.open_read) in pieces
+into a queue of at most `depth` pieces, while the archive's extractor takes them: the
+transfer of the next pieces overlaps the decoding and writing of the current one. Memory is
+depth x PIECE_SIZE per archive being restored, whatever the object's size.
 """
 
 from __future__ import annotations
 
-import collections
+import queue
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Deque, Optional
+from typing import Any, Optional
 
 from ..errors import StorageError
 from ..storage.base import ObjectStore
 
-# Bytes per ranged GET: large enough that a request's latency is small beside its transfer.
-RANGE_SIZE = 8 << 20
+PIECE_SIZE = 1 << 20
+# Pieces read ahead per archive.
+DEPTH = 8
+_END = b""
 
 
-class RangedReader:
-    """read(n) over an object of a known size, fetched in RANGE_SIZE requests through a pool."""
+class PrefetchReader:
+    """read(n) of an object of a known size, read ahead by a thread of `pool`."""
 
-    def __init__(self, store: ObjectStore, key: str, size: int, pool: ThreadPoolExecutor, depth: int,
-                 range_size: int = RANGE_SIZE) -> None:
-        self.store = store
+    def __init__(self, store: ObjectStore, key: str, size: int, pool: ThreadPoolExecutor, depth: int = DEPTH,
+                 piece_size: int = PIECE_SIZE) -> None:
         self.key = key
         self.size = size
-        self.pool = pool
-        self.depth = max(1, depth)
-        self.range_size = range_size
         self.bytes_read = 0
-        self._requested = 0
-        self._pending: Deque[Future] = collections.deque()
-        self._current: Optional[memoryview] = None
-        self._offset = 0
+        self._store = store
+        self._piece_size = piece_size
+        self._pieces: "queue.Queue[Any]" = queue.Queue(maxsize=max(1, depth))
+        self._stopped = threading.Event()
+        self._current = memoryview(b"")
+        self._ended = False
+        self._fetch: Future = pool.submit(self._read_ahead)
 
-    def _request_more(self) -> None:
-        while len(self._pending) < self.depth and self._requested < self.size:
-            length = min(self.range_size, self.size - self._requested)
-            self._pending.append(self.pool.submit(self._fetch, self._requested, length))
-            self._requested += length
+    def _read_ahead(self) -> None:
+        try:
+            stream = self._store.open_read(self.key)
+            try:
+                received = self._copy(stream)
+            finally:
+                stream.close()
+            if received != self.size and not self._stopped.is_set():
+                raise StorageError("%s: %d bytes read where the listing gave %d; the object changed during the "
+                                   "restore" % (self.key, received, self.size))
+            self._put(_END)
+        except BaseException as error:  # handed to the reader, which raises it
+            self._put(error)
 
-    def _fetch(self, offset: int, length: int) -> bytes:
-        data = self.store.read_range(self.key, offset, length)
-        if len(data) != length:
-            raise StorageError("%s: read %d bytes at offset %d where %d were expected; the object changed "
-                               "during the restore" % (self.key, len(data), offset, length))
-        return data
+    def _copy(self, stream: Any) -> int:
+        received = 0
+        while not self._stopped.is_set():
+            piece = stream.read(self._piece_size)
+            if not piece:
+                break
+            received += len(piece)
+            self._put(piece)
+        return received
+
+    def _put(self, item: Any) -> None:
+        while not self._stopped.is_set():
+            try:
+                self._pieces.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
 
     def read(self, size: int = -1) -> bytes:
-        if self._current is None or self._offset >= len(self._current):
-            self._request_more()
-            if not self._pending:
-                return b""
-            self._current = memoryview(self._pending.popleft().result())
-            self._offset = 0
-            self._request_more()
-        end = len(self._current) if size is None or size < 0 else self._offset + size
-        piece = bytes(self._current[self._offset:end])
-        self._offset += len(piece)
+        if not self._current and not self._ended:
+            item = self._pieces.get()
+            if isinstance(item, BaseException):
+                self._ended = True
+                raise item
+            self._ended = item == _END
+            self._current = memoryview(item)
+        end = len(self._current) if size is None or size < 0 else size
+        piece = bytes(self._current[:end])
+        self._current = self._current[len(piece):]
         self.bytes_read += len(piece)
         return piece
 
-    def close(self) -> None:
-        """Cancel the ranges not started; the ones running end on their own."""
-        while self._pending:
-            self._pending.popleft().cancel()
-        self._current = None
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Stop reading ahead; the thread ends at its next piece."""
+        self._stopped.set()
+        self._fetch.cancel()

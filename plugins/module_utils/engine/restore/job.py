@@ -30,7 +30,7 @@ from ..config import StorageConfig
 from ..errors import ConfigurationError, PgCloudError
 from ..storage.base import ObjectStore
 from ..storage.factory import open_store
-from .download import RangedReader
+from .download import PrefetchReader
 from .extract import Extracted, Folder, RestoreError, extract_stream, finish_directories
 from .options import RestoreConfig, lsn_value, parse_target_time
 from .recovery import default_restore_command, recovery_settings, signal_file, write_recovery
@@ -140,15 +140,13 @@ class RestoreJob:
         return extracted, verified
 
     def _extract_all(self, archives: List[Archive], folders: Dict[str, Folder]) -> Extracted:
-        jobs = self.storage.jobs
-        workers = max(1, min(jobs, len(archives)))
-        depth = max(2, (2 * jobs) // workers)
+        workers = max(1, min(self.storage.jobs, len(archives)))
         stop = threading.Event()
         total = Extracted()
-        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="pgcloud-get") as downloads, \
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pgcloud-get") as downloads, \
                 ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pgcloud-extract") as extractors:
-            futures = [extractors.submit(self._restore_archive, archive, folders[archive.group], downloads,
-                                         depth, stop) for archive in archives]
+            futures = [extractors.submit(self._restore_archive, archive, folders[archive.group], downloads, stop)
+                       for archive in archives]
             try:
                 for future in futures:
                     counts = future.result()
@@ -161,10 +159,10 @@ class RestoreJob:
                 raise
         return total
 
-    def _restore_archive(self, archive: Archive, folder: Folder, downloads: ThreadPoolExecutor, depth: int,
+    def _restore_archive(self, archive: Archive, folder: Folder, downloads: ThreadPoolExecutor,
                          stop: threading.Event) -> Extracted:
         assert self.store is not None
-        reader = RangedReader(self.store, archive.key, archive.size, downloads, depth)
+        reader = PrefetchReader(self.store, archive.key, archive.size, downloads)
 
         def read(size: int) -> bytes:
             if stop.is_set():
@@ -174,6 +172,10 @@ class RestoreJob:
         try:
             decoded = open_decoded(archive.compression, read)
             counts = extract_stream(decoded.read, folder, archive.key)
+            # A tar stream may end before its object does (padding): the rest is read so
+            # that the object's size is checked.
+            while reader.read(1 << 20):
+                pass
         finally:
             reader.close()
         LOG.info("restored %s: %d files, %s", archive.key, counts.files, _mib(counts.bytes))

@@ -24,7 +24,7 @@ from ..errors import (
     StorageUnreachableError,
     first_line,
 )
-from .base import Destination, ObjectStore, Payload, StoredObject, read_listing, url_error
+from .base import Destination, ObjectStore, ObjectStream, Payload, StoredObject, read_listing, url_error
 
 try:
     import azure.core.exceptions as azure_errors
@@ -219,9 +219,10 @@ class AzureBlobStore(ObjectStore):
         self._call("discard the blocks of %s" % key, upload.commit_block_list, [], **self.write_args)
         self._call("delete %s" % key, upload.delete_blob)
 
-    def read_range(self, key: str, offset: int, length: int) -> bytes:
+    def open_read(self, key: str) -> Any:
         blob = self.client.get_blob_client(key)
-        return self._call("read %s" % key, lambda: blob.download_blob(offset=offset, length=length).readall())
+        downloader = self._call("read %s" % key, blob.download_blob, max_concurrency=1)
+        return ObjectStream(lambda size: self._call("read %s" % key, downloader.read, size), lambda: None)
 
 
 class _MissingBlob(StorageError):

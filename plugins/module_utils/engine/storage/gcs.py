@@ -26,7 +26,7 @@ from ..errors import (
     StorageUnreachableError,
     first_line,
 )
-from .base import Destination, ObjectStore, Payload, StoredObject, read_listing, url_error
+from .base import Destination, ObjectStore, ObjectStream, Payload, StoredObject, read_listing, url_error
 
 try:
     import google.api_core.exceptions as google_errors
@@ -230,11 +230,12 @@ class GcsStore(ObjectStore):
     def abort_multipart(self, key: str, upload: Any) -> None:
         self._call("abort upload of %s" % key, upload.cancel, self.client._http, timeout=self.timeout)
 
-    def read_range(self, key: str, offset: int, length: int) -> bytes:
-        # The client checks the CRC32C of whole objects only; a range is checked by the tar
-        # and compression framing it belongs to (and pg_verifybackup after the restore).
-        return self._call("read %s" % key, self.bucket.blob(key).download_as_bytes, start=offset,
-                          end=offset + length - 1, timeout=self.timeout)
+    def open_read(self, key: str) -> Any:
+        # Read in chunks of ranged requests, each checked by the tar and compression framing
+        # it belongs to (and pg_verifybackup after a restore); the client checks whole objects only.
+        reader = self._call("read %s" % key, self.bucket.blob(key).open, "rb", chunk_size=8 << 20,
+                            timeout=self.timeout)
+        return ObjectStream(lambda size: self._call("read %s" % key, reader.read, size), reader.close)
 
 
 def crc32c_of(data: bytes) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -18,9 +18,9 @@ import snappy
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine import layout
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.archive import compression
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.config import StorageConfig
-from ansible_collections.pgcloud.backup.plugins.module_utils.engine.errors import ConfigurationError
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.errors import ConfigurationError, StorageError
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.restore import job, recovery
-from ansible_collections.pgcloud.backup.plugins.module_utils.engine.restore.download import RangedReader
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.restore.download import PrefetchReader
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.restore.extract import (
     Folder,
     RestoreError,
@@ -29,6 +29,7 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.engine.restore.extr
     finish_directories,
 )
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.restore.options import RestoreConfig
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.storage.base import ObjectStream
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.storage.s3 import S3Store
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.storage.factory import parse_destination
 
@@ -87,50 +88,57 @@ def test_extensions_map_back_to_compressions():
 # --- ranged reads --------------------------------------------------------------------------------
 
 
-def ranged(store):
-    """Give an InMemoryStore read_range, counting the ranges in flight."""
-    store.ranges, store.reading, store.most_reading, gate = [], 0, 0, threading.Lock()
+def readable(store):
+    """Give an InMemoryStore open_read, recording the pieces asked for and how far reads ran ahead."""
+    store.opened = []
 
-    def read_range(key, offset, length):
-        with gate:
-            store.reading += 1
-            store.most_reading = max(store.most_reading, store.reading)
-            store.ranges.append((offset, length))
-        try:
-            return store.objects[key][offset:offset + length]
-        finally:
-            with gate:
-                store.reading -= 1
+    def open_read(key):
+        store.opened.append(key)
+        data = io.BytesIO(store.objects[key])
+        return ObjectStream(data.read, data.close)
 
-    store.read_range = read_range
+    store.open_read = open_read
     return store
 
 
-def test_ranged_reader_reads_the_whole_object_in_ranges(memory_store):
-    store = ranged(memory_store())
+def test_prefetch_reader_reads_the_whole_object(memory_store):
+    store = readable(memory_store())
     data = os.urandom(1000003)
     store.objects["k"] = data
-    with ThreadPoolExecutor(4) as pool:
-        reader = RangedReader(store, "k", len(data), pool, depth=3, range_size=65536)
+    with ThreadPoolExecutor(1) as pool:
+        reader = PrefetchReader(store, "k", len(data), pool, depth=3, piece_size=65536)
         assert b"".join(read_all(reader, 10000)) == data
-    assert sorted(store.ranges) == [(offset, min(65536, len(data) - offset)) for offset in range(0, len(data), 65536)]
-    assert store.most_reading <= 3
+        reader.close()
+    assert store.opened == ["k"]
 
 
-def test_ranged_reader_refuses_an_object_that_shrank(memory_store):
-    store = ranged(memory_store())
+def test_prefetch_reader_reads_ahead_only_depth_pieces(memory_store):
+    store = readable(memory_store())
+    store.objects["k"] = b"x" * (100 * 1024)
+    with ThreadPoolExecutor(1) as pool:
+        reader = PrefetchReader(store, "k", 100 * 1024, pool, depth=3, piece_size=1024)
+        time.sleep(0.3)
+        assert reader._pieces.qsize() == 3  # pylint: disable=protected-access
+        reader.close()
+
+
+def test_prefetch_reader_refuses_an_object_whose_size_changed(memory_store):
+    store = readable(memory_store())
     store.objects["k"] = b"x" * 1000
-    with ThreadPoolExecutor(1) as pool, pytest.raises(Exception, match="changed during the restore"):
-        read_all(RangedReader(store, "k", 2000, pool, depth=1, range_size=512))
+    with ThreadPoolExecutor(1) as pool, pytest.raises(StorageError, match="changed during the restore"):
+        read_all(PrefetchReader(store, "k", 2000, pool, piece_size=512))
 
 
-def test_s3_read_range_on_moto(s3_config, s3_bucket):
+def test_s3_open_read_on_moto(s3_config, s3_bucket):
     bucket, client = s3_bucket
     config = s3_config()
     store = S3Store(parse_destination(config), config)
     client.put_object(Bucket=bucket, Key="some/key", Body=b"0123456789")
-    assert store.read_range("some/key", 3, 4) == b"3456"
-    assert store.read_range("some/key", 8, 10) == b"89"
+    stream = store.open_read("some/key")
+    assert [stream.read(4), stream.read(4), stream.read(4), stream.read(4)] == [b"0123", b"4567", b"89", b""]
+    stream.close()
+    with pytest.raises(StorageError):
+        store.open_read("some/other")
 
 
 # --- extraction ----------------------------------------------------------------------------------
@@ -286,7 +294,7 @@ def backup_of(store, backup_id, archives, status=layout.DONE, tablespaces=None, 
 
 @pytest.fixture
 def ranged_store(monkeypatch, memory_store):
-    store = ranged(memory_store(jobs=2))
+    store = readable(memory_store(jobs=2))
     monkeypatch.setattr(job, "open_store", lambda storage: store)
     return store
 
@@ -329,7 +337,7 @@ def test_check_mode_writes_nothing(ranged_store, tmp_path):
     backup_of(ranged_store, "20260125T031500", {"data.tar": pgdata_archive()})
     result = run_restore(ranged_store, check_mode=True, target_directory=str(tmp_path / "pgdata"))
     assert result["changed"] is True and "would restore" in result["msg"]
-    assert not (tmp_path / "pgdata").exists() and ranged_store.ranges == []
+    assert not (tmp_path / "pgdata").exists() and ranged_store.opened == []
 
 
 def test_a_failure_midway_removes_what_was_written(ranged_store, tmp_path):
