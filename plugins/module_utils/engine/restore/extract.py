@@ -17,7 +17,7 @@ import os
 import tarfile
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Set, Tuple
+from typing import Callable, List, Set, Tuple
 
 from ..errors import PgCloudError
 
@@ -177,6 +177,3 @@ def finish_directories(folder: Folder) -> None:
         os.chmod(path, mode if path != folder.root else 0o700)
         os.utime(path, (mtime, mtime))
 
-
-def describe(error: Any) -> str:
-    return getattr(error, "strerror", None) or str(error)

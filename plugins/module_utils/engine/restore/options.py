@@ -31,6 +31,8 @@ def parse_target_time(text: str) -> datetime:
         normal = re.sub(r"[Zz]$", "+00:00", value)
         normal = re.sub(r"([+-]\d{2})$", r"\1:00", normal)
         normal = re.sub(r"([+-]\d{2})(\d{2})$", r"\1:\2", normal)
+        # Python before 3.11 reads fractions of exactly 3 or 6 digits only.
+        normal = re.sub(r"\.(\d+)", lambda match: "." + (match.group(1) + "00000")[:6], normal)
         try:
             return datetime.fromisoformat(normal.replace("T", " ", 1))
         except ValueError:
