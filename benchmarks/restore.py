@@ -102,6 +102,7 @@ class RestoreBench:
         from ansible_collections.pgcloud.backup.plugins.module_utils.engine.restore.download import PIECE_SIZE
         from ansible_collections.pgcloud.backup.plugins.module_utils.engine.storage.factory import open_store
 
+        bench.os.environ.update(testbed.FAKE_AWS_ENV)
         store = open_store(StorageConfig(destination_url=target.url, server_name=SERVER_NAME,
                                          endpoint_url=target.endpoint_url, jobs=self.args.jobs))
 

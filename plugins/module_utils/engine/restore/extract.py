@@ -14,15 +14,18 @@ tablespaces' new locations.
 from __future__ import annotations
 
 import os
+import queue
 import tarfile
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, List, Set, Tuple
+from typing import Any, Callable, List, Optional, Set, Tuple
 
 from ..errors import PgCloudError
 
 # Bytes of a member copied per write; tarfile's stream buffer is as large.
 COPY_SIZE = 1 << 20
+# tarfile copies what its stream buffer holds at every read, of a 512-byte header too.
+TAR_BUFFER = 64 << 10
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -89,24 +92,85 @@ def _parent_checked(folder: Folder, path: str, name: str) -> None:
         folder.checked.add(parent)
 
 
-def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, counts: Extracted) -> None:
+class FileWriter:
+    """Writes the files of one archive on a thread of its own, so that writing overlaps the
+    decoding and parsing of what follows (both release the GIL only in part); at most `depth`
+    pieces wait. An error while writing is raised by the next call after it."""
+
+    def __init__(self, depth: int = 16) -> None:
+        self._queue: "queue.Queue[Optional[Tuple[Any, ...]]]" = queue.Queue(maxsize=depth)
+        self._error: Optional[BaseException] = None
+        self._descriptor: Optional[int] = None
+        self._thread = threading.Thread(target=self._run, name="pgcloud-write", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                if self._error is None:
+                    self._apply(item)
+            except BaseException as error:  # raised in the extracting thread
+                self._error = error
+                self._close_descriptor()
+            finally:
+                self._queue.task_done()
+
+    def _apply(self, item: Tuple[Any, ...]) -> None:
+        if item[0] == "open":
+            self._descriptor = os.open(item[1], _WRITE_FLAGS, 0o600)
+        elif item[0] == "data":
+            view = memoryview(item[1])
+            while view:
+                view = view[os.write(self._descriptor, view):]  # type: ignore[arg-type]
+        else:
+            self._close_descriptor()
+            _path, path, mode, mtime = item
+            os.chmod(path, mode)
+            os.utime(path, (mtime, mtime))
+
+    def _close_descriptor(self) -> None:
+        if self._descriptor is not None:
+            descriptor, self._descriptor = self._descriptor, None
+            os.close(descriptor)
+
+    def put(self, *item: Any) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(item)
+
+    def sync(self) -> None:
+        """Wait until everything queued is written."""
+        self._queue.join()
+        if self._error is not None:
+            raise self._error
+
+    def finish(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, counts: Extracted,
+                writer: FileWriter) -> None:
     source = tar.extractfile(member)
     if source is None:
         raise UnsafeArchiveError("archive member %r has no data" % member.name)
-    descriptor = os.open(path, _WRITE_FLAGS, 0o600)
-    with os.fdopen(descriptor, "wb", buffering=0) as target:
-        while True:
-            chunk = source.read(COPY_SIZE)
-            if not chunk:
-                break
-            target.write(chunk)
-            counts.bytes += len(chunk)
-    os.chmod(path, member.mode & 0o7777)
-    os.utime(path, (member.mtime, member.mtime))
+    writer.put("open", path)
+    while True:
+        chunk = source.read(COPY_SIZE)
+        if not chunk:
+            break
+        writer.put("data", chunk)
+        counts.bytes += len(chunk)
+    writer.put("close", path, member.mode & 0o7777, member.mtime)
     counts.files += 1
 
 
-def _write_link(folder: Folder, member: tarfile.TarInfo, path: str) -> None:
+def _write_link(folder: Folder, member: tarfile.TarInfo, path: str, writer: FileWriter) -> None:
     if member.issym():
         if os.path.isabs(member.linkname):
             raise UnsafeArchiveError("archive member %r is a link to the absolute path %r, outside the restore: "
@@ -118,6 +182,7 @@ def _write_link(folder: Folder, member: tarfile.TarInfo, path: str) -> None:
         os.symlink(member.linkname, path)
         return
     source = member_path(folder, member.linkname)
+    writer.sync()  # the file linked to may still be in the writer's queue
     if not folder.inside(os.path.realpath(source)):
         raise UnsafeArchiveError("archive member %r is a hard link to %r, outside %s: refused"
                                  % (member.name, member.linkname, folder.root))
@@ -129,7 +194,8 @@ def _is_tablespace_link(member: tarfile.TarInfo) -> bool:
     return member.issym() and len(parts) == 2 and parts[0] == "pg_tblspc"
 
 
-def _extract_member(tar: tarfile.TarFile, folder: Folder, member: tarfile.TarInfo, counts: Extracted) -> None:
+def _extract_member(tar: tarfile.TarFile, folder: Folder, member: tarfile.TarInfo, counts: Extracted,
+                    writer: FileWriter) -> None:
     path = member_path(folder, member.name)
     if member.isdir():
         if path != folder.root:
@@ -147,9 +213,9 @@ def _extract_member(tar: tarfile.TarFile, folder: Folder, member: tarfile.TarInf
                                  % member.name)
     _parent_checked(folder, path, member.name)
     if member.isreg():
-        _write_file(tar, member, path, counts)
+        _write_file(tar, member, path, counts, writer)
     else:
-        _write_link(folder, member, path)
+        _write_link(folder, member, path, writer)
         counts.files += 1
 
 
@@ -157,13 +223,16 @@ def extract_stream(read: Callable[[int], bytes], folder: Folder, label: str) -> 
     """Extract the tar stream that read(n) decodes into folder; `label` names it in errors."""
     source = _CountingSource(read)
     counts = Extracted()
+    writer = FileWriter()
     try:
-        with tarfile.open(fileobj=source, mode="r|", bufsize=COPY_SIZE) as tar:  # type: ignore[call-overload]
+        with tarfile.open(fileobj=source, mode="r|", bufsize=TAR_BUFFER) as tar:  # type: ignore[call-overload]
             for member in tar:
-                _extract_member(tar, folder, member, counts)
+                _extract_member(tar, folder, member, counts, writer)
             end = tar.offset
     except (tarfile.TarError, ValueError, EOFError) as error:
         raise RestoreError("%s is not a whole tar archive (%s): the backup is damaged" % (label, error)) from error
+    finally:
+        writer.finish()
     # tarfile ends quietly at a missing header: a stream cut between two members reads as
     # whole. Two zero blocks follow the last member of a whole archive.
     if source.total < end + 2 * tarfile.BLOCKSIZE:

@@ -379,3 +379,10 @@ def test_force_replaces_the_contents(ranged_store, tmp_path):
         run_restore(ranged_store, target_directory=str(target))
     run_restore(ranged_store, target_directory=str(target), force=True)
     assert not (target / "stale").exists() and (target / "PG_VERSION").read_text() == "15\n"
+
+
+def test_an_error_of_the_writing_thread_reaches_the_restore(tmp_path):
+    """The files are written on a thread of their own: its failure must not be lost."""
+    archive = tar_bytes((member("x", tarfile.DIRTYPE, mode=0o700), None), (member("x"), b"data"))
+    with pytest.raises(IsADirectoryError):
+        extract(tmp_path, archive)
