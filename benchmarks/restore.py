@@ -22,7 +22,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -79,7 +79,7 @@ class RestoreBench:
             "--endpoint-url", target.endpoint_url, "--jobs", str(self.args.jobs), "--destination", target.url,
             "--server-name", target.server_name, "latest", str(folder)]))
 
-    def restore_once(self, tool: str, target: testbed.StorageTarget, name: str) -> float:
+    def restore_once(self, tool: str, target: testbed.StorageTarget, name: str) -> Tuple[float, int]:
         folder = bench.restore_folder(self.cluster.pgdata)
         try:
             bench.os.sync()
@@ -89,7 +89,7 @@ class RestoreBench:
             if not result.ok or abs(size - expected) > expected // 100:
                 raise RuntimeError("%s restore: exit %d, %d of %d bytes: %s" % (
                     tool, result.returncode, size, expected, (self.logs / name).with_suffix(".err").read_text()[-2000:]))
-            return result.wall
+            return result.wall, result.peak_rss
         finally:
             testbed.remove_tree(folder)
 
@@ -126,21 +126,24 @@ class RestoreBench:
         self.backup(backup_tool, compression, target)
         stored = sum(self.moto.list_objects(bucket).values())
         walls: Dict[str, List[float]] = {tool: [] for tool in TOOLS}
+        peaks: Dict[str, int] = dict.fromkeys(TOOLS, 0)
         for repetition in range(self.args.repeat):
             for tool in TOOLS if repetition % 2 == 0 else reversed(TOOLS):
-                walls[tool].append(self.restore_once(tool, target, "%s-%s-%s-%s-%d" % (
-                    dataset, compression, backup_tool, tool, repetition)))
-                log("  %s restore: %.2f s" % (tool, walls[tool][-1]))
+                wall, peak = self.restore_once(tool, target, "%s-%s-%s-%s-%d" % (
+                    dataset, compression, backup_tool, tool, repetition))
+                walls[tool].append(wall)
+                peaks[tool] = max(peaks[tool], peak)
+                log("  %s restore: %.2f s, peak RSS %.0f MiB" % (tool, wall, peak / MIB))
         floor = statistics.median(self.read_floor(target) for _ in range(self.args.repeat))
         self.moto.delete_bucket(bucket)
         reference, engine = (statistics.median(walls[tool]) for tool in TOOLS)
         return [dataset, compression, "barman-cloud-backup" if backup_tool == "reference" else "engine",
                 "%.0f" % (stored / MIB), "%.2f" % reference, "%.2f" % engine, "%.2f" % (reference / engine),
-                "%.2f" % floor]
+                "%.2f" % floor, "%.0f" % (peaks["reference"] / MIB), "%.0f" % (peaks["engine"] / MIB)]
 
 
 HEADERS = ["data set", "compression", "backup by", "stored MiB", "barman-cloud-restore s", "engine s", "x faster",
-           "read floor s"]
+           "read floor s", "ref RSS MiB", "engine RSS MiB"]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -16,7 +16,7 @@ description:
     started on the copy, fetches and replays the archived WAL.
   - Restores the backups written by M(pgcloud.backup.base_backup) and by C(barman-cloud-backup),
     of any compression, split into several archives or not, with their tablespaces.
-  - Archives are fetched in ranges, O(jobs) at a time, and decoded and extracted while they
+  - Archives are fetched as streams, O(jobs) at a time, and decoded and extracted while they
     arrive; memory stays bounded by O(jobs) whatever the size of the backup.
   - Refuses, before writing anything, a backup that is not DONE, a non-empty O(target_directory)
     or tablespace location (unless O(force)), a folder this user cannot write, a recovery target
@@ -57,10 +57,12 @@ options:
     type: dict
   jobs:
     description:
-      - How many archives are fetched, decoded and extracted at the same time, and how many
-        ranged reads of 8 MiB are in flight.
-      - Memory use is about twice this number times 8 MiB, plus some 60 MiB for Python and its
-        libraries.
+      - How many archives are fetched, decoded and extracted at the same time. Each is read up
+        to 8 MiB ahead of its extraction, and its files are written by a thread of their own, up
+        to 16 MiB behind it.
+      - Memory is therefore bounded by this number, whatever the size of the backup (on Azure,
+        the SDK reads the first 32 MiB of each blob at once).
+      - A backup of C(barman-cloud-backup) without tablespaces is one archive, which one job restores.
     type: int
     default: 2
   force:

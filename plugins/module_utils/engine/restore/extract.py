@@ -234,7 +234,10 @@ def extract_stream(read: Callable[[int], bytes], folder: Folder, label: str) -> 
     finally:
         writer.finish()
     # tarfile ends quietly at a missing header: a stream cut between two members reads as
-    # whole. Two zero blocks follow the last member of a whole archive.
+    # whole. Two zero blocks follow the last member of a whole archive; tarfile has read the
+    # first, and the second may still be in the stream with the padding after it.
+    while source.read(COPY_SIZE):
+        pass
     if source.total < end + 2 * tarfile.BLOCKSIZE:
         raise RestoreError("%s ends without the tar end marker: the archive is truncated" % label)
     return counts

@@ -215,6 +215,16 @@ def test_refuses_writing_through_a_link_made_inside(tmp_path):
         extract(tmp_path, archive)
 
 
+def test_a_whole_stream_is_whole_wherever_its_pieces_end(tmp_path):
+    """The decoded stream comes in pieces of any size: one may end between the two zero blocks."""
+    archive = tar_bytes((member("a"), b"x" * 512), tar_format=tarfile.GNU_FORMAT)
+    whole = io.BytesIO(archive)
+    root = tmp_path / "root"
+    root.mkdir()
+    extract_stream(lambda size: whole.read(512), Folder(str(root)), "data.tar")
+    assert (root / "a").read_bytes() == b"x" * 512
+
+
 def test_a_stream_cut_between_members_is_truncated(tmp_path):
     whole = tar_bytes((member("a"), b"x" * 512), (member("b"), b"y" * 512), tar_format=tarfile.GNU_FORMAT)
     cut = whole[:2 * 512]  # header and data of a, nothing after
