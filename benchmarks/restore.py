@@ -53,6 +53,8 @@ class RestoreBench:
         link = self.collections / "ansible_collections" / "pgcloud" / "backup"
         link.parent.mkdir(parents=True)
         link.symlink_to(bench.REPO)
+        # The engine runs as postgres, who may not write __pycache__ in the checkout (see run.py).
+        bench.compileall.compile_dir(str(bench.REPO / "plugins"), quiet=1)
         self.logs = workdir / "logs"
         self.logs.mkdir()
 
