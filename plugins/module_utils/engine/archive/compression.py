@@ -166,15 +166,13 @@ def require(compression: Optional[str]) -> None:
     new_compressor(compression).finish()
 
 
-
 # --- decompression, for restores ---------------------------------------------------------
 # A restore reads an archive through `open_decoded(compression, read)`: `read(n)` of the
 # stored bytes in, `read(n)` of the tar stream out, never more than n bytes at a time. Output
 # is bounded per call because PostgreSQL's empty pages compress a thousandfold: a decoder fed
 # a piece of zeros must not return gigabytes of them at once.
 
-# How many stored bytes a decoder asks its source for at a time.
-DECODE_PIECE = 256 << 10
+DECODE_PIECE = 256 << 10  # stored bytes a decoder asks its source for at a time
 
 
 class _Decoder:

@@ -248,4 +248,3 @@ def finish_directories(folder: Folder) -> None:
     for path, mode, mtime in sorted(folder.directories, key=lambda item: item[0], reverse=True):
         os.chmod(path, mode if path != folder.root else 0o700)
         os.utime(path, (mtime, mtime))
-
