@@ -14,6 +14,8 @@ from .config import BackupConfig, PostgresConfig, SnapshotConfig, StorageConfig
 from .errors import BucketNotFoundError, PgCloudError, StorageAccessDeniedError, StorageError
 from .postgres.session import PostgresSession
 from .jobs.snapshot_backup import SnapshotBackupJob
+from .restore.job import RestoreJob
+from .restore.options import RestoreConfig
 from .storage.factory import open_store, parse_destination
 
 
@@ -130,3 +132,8 @@ def _shown(fields: Dict[str, Any], objects: List[Dict[str, Any]], keep: Optional
         keep=keep,
     )
     return shown
+
+
+def restore_backup(storage: StorageConfig, restore: RestoreConfig, check_mode: bool = False) -> Dict[str, Any]:
+    """Restore a base backup into restore.target_directory, ready for PostgreSQL to recover."""
+    return RestoreJob(storage, restore).run(check_mode=check_mode)

@@ -164,3 +164,160 @@ def new_compressor(compression: Optional[str]) -> Compressor:
 def require(compression: Optional[str]) -> None:
     """Fail before the backup starts if the chosen compression cannot run on this host."""
     new_compressor(compression).finish()
+
+
+# --- decompression, for restores ---------------------------------------------------------
+# A restore reads an archive through `open_decoded(compression, read)`: `read(n)` of the
+# stored bytes in, `read(n)` of the tar stream out, never more than n bytes at a time. Output
+# is bounded per call because PostgreSQL's empty pages compress a thousandfold: a decoder fed
+# a piece of zeros must not return gigabytes of them at once.
+
+DECODE_PIECE = 256 << 10  # stored bytes a decoder asks its source for at a time
+
+
+class _Decoder:
+    """The bz2/lz4 decompressor interface: decompress(data, max_length), needs_input, eof."""
+
+    needs_input = True
+    eof = False
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        raise NotImplementedError
+
+    def complete(self) -> bool:
+        """At the end of the stored bytes: whether the stream ended where it should."""
+        return self.eof
+
+
+class _Plain(_Decoder):
+    def __init__(self) -> None:
+        self._pending = b""
+
+    @property
+    def needs_input(self) -> bool:  # type: ignore[override]
+        return not self._pending
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        buffer = self._pending + data if self._pending else data
+        self._pending = buffer[max_length:]
+        return buffer[:max_length]
+
+    def complete(self) -> bool:
+        return not self._pending
+
+
+class _Zlib(_Decoder):
+    """zlib's decompressobj keeps the input it has not decoded in unconsumed_tail."""
+
+    def __init__(self) -> None:
+        self._engine = zlib.decompressobj(31)
+
+    @property
+    def needs_input(self) -> bool:  # type: ignore[override]
+        return not self._engine.unconsumed_tail
+
+    @property
+    def eof(self) -> bool:  # type: ignore[override]
+        return self._engine.eof
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        return self._engine.decompress(self._engine.unconsumed_tail + data, max_length)
+
+
+class _SnappyFrames(_Decoder):
+    """Snappy's framing format: chunks of a type byte and a 3-byte little-endian length; data
+    chunks hold a 4-byte masked CRC32C, then at most 64 KiB, raw-compressed (0x00) or plain
+    (0x01); the stream identifier (0xff) and padding (0x80-0xfe) carry no data."""
+
+    def __init__(self) -> None:
+        self._raw = _library("cramjam", "cramjam", "compression: snappy").snappy.decompress_raw
+        self._pending = b""
+        self._decoded = b""
+
+    @property
+    def needs_input(self) -> bool:  # type: ignore[override]
+        return not self._decoded and not self._next_chunk_whole()
+
+    def _next_chunk_whole(self) -> bool:
+        return len(self._pending) >= 4 and len(self._pending) >= 4 + int.from_bytes(self._pending[1:4], "little")
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        self._pending = self._pending + data if self._pending else data
+        while len(self._decoded) < max_length and self._next_chunk_whole():
+            kind, end = self._pending[0], 4 + int.from_bytes(self._pending[1:4], "little")
+            body, self._pending = self._pending[8:end], self._pending[end:]
+            if kind == 0x00:
+                self._decoded += bytes(self._raw(body))
+            elif kind == 0x01:
+                self._decoded += body
+            elif kind <= 0x7F:
+                raise ValueError("the snappy stream has a chunk of unknown type 0x%02x" % kind)
+        out, self._decoded = self._decoded[:max_length], self._decoded[max_length:]
+        return out
+
+    def complete(self) -> bool:
+        return not self._pending and not self._decoded
+
+
+class _Reader:
+    """read(n) of a decoded stream over read(n) of the stored one."""
+
+    def __init__(self, decoder: Any, read: Callable[[int], bytes], name: str) -> None:
+        self._decoder = decoder
+        self._read = read
+        self._name = name
+
+    def read(self, size: int = -1) -> bytes:
+        size = size if size > 0 else DECODE_PIECE
+        while not self._decoder.eof:
+            data = b""
+            if self._decoder.needs_input:
+                data = self._read(DECODE_PIECE)
+                if not data:
+                    if not getattr(self._decoder, "complete", lambda: self._decoder.eof)():
+                        raise ValueError("the %s stream ends early: the archive is truncated" % self._name)
+                    return b""
+            out = self._decoder.decompress(data, size)
+            if out:
+                return out
+        return b""
+
+
+class _Source:
+    """A file-like face of a read callable, for zstandard's stream_reader."""
+
+    def __init__(self, read: Callable[[int], bytes]) -> None:
+        self.read = read
+
+
+def _zstd_reader(read: Callable[[int], bytes]) -> Any:
+    zstandard = _library("zstandard", "zstandard", "compression: zstd")
+    return zstandard.ZstdDecompressor().stream_reader(_Source(read), read_size=DECODE_PIECE, closefd=False)
+
+
+_DECODERS: Dict[Optional[str], Callable[[], _Decoder]] = {
+    None: _Plain,
+    "gzip": _Zlib,
+    "bzip2": bz2.BZ2Decompressor,  # type: ignore[dict-item]
+    "snappy": _SnappyFrames,
+}
+
+
+def open_decoded(compression: Optional[str], read: Callable[[int], bytes]) -> Any:
+    """An object whose read(n) returns the decoded stream (b"" at its end; ValueError if it is
+    cut short); raises MissingDependencyError if the compression's library is absent."""
+    if compression == "zstd":
+        return _zstd_reader(read)
+    if compression == "lz4":
+        decoder = _library("lz4.frame", "lz4", "compression: lz4").LZ4FrameDecompressor()
+    else:
+        decoder = _DECODERS[compression]()
+    return _Reader(decoder, read, compression or "tar")
+
+
+def compression_of_extension(extension: str) -> Optional[str]:
+    """The compression of an archive's extension (`tar.zst` -> zstd); KeyError if unknown."""
+    for compression, known in EXTENSIONS.items():
+        if known == extension:
+            return compression
+    raise KeyError(extension)

@@ -25,7 +25,7 @@ from ..errors import (
     StorageUnreachableError,
     first_line,
 )
-from .base import Destination, ObjectStore, Payload, StoredObject, read_listing, url_error
+from .base import Destination, ObjectStore, ObjectStream, Payload, StoredObject, read_listing, url_error
 
 try:
     import azure.core.exceptions as azure_errors
@@ -254,6 +254,11 @@ class AzureBlobStore(ObjectStore):
 
     def _delete_batch(self, batch: List[str]) -> List[Any]:
         return list(self.client.delete_blobs(*batch, raise_on_any_failure=False))
+
+    def open_read(self, key: str) -> Any:
+        blob = self.client.get_blob_client(key)
+        downloader = self._call("read %s" % key, blob.download_blob, max_concurrency=1)
+        return ObjectStream(lambda size: self._call("read %s" % key, downloader.read, size), lambda: None)
 
 
 class _MissingBlob(StorageError):

@@ -136,6 +136,20 @@ class ObjectStore:
         """
         raise NotImplementedError
 
+    def open_read(self, key: str) -> Any:
+        """A stream of the object's bytes: an object with read(n), at most n bytes a call (b"" at
+        the end), and close(). Restores read archives this way, piece by piece, so that memory
+        stays bounded whatever the object's size; errors while reading are the store's errors."""
+        raise NotImplementedError
+
+
+class ObjectStream:
+    """What open_read returns: read(n) and close() over a provider's download object."""
+
+    def __init__(self, read: Callable[[int], bytes], close: Callable[[], Any]) -> None:
+        self.read = read
+        self.close = close
+
 
 def read_listing(call: Callable[..., Any], action: str, items: Iterable[Any]) -> Iterator[Any]:
     """The items of an SDK's paged listing, each page fetched through call (a store's error

@@ -1,0 +1,175 @@
+#!/usr/bin/env python
+# Copyright: contributors to the pgcloud.backup collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""This collection's restore against `barman-cloud-restore`: same backup, same store, one run.
+
+For each data set (pgbench, the mixed table of run.py) and compression, takes one backup with
+each tool (the engine and `barman-cloud-backup`) into moto, then restores each backup with
+both restore tools in turn, `--repeat` times, alternating their order, into an empty folder
+(tmpfs when it has room), and checks that every byte of PGDATA came back. Prints the median
+wall times, their ratio, and the store's read floor: the time the engine's S3 client takes
+to read the backup's objects, `--jobs` at a time, with nothing decoded or written.
+
+    source /opt/pgcloud-backup/env.sh
+    python benchmarks/restore.py --scale 10 --datasets pgbench,mixed --compressions lz4,zstd
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import run as bench  # noqa: E402  pylint: disable=wrong-import-position
+from run import MIB, SERVER_NAME, log, testbed  # noqa: E402  pylint: disable=wrong-import-position
+
+TOOLS = ("reference", "engine")
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=int, default=10)
+    parser.add_argument("--datasets", default="pgbench,mixed")
+    parser.add_argument("--compressions", default="lz4,zstd")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=2)
+    return parser.parse_args(argv)
+
+
+class RestoreBench:
+    def __init__(self, args: argparse.Namespace, workdir: Path, moto: testbed.MotoServer,
+                 cluster: testbed.PostgresCluster) -> None:
+        self.args = args
+        self.moto = moto
+        self.cluster = cluster
+        self.collections = workdir / "collections"
+        link = self.collections / "ansible_collections" / "pgcloud" / "backup"
+        link.parent.mkdir(parents=True)
+        link.symlink_to(bench.REPO)
+        # The engine runs as postgres, who may not write __pycache__ in the checkout (see run.py).
+        bench.compileall.compile_dir(str(bench.REPO / "plugins"), quiet=1)
+        self.logs = workdir / "logs"
+        self.logs.mkdir()
+
+    def backup(self, tool: str, compression: str, target: testbed.StorageTarget) -> None:
+        connection = ["--host", str(self.cluster.socket_dir), "--port", str(self.cluster.port),
+                      "--user", testbed.POSTGRES_USER]
+        if tool == "reference":
+            command = testbed.barman_cloud_command(
+                "backup", target, "-J", str(self.args.jobs), "--immediate-checkpoint",
+                *testbed.REFERENCE_COMPRESSION_FLAGS[compression], *connection, target.url, target.server_name)
+        else:
+            command = testbed.env_command({**testbed.tool_env(), **dict(target.tool_env)}, [
+                str(testbed.VENV_PYTHON), str(HERE / "engine_runner.py"), "--collections-path", str(self.collections),
+                *target.tool_arguments(), "--jobs", str(self.args.jobs), "--compression", compression, "--quiet",
+                *connection, "--destination", target.url, "--server-name", target.server_name])
+        testbed.run(testbed.as_postgres(command), timeout=7200)
+
+    def restore_command(self, tool: str, target: testbed.StorageTarget, folder: Path) -> List[str]:
+        if tool == "reference":
+            return testbed.as_postgres(testbed.barman_cloud_command(
+                "restore", target, target.url, target.server_name, "latest", str(folder)))
+        return testbed.as_postgres(testbed.env_command({**testbed.tool_env(), **dict(target.tool_env)}, [
+            str(testbed.VENV_PYTHON), str(HERE / "restore_runner.py"), "--collections-path", str(self.collections),
+            "--endpoint-url", target.endpoint_url, "--jobs", str(self.args.jobs), "--destination", target.url,
+            "--server-name", target.server_name, "latest", str(folder)]))
+
+    def restore_once(self, tool: str, target: testbed.StorageTarget, name: str) -> Tuple[float, int]:
+        folder = bench.restore_folder(self.cluster.pgdata)
+        try:
+            bench.os.sync()
+            result = bench.measure(tool, "aws-s3", "", self.restore_command(tool, target, folder / "pgdata"),
+                                   self.logs / name, 0.05)
+            size, expected = bench.data_size(folder / "pgdata"), bench.data_size(self.cluster.pgdata)
+            if not result.ok or abs(size - expected) > expected // 100:
+                raise RuntimeError("%s restore: exit %d, %d of %d bytes: %s" % (
+                    tool, result.returncode, size, expected, (self.logs / name).with_suffix(".err").read_text()[-2000:]))
+            return result.wall, result.peak_rss
+        finally:
+            testbed.remove_tree(folder)
+
+    def read_floor(self, target: testbed.StorageTarget) -> float:
+        """Seconds for the engine's S3 client to read every object of the backup, jobs at a time,
+        in the restore's pieces, with nothing decoded or written."""
+        if str(self.collections) not in sys.path:
+            sys.path.insert(0, str(self.collections))
+        from ansible_collections.pgcloud.backup.plugins.module_utils.engine.config import StorageConfig
+        from ansible_collections.pgcloud.backup.plugins.module_utils.engine.restore.download import PIECE_SIZE
+        from ansible_collections.pgcloud.backup.plugins.module_utils.engine.storage.factory import open_store
+
+        bench.os.environ.update(testbed.FAKE_AWS_ENV)
+        store = open_store(StorageConfig(destination_url=target.url, server_name=SERVER_NAME,
+                                         endpoint_url=target.endpoint_url, jobs=self.args.jobs))
+
+        def read_whole(key: str) -> int:
+            stream, total = store.open_read(key), 0
+            for piece in iter(lambda: stream.read(PIECE_SIZE), b""):
+                total += len(piece)
+            stream.close()
+            return total
+
+        keys = [item.key for item in sorted(store.list_objects(target.server_prefix), key=lambda item: -item.size)]
+        started = time.perf_counter()
+        with ThreadPoolExecutor(self.args.jobs) as pool:
+            list(pool.map(read_whole, keys))
+        return time.perf_counter() - started
+
+    def series(self, dataset: str, compression: str, backup_tool: str) -> List[str]:
+        bucket = self.moto.create_bucket("restore-%s-%s-%s" % (dataset, compression, backup_tool))
+        target = self.moto.target(bucket, "pg", SERVER_NAME)
+        log("%s, %s: backup by %s" % (dataset, compression, backup_tool))
+        self.backup(backup_tool, compression, target)
+        stored = sum(self.moto.list_objects(bucket).values())
+        walls: Dict[str, List[float]] = {tool: [] for tool in TOOLS}
+        peaks: Dict[str, int] = dict.fromkeys(TOOLS, 0)
+        for repetition in range(self.args.repeat):
+            for tool in TOOLS if repetition % 2 == 0 else reversed(TOOLS):
+                wall, peak = self.restore_once(tool, target, "%s-%s-%s-%s-%d" % (
+                    dataset, compression, backup_tool, tool, repetition))
+                walls[tool].append(wall)
+                peaks[tool] = max(peaks[tool], peak)
+                log("  %s restore: %.2f s, peak RSS %.0f MiB" % (tool, wall, peak / MIB))
+        floor = statistics.median(self.read_floor(target) for _ in range(self.args.repeat))
+        self.moto.delete_bucket(bucket)
+        reference, engine = (statistics.median(walls[tool]) for tool in TOOLS)
+        return [dataset, compression, "barman-cloud-backup" if backup_tool == "reference" else "engine",
+                "%.0f" % (stored / MIB), "%.2f" % reference, "%.2f" % engine, "%.2f" % (reference / engine),
+                "%.2f" % floor, "%.0f" % (peaks["reference"] / MIB), "%.0f" % (peaks["engine"] / MIB)]
+
+
+HEADERS = ["data set", "compression", "backup by", "stored MiB", "barman-cloud-restore s", "engine s", "x faster",
+           "read floor s", "ref RSS MiB", "engine RSS MiB"]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    rows: List[List[str]] = []
+    workdir = testbed.scratch_dir("pgcloud-restore-bench-")
+    with testbed.MotoServer() as moto:
+        for dataset in args.datasets.split(","):
+            with testbed.PostgresCluster("restore-bench", tablespace=None) as cluster:
+                bench.load(cluster, dataset, args.scale)
+                runner = RestoreBench(args, testbed.postgres_dir(workdir / dataset, 0o755), moto, cluster)
+                for compression in args.compressions.split(","):
+                    for backup_tool in TOOLS:
+                        moto.restart()
+                        rows.append(runner.series(dataset, compression, backup_tool))
+                log("data: %.0f MiB of PGDATA" % (bench.data_size(cluster.pgdata) / MIB))
+    print(bench.machine_facts())
+    print("scale %d, jobs %d, medians of %d restores each" % (args.scale, args.jobs, args.repeat))
+    widths = [max(len(cell) for cell in column) for column in zip(HEADERS, *rows)]
+    for line in [HEADERS, ["-" * width for width in widths]] + rows:
+        print("  ".join(cell.rjust(width) for cell, width in zip(line, widths)))
+    testbed.remove_tree(workdir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
