@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 from testbed import MotoServer, PostgresCluster, barman_cloud_command, postgres_dir, remove_tree, run  # noqa: E402
 from testbed import as_postgres, scratch_dir  # noqa: E402
-from wal_host import HostCommand  # noqa: E402
+from wal_host import HostCommand, run_detached  # noqa: E402
 
 SEGMENT = 16 << 20
 FLAGS = {"none": [], "gzip": ["--gzip"], "bzip2": ["--bzip2"], "xz": ["--xz"], "snappy": ["--snappy"],
@@ -66,6 +66,12 @@ def real_segments(folder: Path, names: List[str]) -> None:
             (folder / name).write_bytes((cluster.pgdata / "pg_wal" / source).read_bytes())
 
 
+def call_tool(command: List[str]) -> None:
+    result = run_detached(command)
+    if result.returncode != 0:
+        raise SystemExit("exit %d: %s\n%s" % (result.returncode, " ".join(command), result.stderr))
+
+
 def archive_all(folder: Path, command: Callable[[str], List[str]]) -> float:
     """Call command for the oldest .ready file until none is left (as the archiver); seconds taken."""
     status = folder / "archive_status"
@@ -77,7 +83,7 @@ def archive_all(folder: Path, command: Callable[[str], List[str]]) -> float:
             print("  calls (s): %s" % " ".join("%.2f" % call for call in calls))
             return time.monotonic() - started
         call = time.monotonic()
-        run(as_postgres(command(str(folder / ready[0]))))
+        call_tool(as_postgres(command(str(folder / ready[0]))))
         calls.append(time.monotonic() - call)
         (status / (ready[0] + ".ready")).rename(status / (ready[0] + ".done"))
 
@@ -88,7 +94,7 @@ def restore_all(names: List[str], destination: Path, command: Callable[[str, str
     calls = []
     for name in names:
         call = time.monotonic()
-        run(as_postgres(command(name, str(destination))))
+        call_tool(as_postgres(command(name, str(destination))))
         calls.append(time.monotonic() - call)
     elapsed = time.monotonic() - started
     print("  calls (s): %s" % " ".join("%.2f" % call for call in calls))
@@ -162,8 +168,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             figures = measure(moto, scratch, names, arguments.compression, arguments.parallel, arguments.data)
     finally:
         remove_tree(scratch)
-    print("%d segments of %s WAL, compression %s, parallel %d" % (arguments.segments, arguments.data,
-                                                                   arguments.compression, arguments.parallel))
+    print("%d segments of %s WAL, compression %s, parallel %d"
+          % (arguments.segments, arguments.data, arguments.compression, arguments.parallel))
     report(figures, arguments.segments)
     return 0
 

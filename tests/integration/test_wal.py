@@ -12,6 +12,7 @@ call, the spool, and a store that does not answer.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Dict, Iterator, List
 
@@ -92,8 +93,8 @@ def write_segments(cluster: WalCluster, count: int) -> List[str]:
 
 
 @pytest.mark.parametrize("compression", COMPRESSIONS, ids=[str(item) for item in COMPRESSIONS])
-def test_barman_restores_what_wal_archive_stored(wal_cluster: WalCluster, moto: MotoServer, target: StorageTarget,
-                                                 compression: str) -> None:
+def test_barman_restores_what_wal_archive_stored(
+        wal_cluster: WalCluster, moto: MotoServer, target: StorageTarget, compression: str) -> None:
     wal_cluster.host.configure(target, compression=compression, archive_parallel=4)
     names = write_segments(wal_cluster, 3)
     keys = wal_keys(moto, target)
@@ -138,8 +139,8 @@ def test_wal_restore_partial_history_backup_and_missing(host: HostCommand, targe
         assert "is not in the archive" in result.stderr
 
 
-def test_wal_restore_prefetches_the_following_segments(host: HostCommand, moto: MotoServer,
-                                                        target: StorageTarget) -> None:
+def test_wal_restore_prefetches_the_following_segments(
+        host: HostCommand, moto: MotoServer, target: StorageTarget) -> None:
     source = postgres_dir(host.root / "source", 0o755)
     # The last two segments of log 0 and the first of log 1: the prefetch crosses the hash folder.
     names = ["0000000100000000000000FE", "0000000100000000000000FF", "000000010000000100000000",
@@ -169,13 +170,17 @@ def test_wal_restore_prefetches_the_following_segments(host: HostCommand, moto: 
     assert host.spooled() == []
 
 
-def test_archive_is_idempotent_and_refuses_other_content(host: HostCommand, moto: MotoServer,
-                                                         target: StorageTarget) -> None:
+def test_archive_is_idempotent_and_refuses_other_content(
+        host: HostCommand, moto: MotoServer, target: StorageTarget) -> None:
     source = postgres_dir(host.root / "source", 0o755)
     name = "000000010000000000000005"
     wal_files(source, [name])
     host.configure(target, compression="zstd")
-    first, again = host.run("wal-archive", str(source / name)), host.run("wal-archive", str(source / name))
+    first = host.run("wal-archive", str(source / name))
+    # The same content again, from another file (a marker answers for the first one only).
+    copy = postgres_dir(host.root / "copy", 0o755) / name
+    copy.write_bytes((source / name).read_bytes())
+    again = host.run("wal-archive", str(copy))
     assert (first.returncode, again.returncode) == (0, 0), first.stderr + again.stderr
     assert "present" in again.stderr
     key = "wals/0000000100000000/%s.zst" % name
@@ -200,17 +205,18 @@ def test_archive_finds_the_reference_tools_object(host: HostCommand, moto: MotoS
     assert wal_keys(moto, target) == ["wals/0000000100000000/%s.gz" % name]
 
 
-def test_ready_files_are_stored_ahead_and_answered_from_the_spool(host: HostCommand, moto: MotoServer,
-                                                                   target: StorageTarget) -> None:
+def test_ready_files_are_stored_ahead_and_answered_from_the_spool(
+        host: HostCommand, moto: MotoServer, target: StorageTarget) -> None:
     folder = host.root / "pg_wal"
     names = ["00000001000000000000001%d" % number for number in range(4)] + ["00000002.history"]
     contents = pg_wal(folder, names)
-    host.configure(target, archive_parallel=4)
+    host.configure(target, archive_parallel=3)
     result = host.run("wal-archive", str(folder / names[0]))
     assert result.returncode == 0, result.stderr
-    # The history file first (as PostgreSQL's archiver takes them), then the oldest segments.
-    assert host.markers() == sorted([names[4], names[1], names[2]])
-    assert len(wal_keys(moto, target)) == 4
+    # The worker the call started stores every other ready file, and marks each once the store has it.
+    wait_for(lambda: host.markers() == sorted(names[1:]), 120, what="the worker's markers")
+    assert len(wal_keys(moto, target)) == 5
+    wait_for(lambda: not host.worker_running(), 60, what="the worker to leave")
     # Stored ahead: the call answers from the spool without the store (the object is gone).
     key = target.server_prefix + "wals/0000000100000000/%s" % names[1]
     moto.client().delete_object(Bucket=target.bucket, Key=key)
@@ -219,14 +225,40 @@ def test_ready_files_are_stored_ahead_and_answered_from_the_spool(host: HostComm
     # Without a marker, the same file goes to the store again.
     assert host.run("wal-archive", str(folder / names[1])).returncode == 0
     assert moto.get_object(target.bucket, key) == contents[names[1]]
+    wait_for(lambda: not host.worker_running(), 60, what="the worker to leave")
     # A marker answers for the very file it was written for: a file rewritten since is checked again.
+    host.configure(target, archive_parallel=1)
     (folder / names[2]).write_bytes(contents[names[2]])
     again = host.run("wal-archive", str(folder / names[2]))
     assert again.returncode == 0 and "present" in again.stderr, again.stderr
 
 
-def test_store_outage_fails_the_archive_and_marks_nothing(host: HostCommand, moto: MotoServer,
-                                                         target: StorageTarget) -> None:
+def test_a_call_waits_for_the_file_the_worker_stores(
+        host: HostCommand, moto: MotoServer, target: StorageTarget) -> None:
+    """PostgreSQL's calls in a row, each marking its file done: all answered, each file stored once."""
+    folder = host.root / "pg_wal"
+    names = ["00000001000000000000003%d" % number for number in range(6)]
+    contents = pg_wal(folder, names)
+    host.configure(target, archive_parallel=4)
+    outputs = []
+    for name in names:
+        result = host.run("wal-archive", str(folder / name))
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stderr)
+        (folder / "archive_status" / ("%s.ready" % name)).rename(folder / "archive_status" / ("%s.done" % name))
+    # The first call started the worker (whose log went to that call's stderr) and waited for it;
+    # the others found their markers, or waited for the worker too: no call stored its file itself.
+    assert "%s stored by the archive worker" % names[0] in outputs[0]
+    for output in outputs:
+        assert not re.search(r"^INFO pgcloud-backup: \S+ (stored|present)$", output, re.MULTILINE), output
+    for name in names:
+        assert moto.get_object(target.bucket, target.server_prefix + "wals/0000000100000000/" + name) == contents[name]
+    wait_for(lambda: not host.worker_running(), 60, what="the worker to leave")
+    assert host.markers() == []
+
+
+def test_store_outage_fails_the_archive_and_marks_nothing(
+        host: HostCommand, moto: MotoServer, target: StorageTarget) -> None:
     folder = host.root / "pg_wal"
     names = ["00000001000000000000002%d" % number for number in range(3)]
     pg_wal(folder, names)
@@ -234,6 +266,7 @@ def test_store_outage_fails_the_archive_and_marks_nothing(host: HostCommand, mot
     result = host.run("wal-archive", str(folder / names[0]))
     assert result.returncode == 1
     assert "is not archived" in result.stderr
+    wait_for(lambda: not host.worker_running(), 120, what="the worker to leave")
     assert host.markers() == []
     restore = host.run("wal-restore", names[0], str(host.root / "RECOVERYXLOG"))
     assert restore.returncode == 255, restore.stderr
@@ -241,8 +274,8 @@ def test_store_outage_fails_the_archive_and_marks_nothing(host: HostCommand, mot
     assert wal_keys(moto, target) == []
 
 
-def test_cluster_keeps_wal_ready_while_the_store_is_down(wal_cluster: WalCluster, moto: MotoServer,
-                                                         target: StorageTarget) -> None:
+def test_cluster_keeps_wal_ready_while_the_store_is_down(
+        wal_cluster: WalCluster, moto: MotoServer, target: StorageTarget) -> None:
     wal_cluster.host.configure(target, endpoint_url="http://127.0.0.1:%d" % free_port())
     failed_before = wal_cluster.scalar("SELECT failed_count FROM pg_stat_archiver")
     archived_before = wal_cluster.scalar("SELECT last_archived_wal FROM pg_stat_archiver")

@@ -11,10 +11,12 @@ the venv's interpreter, with a job config written as the scheduled_backup role w
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shlex
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -28,11 +30,20 @@ from testbed import (
     chown_postgres,
     env_command,
     postgres_dir,
-    run,
     tool_env,
 )
 
 LAUNCHER = COLLECTION_ROOT / "roles" / "scheduled_backup" / "files" / "pgcloud-backup"
+
+
+def run_detached(command: List[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """subprocess.run with stdout and stderr through temporary files (see HostCommand.run)."""
+    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+        process = subprocess.run(command, stdout=stdout, stderr=stderr, timeout=timeout, check=False)
+        stdout.seek(0)
+        stderr.seek(0)
+        return subprocess.CompletedProcess(command, process.returncode, stdout.read().decode(errors="replace"),
+                                           stderr.read().decode(errors="replace"))
 
 
 class HostCommand:
@@ -74,11 +85,24 @@ class HostCommand:
                                                 *arguments])
 
     def run(self, *arguments: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return run(as_postgres(self.command(*arguments)), check=False, timeout=timeout)
+        """Run the command; its output through files, not pipes: the archive worker it may start
+        inherits stderr (PostgreSQL's log) and would hold a pipe open after the call returns."""
+        return run_detached(as_postgres(self.command(*arguments)), timeout)
 
     def markers(self) -> List[str]:
-        """The names recorded as stored ahead of their call, in every target's folder."""
-        return sorted(name for folder in self.spool_dir.glob("archived-*") for name in os.listdir(folder))
+        """The names recorded as stored, in every target's folder (not the claims and the lock)."""
+        return sorted(name for folder in self.spool_dir.glob("archived-*") for name in os.listdir(folder)
+                      if not name.startswith("."))
+
+    def worker_running(self) -> bool:
+        """Whether an archive worker holds the lock of one of the targets."""
+        for lock in self.spool_dir.glob("archived-*/.worker.lock"):
+            with open(lock, "a") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return True
+        return False
 
     def spooled(self) -> List[str]:
         """The names prefetched for restore, in every target's folder."""

@@ -27,6 +27,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from typing import Any, Dict, List, Optional
 
 from . import layout
@@ -42,6 +43,7 @@ EXIT_FAILED = 1
 EXIT_NOT_FOUND = 1
 EXIT_CONFIG = 2
 EXIT_STORE_ERROR = 255
+WORKER_START_SECONDS = 60.0
 
 
 class _RedactingFilter(logging.Filter):
@@ -75,6 +77,9 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True)
     archive = commands.add_parser("wal-archive", help="store one WAL file (archive_command ... wal-archive %%p)")
     archive.add_argument("path", help="the WAL file, as PostgreSQL's %%p gives it")
+    # Started by wal-archive itself (see start_worker), not by users.
+    worker = commands.add_parser("wal-archive-worker")
+    worker.add_argument("path")
     restore = commands.add_parser("wal-restore", help="fetch one WAL file (restore_command ... wal-restore %%f %%p)")
     restore.add_argument("name", help="the WAL file's name (%%f)")
     restore.add_argument("destination", help="where to write it (%%p)")
@@ -101,25 +106,90 @@ def _prepare(config: Dict[str, Any]) -> Dict[str, str]:
     return credentials
 
 
-def wal_archive(path: str, config: Dict[str, Any]) -> int:
+def library_root() -> str:
+    """The folder that holds ansible_collections/ (this file is .../pgcloud/backup/plugins/module_utils/engine/cli.py)."""
+    root = os.path.abspath(__file__)
+    for _level in range(7):
+        root = os.path.dirname(root)
+    return root
+
+
+def start_worker(config_file: str, path: str, state: ArchiveState) -> None:
+    """Start the archive worker of this destination (wal/worker.py), detached, unless one runs."""
+    import subprocess
+
+    from .wal.worker import worker_running
+
+    status_folder = os.path.join(os.path.dirname(os.path.abspath(path)), "archive_status")
+    if worker_running(state) or not os.path.isdir(status_folder):
+        return
+    code = ("import sys; sys.path.insert(0, %r); from ansible_collections.pgcloud.backup.plugins.module_utils.engine"
+            ".cli import main; sys.exit(main())" % library_root())
+    # Its own session: PostgreSQL waits for this call only, and a signal to the call's process
+    # group (a shutdown) does not stop an upload half way; the worker leaves when idle.
+    worker = subprocess.Popen([sys.executable, "-c", code, "--config", config_file, "wal-archive-worker", path],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
+                              close_fds=True)
+    # Until it holds its lock (or has left): the caller then waits for its file's marker.
+    started = time.monotonic()
+    while worker.poll() is None and not worker_running(state) and time.monotonic() - started < WORKER_START_SECONDS:
+        time.sleep(0.01)
+
+
+def archive_here(state: ArchiveState, path: str, config: Dict[str, Any], settings: WalSettings) -> None:
+    """Store path in this process, claimed; its marker tells the worker it is done."""
+    from .wal.archive import store_wal
+    from .wal.spool import file_identity
+
+    name = os.path.basename(path)
+    claimed = state.claim(name)
+    try:
+        identity = file_identity(path)
+        store = open_store(config, _prepare(config), settings)
+        LOG.info("%s %s", name, store_wal(store, path, settings.compression))
+        # For the worker, which then leaves it alone; it prunes the marker once the file is done.
+        state.record(path, identity)
+    finally:
+        if claimed:
+            state.release(name)
+
+
+def wal_archive(path: str, config: Dict[str, Any], config_file: str) -> int:
     try:
         layout.parse_wal_name(os.path.basename(path))
         settings = wal_settings(config)
     except (ValueError, PgCloudError) as error:
         LOG.error("wal-archive %s: %s", path, error)
         return EXIT_CONFIG
+    from .wal.worker import wait_for_worker
+
     state = ArchiveState(settings.spool_dir, target_id(config["storage"]))
     if state.take(path):
-        LOG.debug("%s was stored by an earlier call", os.path.basename(path))
         return EXIT_OK
-    from .wal.archive import archive_wal
-
+    if settings.archive_parallel > 1:
+        start_worker(config_file, path, state)
+    if wait_for_worker(state, path):
+        LOG.debug("%s archived by the archive worker", os.path.basename(path))
+        return EXIT_OK
     try:
-        credentials = _prepare(config)
-        store = open_store(config, credentials, settings)
-        archive_wal(store, path, settings.compression, settings.archive_parallel, state)
+        archive_here(state, path, config, settings)
     except (PgCloudError, OSError) as error:
         LOG.error("%s is not archived: %s", os.path.basename(path), error)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def wal_archive_worker(path: str, config: Dict[str, Any]) -> int:
+    from .wal.worker import run_worker
+
+    try:
+        settings = wal_settings(config)
+        state = ArchiveState(settings.spool_dir, target_id(config["storage"]))
+        credentials = _prepare(config)
+        run_worker(lambda: open_store(config, credentials, settings), path, settings.compression,
+                   settings.archive_parallel, state)
+    except (PgCloudError, OSError) as error:
+        LOG.warning("the archive worker stopped: %s", error)
         return EXIT_FAILED
     return EXIT_OK
 
@@ -157,14 +227,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     arguments = parser().parse_args(argv)
     setup_logging(Redactor([]))
     store_error = getattr(arguments, "store_error_exit_code", EXIT_STORE_ERROR)
+    config_file = config_path(arguments.job, arguments.config)
     try:
-        config = read_config(config_path(arguments.job, arguments.config))
+        config = read_config(config_file)
     except JobConfigError as error:
         LOG.error("%s", error)
         return store_error if arguments.command == "wal-restore" else EXIT_CONFIG
     try:
         if arguments.command == "wal-archive":
-            return wal_archive(arguments.path, config)
+            return wal_archive(arguments.path, config, os.path.abspath(config_file))
+        if arguments.command == "wal-archive-worker":
+            return wal_archive_worker(arguments.path, config)
         return wal_restore(arguments.name, arguments.destination, config, store_error)
     except Exception as error:  # pylint: disable=broad-except  # PostgreSQL needs an exit status, not a traceback
         LOG.exception("unexpected error: %s", error)

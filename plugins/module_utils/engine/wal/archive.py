@@ -1,14 +1,10 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to the pgcloud.backup collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""WAL archiving: one WAL file into the barman-cloud layout, idempotently, and the next ones
-PostgreSQL has ready in the same call.
+"""WAL archiving: one WAL file into the barman-cloud layout, idempotently.
 
-PostgreSQL calls the archive command for one file at a time and waits. A call stores the file
-it was given and, in parallel, up to `parallel - 1` other files that pg_wal/archive_status marks
-ready; each of these is recorded in the spool (spool.ArchiveState) only once the store has
-acknowledged its whole object, and PostgreSQL's later call for it finds the record and returns
-at once, without loading an SDK or talking to the store.
+PostgreSQL calls the archive command for one file at a time and waits; the files it has ready
+next are stored ahead by the worker (worker.py), which uses store_wal too.
 
 A WAL file already in the store is success if its content is the same (in any compression),
 an error if it differs: a second cluster archiving into the same destination must not pass.
@@ -18,14 +14,12 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Tuple
 
 from .. import layout
 from ..errors import PgCloudError
 from ..storage.base import ObjectStore
 from . import codec
-from .spool import ArchiveState, file_identity, ready_files
 
 LOG = logging.getLogger("pgcloud.backup.wal")
 
@@ -43,23 +37,6 @@ def wal_name_of(path: str) -> str:
     name = os.path.basename(path)
     layout.parse_wal_name(name)
     return name
-
-
-def batch_of(path: str, parallel: int, state: Optional[ArchiveState]) -> List[str]:
-    """path, then up to parallel - 1 other ready WAL files not stored yet."""
-    batch = [path]
-    if state is None or parallel <= 1:
-        return batch
-    folder = os.path.dirname(os.path.abspath(path))
-    ready = [name for name in ready_files(path) if layout.is_wal_name(name)]
-    state.prune(ready)
-    for name in ready:
-        other = os.path.join(folder, name)
-        if len(batch) >= parallel:
-            break
-        if name != os.path.basename(path) and not state.has(other):
-            batch.append(other)
-    return batch
 
 
 def stored_objects(store: ObjectStore, names: List[str]) -> Stored:
@@ -103,29 +80,10 @@ def archive_one(store: ObjectStore, path: str, compression: Optional[str],
     return STORED
 
 
-def archive_wal(store: ObjectStore, path: str, compression: Optional[str] = None, parallel: int = 1,
-                state: Optional[ArchiveState] = None) -> str:
-    """Archive path (and, with a state, other ready files); STORED or PRESENT, or an exception.
+def store_wal(store: ObjectStore, path: str, compression: Optional[str] = None) -> str:
+    """Archive one WAL file: STORED or PRESENT, or an exception (WalConflictError, the store's).
 
-    Returns only after the store acknowledged path's whole object (or held the same content).
+    Returns only after the store acknowledged the whole object (or held the same content).
     """
-    wal_name_of(path)
-    batch = batch_of(path, parallel, state)
-    identities = {other: file_identity(other) for other in batch[1:] if os.path.exists(other)}
-    stored = stored_objects(store, [os.path.basename(item) for item in batch])
-    with ThreadPoolExecutor(max_workers=len(batch)) as pool:
-        futures = {item: pool.submit(archive_one, store, item, compression, stored.get(os.path.basename(item), []))
-                   for item in batch if item == path or item in identities}
-    for other, future in futures.items():
-        if other == path:
-            continue
-        try:
-            LOG.info("%s %s ahead of its call", os.path.basename(other), future.result())
-        except (PgCloudError, OSError) as error:
-            LOG.warning("could not archive %s ahead of its call: %s", os.path.basename(other), error)
-            continue
-        if state is not None:
-            state.record(other, identities[other])
-    outcome = futures[path].result()
-    LOG.info("%s %s", os.path.basename(path), outcome)
-    return outcome
+    name = wal_name_of(path)
+    return archive_one(store, path, compression, stored_objects(store, [name]).get(name, []))

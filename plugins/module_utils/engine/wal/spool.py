@@ -33,8 +33,8 @@ TEMPORARY_SUFFIX = ".tmp"
 
 def target_id(storage: Mapping[str, object]) -> str:
     """A short stable name for the store, destination and server of a job's storage section."""
-    parts = [str(storage.get(name) or "") for name in ("cloud_provider", "endpoint_url", "destination_url",
-                                                        "server_name")]
+    names = ("cloud_provider", "endpoint_url", "destination_url", "server_name")
+    parts = [str(storage.get(name) or "") for name in names]
     return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:16]
 
 
@@ -97,8 +97,63 @@ class ArchiveState:
         """Remove the markers of files PostgreSQL no longer waits to archive (none will ask for them)."""
         keep = set(ready)
         for name in _entries(self.folder):
-            if name not in keep:
+            if name not in keep and not name.startswith("."):
                 _unlink(os.path.join(self.folder, name))
+
+    # Claims: a file being stored is claimed by the process storing it (.<name>.claim holds its
+    # pid), so that the worker and a call never store the same file at once, and a call for a
+    # file the worker is storing waits for its marker instead.
+
+    def _claim_path(self, name: str) -> str:
+        return os.path.join(self.folder, "." + name + ".claim")
+
+    def claim(self, name: str) -> bool:
+        """Claim name for this process; False if a live process holds it."""
+        os.makedirs(self.folder, mode=0o700, exist_ok=True)
+        path = self._claim_path(name)
+        # Written aside, then linked: a reader never sees a claim without its pid.
+        staging = "%s.%d" % (path, os.getpid())
+        with open(staging, "w", encoding="utf-8") as stream:
+            stream.write(str(os.getpid()))
+        try:
+            for _attempt in range(2):
+                try:
+                    os.link(staging, path)
+                    return True
+                except FileExistsError:
+                    if holder_alive(path):
+                        return False
+                    _unlink(path)
+            return False
+        finally:
+            _unlink(staging)
+
+    def release(self, name: str) -> None:
+        _unlink(self._claim_path(name))
+
+    def claimed(self, name: str) -> bool:
+        return holder_alive(self._claim_path(name))
+
+    def lock_path(self) -> str:
+        return os.path.join(self.folder, ".worker.lock")
+
+
+def holder_alive(path: str) -> bool:
+    """Whether the process whose pid path holds is running."""
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            pid = int(handle.read().strip() or "0")
+    except (OSError, ValueError):
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class RestoreSpool:
@@ -178,8 +233,10 @@ def spool_dir_of(config: Dict[str, Any]) -> str:
     if spool_dir:
         return str(spool_dir)
     status_file = (config.get("report") or {}).get("status_file")
-    status = os.path.dirname(status_file) if status_file else os.path.join(STATUS_ROOT, str(config.get("job_name")
-                                                                                          or DEFAULT_JOB))
+    if status_file:
+        status = os.path.dirname(status_file)
+    else:
+        status = os.path.join(STATUS_ROOT, str(config.get("job_name") or DEFAULT_JOB))
     return os.path.join(status, "wal-spool")
 
 
