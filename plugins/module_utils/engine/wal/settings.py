@@ -4,7 +4,7 @@
 """The "wal" section of a job's config.json: how the host's wal-archive and wal-restore work.
 
     "wal": {"compression": "zstd",        # none by default; any barman-cloud-wal-archive writes
-            "archive_parallel": 8,        # files stored per call: the one asked + the next ready ones
+            "archive_parallel": 8,        # files the archive worker stores at a time (1: no worker)
             "restore_prefetch": 8,        # files fetched per call: the one asked + the next segments
             "spool_dir": "/var/lib/..."}  # default: <the job's status folder>/wal-spool
 """

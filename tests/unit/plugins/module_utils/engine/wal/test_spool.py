@@ -75,3 +75,21 @@ def test_the_fast_path_loads_no_sdk(tmp_path: Path) -> None:
                             capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
                             check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_a_claim_is_held_by_a_live_process_only(tmp_path: Path) -> None:
+    state = spool.ArchiveState(str(tmp_path / "spool"), spool.target_id(STORAGE))
+    assert state.claim(SEGMENT)
+    assert state.claimed(SEGMENT) and not state.claim(SEGMENT)
+    state.release(SEGMENT)
+    assert not state.claimed(SEGMENT)
+    # The claim of a process that is gone (pid from a finished child) is taken over.
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                           check=True)
+    Path(state.folder, "." + SEGMENT + ".claim").write_text(child.stdout.strip())
+    assert not state.claimed(SEGMENT)
+    assert state.claim(SEGMENT)
+    # Claims and the worker's lock are not markers: pruning leaves them.
+    Path(state.lock_path()).touch()
+    state.prune(ready=[])
+    assert sorted(os.listdir(state.folder)) == sorted(["." + SEGMENT + ".claim", ".worker.lock"])
