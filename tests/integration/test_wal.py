@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Any, Dict, Iterator, List
 
 import pytest
-from testbed import (MotoServer, StorageTarget, barman_cloud, free_port, postgres_dir, remove_tree, run, scratch_dir,
-                     wait_for)
+import testbed
+from testbed import (MotoServer, StorageTarget, barman_cloud, free_port, postgres_dir, reference_backup, remove_tree,
+                     restore_and_verify, run, scratch_dir, wait_for)
 from wal_host import HostCommand, WalCluster
 
 COMPRESSIONS = [None, "gzip", "bzip2", "xz", "snappy", "zstd", "lz4"]
@@ -29,8 +31,12 @@ SEGMENT = 16 << 20
 
 
 @pytest.fixture(scope="module")
-def wal_cluster() -> Iterator[WalCluster]:
-    with WalCluster() as cluster:
+def wal_cluster(moto: MotoServer) -> Iterator[WalCluster]:
+    """A cluster archiving with pgcloud-backup, with pgbench data at scale 1 (the fingerprint's)."""
+    cluster = WalCluster()
+    cluster.host.configure(moto.target(moto.create_bucket(), "wal", "walsrc"))
+    with cluster:
+        cluster.load_data(1)
         yield cluster
 
 
@@ -300,3 +306,32 @@ def test_command_refuses_names_that_are_not_wal(host: HostCommand, target: Stora
     assert result.returncode == 2 and "is not a WAL file name" in result.stderr
     result = host.run("wal-restore", "../config.json", str(host.root / "x"))
     assert result.returncode == 255 and "is not a WAL file name" in result.stderr
+
+
+def test_recovery_replays_what_wal_archive_stored(wal_cluster: WalCluster, target: StorageTarget,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A base backup of barman-cloud-backup, WAL by pgcloud-backup: the restore replays all of it,
+    with barman-cloud-wal-restore and with pgcloud-backup wal-restore as restore_command."""
+    wal_cluster.host.configure(target, compression="zstd", restore_prefetch=4)
+    backup_id = reference_backup(target, wal_cluster)
+    write_segments(wal_cluster, 3)
+    wal_cluster.execute("UPDATE pgbench_accounts SET abalance = abalance + 7 WHERE aid % 3 = 0")
+    wal_cluster.switch_wal_and_wait()
+    expected = wal_cluster.fingerprint()
+    by_barman = restore_and_verify(target, backup_id)
+    assert (by_barman.fingerprint, by_barman.amcheck_returncode) == (expected, 0)
+
+    original = testbed.write_recovery_settings
+
+    def with_pgcloud_backup(pgdata: Path, *arguments: Any, **keywords: Any) -> None:
+        original(pgdata, *arguments, **keywords)
+        command = shlex.join(wal_cluster.host.command("wal-restore", "%f", "%p")).replace("'", "''")
+        with open(pgdata / "postgresql.auto.conf", "a") as config:
+            config.write("restore_command = '%s'\n" % command)
+
+    monkeypatch.setattr(testbed, "write_recovery_settings", with_pgcloud_backup)
+    assert not list(wal_cluster.host.spool_dir.glob("restore-*"))
+    by_engine = restore_and_verify(target, backup_id)
+    assert (by_engine.fingerprint, by_engine.amcheck_returncode) == (expected, 0)
+    # The restore went through pgcloud-backup (the last restore_command wins): its spool was used.
+    assert list(wal_cluster.host.spool_dir.glob("restore-*"))
