@@ -50,14 +50,83 @@ def archive_name(group: str, number: int, extension: str) -> str:
     return "%s%s.%s" % (group, suffix, extension)
 
 
-# A WAL file as barman-cloud-wal-archive stores it: uncompressed, or with the suffix of one
-# of the compressions its readers know.
-WAL_SUFFIXES = frozenset(("", ".gz", ".bz2", ".xz", ".snappy", ".zst", ".lz4"))
+# The WAL files an archive holds: a segment TTTTTTTTLLLLLLLLSSSSSSSS, its `.partial` (the last
+# segment of a timeline, archived at promotion), a backup history file (segment + `.OFFSET.backup`)
+# and a timeline history file TTTTTTTT.history. Anything else is refused: a name is a key.
+WAL_NAME = re.compile(
+    r"^(?P<segment>(?P<timeline>[0-9A-Fa-f]{8})(?P<log>[0-9A-Fa-f]{8})[0-9A-Fa-f]{8})"
+    r"(?P<kind>\.partial|\.[0-9A-Fa-f]{8}\.backup)?\Z"
+    r"|^(?P<history_timeline>[0-9A-Fa-f]{8})\.history\Z"
+)
+# The suffix each compression adds to a WAL object's name, as barman-cloud-wal-archive writes
+# them and barman-cloud-wal-restore reads them (xz too, which base backups do not offer).
+WAL_EXTENSIONS: Dict[Optional[str], str] = {
+    None: "",
+    "gzip": ".gz",
+    "bzip2": ".bz2",
+    "xz": ".xz",
+    "snappy": ".snappy",
+    "zstd": ".zst",
+    "lz4": ".lz4",
+}
+WAL_COMPRESSIONS = tuple(name for name in WAL_EXTENSIONS if name)
+# A WAL file as barman-cloud-wal-archive stores it: uncompressed, or with one of these suffixes.
+WAL_SUFFIXES = frozenset(WAL_EXTENSIONS.values())
 
 
-def wal_path(wal_name: str) -> Tuple[str, ...]:
-    """The parts below the server's folder of a WAL file, without the compression's extension."""
-    return (WAL_FOLDER, wal_name[:16], wal_name)
+@dataclass(frozen=True)
+class WalName:
+    """A validated WAL file name and what the layout needs of it."""
+
+    name: str
+    # "segment", "partial", "backup" or "history".
+    kind: str
+    timeline: int
+    # The hash folder below wals/ ("" for history files, which have none).
+    folder: str
+    # The segment's own name (the first 24 characters), None for history files.
+    segment: Optional[str]
+
+
+def parse_wal_name(name: str) -> WalName:
+    """Validate a WAL file name (any hex case, as the reference tools accept); ValueError if not one."""
+    match = WAL_NAME.match(name) if isinstance(name, str) else None
+    if match is None:
+        raise ValueError("%r is not a WAL file name (a segment such as 000000010000000000000001, with "
+                         "an optional .partial or .XXXXXXXX.backup suffix, or a TTTTTTTT.history file)" % (name,))
+    if match.group("history_timeline"):
+        return WalName(name, "history", int(match.group("history_timeline"), 16), "", None)
+    kind = {None: "segment", ".partial": "partial"}.get(match.group("kind"), "backup")
+    timeline, log = int(match.group("timeline"), 16), int(match.group("log"), 16)
+    return WalName(name, kind, timeline, "%08X%08X" % (timeline, log), match.group("segment"))
+
+
+def is_wal_name(name: str) -> bool:
+    try:
+        parse_wal_name(name)
+    except ValueError:
+        return False
+    return True
+
+
+def wal_path(wal_name: str, compression: Optional[str] = None) -> Tuple[str, ...]:
+    """The parts below the server's folder of a WAL file (with the compression's extension).
+
+    The hash folder is the timeline and log of the name in upper case, as the reference tools
+    compute it; history files lie in wals/ itself.
+    """
+    parsed = parse_wal_name(wal_name)
+    name = wal_name + WAL_EXTENSIONS[compression]
+    return (WAL_FOLDER, name) if not parsed.folder else (WAL_FOLDER, parsed.folder, name)
+
+
+def wal_object_name(object_name: str) -> Tuple[Optional[str], Optional[str]]:
+    """(WAL file name, compression) of an object's last path part, (None, None) if not a WAL object."""
+    for compression, extension in WAL_EXTENSIONS.items():
+        if extension and object_name.endswith(extension):
+            base = object_name[:-len(extension)]
+            return (base, compression) if is_wal_name(base) else (None, None)
+    return (object_name, None) if is_wal_name(object_name) else (None, None)
 
 
 STARTED, DONE, FAILED = "STARTED", "DONE", "FAILED"
@@ -226,20 +295,12 @@ def parse_keep(data: bytes) -> str:
 WAITING_FOR_WALS = "WAITING_FOR_WALS"
 # The statuses of a backup that restores (the others never count as a previous or next backup).
 RESTORABLE_STATUSES = (DONE, WAITING_FOR_WALS)
-# Suffixes of compressed WAL files that the reference tools read.
-WAL_COMPRESSION_SUFFIXES = tuple(sorted(suffix for suffix in WAL_SUFFIXES if suffix))
-_WAL_NAME = re.compile(r"^[0-9A-Fa-f]{8}(?:[0-9A-Fa-f]{16}(?:\.[0-9A-Fa-f]{8}\.backup|\.partial)?|\.history)$")
 
 
 def wal_name_of_key(key: str) -> Optional[str]:
-    """The WAL file name an archived object holds (one compression suffix removed), or None when
+    """The WAL file name an archived object holds (its compression suffix removed), or None when
     the object is not a WAL, partial, backup history or timeline history file."""
-    name = key.rsplit("/", 1)[-1]
-    for suffix in WAL_COMPRESSION_SUFFIXES:
-        if name.endswith(suffix):
-            name = name[:-len(suffix)]
-            break
-    return name if _WAL_NAME.match(name) else None
+    return wal_object_name(key.rsplit("/", 1)[-1])[0]
 
 
 def is_history(wal_name: str) -> bool:

@@ -1,0 +1,178 @@
+#!/usr/bin/env python
+# Copyright: contributors to the pgcloud.backup collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""`pgcloud-backup wal-archive` / `wal-restore` against `barman-cloud-wal-archive` / `-wal-restore`,
+called one WAL file at a time as PostgreSQL calls them, on the same segments and the same moto.
+
+A pg_wal-like folder holds the segments, each with its archive_status/<name>.ready; each tool
+is called for the oldest ready file, which is then marked .done (as PostgreSQL's archiver
+does), until none is left. Then each tool restores every segment in order, one call each.
+Every call runs as the postgres user from the venv's interpreter. See benchmarks/README.md.
+
+    source /opt/pgcloud-backup/env.sh
+    python benchmarks/wal.py --segments 16 --compression none --parallel 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+
+from testbed import MotoServer, PostgresCluster, barman_cloud_command, postgres_dir, remove_tree, run  # noqa: E402
+from testbed import as_postgres, scratch_dir  # noqa: E402
+from wal_host import HostCommand, run_detached  # noqa: E402
+
+SEGMENT = 16 << 20
+FLAGS = {"none": [], "gzip": ["--gzip"], "bzip2": ["--bzip2"], "xz": ["--xz"], "snappy": ["--snappy"],
+         "zstd": ["--zstd"], "lz4": ["--lz4"]}
+
+
+def segment_names(count: int) -> List[str]:
+    return ["0000000100000000%08X" % number for number in range(1, count + 1)]
+
+
+def synthetic_segments(folder: Path, names: List[str]) -> None:
+    """WAL-like segments: 8 KiB pages, each half random and half repeated text, then zeroes for
+    the last quarter (a segment closed by a switch before it was full)."""
+    page = 8192
+    for name in names:
+        pages = [os.urandom(page // 2) + (b"pgbench row " * 400)[:page // 2] for _ in range(SEGMENT * 3 // 4 // page)]
+        (folder / name).write_bytes(b"".join(pages) + bytes(SEGMENT // 4))
+
+
+def real_segments(folder: Path, names: List[str]) -> None:
+    """Real WAL: the first completed segments of `pgbench -i` and a pgbench run on a fresh cluster,
+    copied under the benchmark's names (the names only decide the objects' keys)."""
+    with PostgresCluster("walbench", tablespace=None) as cluster:
+        cluster.execute("ALTER SYSTEM SET wal_keep_size = '4GB'")
+        cluster.execute("SELECT pg_reload_conf()")
+        scale = 1
+        while True:
+            cluster.pgbench("-i", "-q", "-s", str(scale))
+            cluster.pgbench("-n", "-t", "2000")
+            current = cluster.scalar("SELECT pg_walfile_name(pg_current_wal_lsn())")
+            wal = sorted(entry for entry in os.listdir(cluster.pgdata / "pg_wal") if len(entry) == 24 and entry < current)
+            if len(wal) >= len(names):
+                break
+            scale *= 2
+        for name, source in zip(names, wal):
+            (folder / name).write_bytes((cluster.pgdata / "pg_wal" / source).read_bytes())
+
+
+def call_tool(command: List[str]) -> None:
+    result = run_detached(command)
+    if result.returncode != 0:
+        raise SystemExit("exit %d: %s\n%s" % (result.returncode, " ".join(command), result.stderr))
+
+
+def archive_all(folder: Path, command: Callable[[str], List[str]]) -> float:
+    """Call command for the oldest .ready file until none is left (as the archiver); seconds taken."""
+    status = folder / "archive_status"
+    started = time.monotonic()
+    calls = []
+    while True:
+        ready = sorted(entry.name[:-len(".ready")] for entry in status.iterdir() if entry.name.endswith(".ready"))
+        if not ready:
+            print("  calls (s): %s" % " ".join("%.2f" % call for call in calls))
+            return time.monotonic() - started
+        call = time.monotonic()
+        call_tool(as_postgres(command(str(folder / ready[0]))))
+        calls.append(time.monotonic() - call)
+        (status / (ready[0] + ".ready")).rename(status / (ready[0] + ".done"))
+
+
+def restore_all(names: List[str], destination: Path, command: Callable[[str, str], List[str]],
+                originals: Path) -> float:
+    started = time.monotonic()
+    calls = []
+    for name in names:
+        call = time.monotonic()
+        call_tool(as_postgres(command(name, str(destination))))
+        calls.append(time.monotonic() - call)
+    elapsed = time.monotonic() - started
+    print("  calls (s): %s" % " ".join("%.2f" % call for call in calls))
+    # The last one restored is checked against its original (all are, in tests/integration/test_wal.py).
+    if destination.read_bytes() != (originals / names[-1]).read_bytes():
+        raise SystemExit("%s restored differs from the original" % names[-1])
+    return elapsed
+
+
+def prepare(root: Path, names: List[str], originals: Path) -> Path:
+    folder = postgres_dir(root, 0o755)
+    postgres_dir(folder / "archive_status", 0o755)
+    for name in names:
+        os.link(originals / name, folder / name)
+        (folder / "archive_status" / (name + ".ready")).touch()
+    run(["chown", "-R", "postgres:postgres", str(folder)])
+    return folder
+
+
+def measure(moto: MotoServer, scratch: Path, names: List[str], compression: str, parallel: int,
+            data: str) -> Dict[str, float]:
+    originals = postgres_dir(scratch / "originals", 0o755)
+    (real_segments if data == "real" else synthetic_segments)(originals, names)
+    run(["chown", "-R", "postgres:postgres", str(originals)])
+    reference = moto.target(moto.create_bucket(), "bench", "wal")
+    engine = moto.target(moto.create_bucket(), "bench", "wal")
+    host = HostCommand(scratch / "job")
+    host.configure(engine, compression=None if compression == "none" else compression, archive_parallel=parallel,
+                   restore_prefetch=parallel)
+
+    def reference_archive(path: str) -> List[str]:
+        return barman_cloud_command("wal-archive", reference, *FLAGS[compression], reference.url,
+                                    reference.server_name, path)
+
+    def reference_restore(name: str, destination: str) -> List[str]:
+        return barman_cloud_command("wal-restore", reference, reference.url, reference.server_name, name, destination)
+
+    figures = {
+        "reference archive": archive_all(prepare(scratch / "ref", names, originals), reference_archive),
+        "engine archive": archive_all(prepare(scratch / "eng", names, originals),
+                                      lambda path: host.command("wal-archive", path)),
+    }
+    destination = scratch / "RECOVERYXLOG"
+    figures["reference restore"] = restore_all(names, destination, reference_restore, originals)
+    figures["engine restore"] = restore_all(names, destination, lambda name, dest: host.command("wal-restore", name, dest),
+                                            originals)
+    return figures
+
+
+def report(figures: Dict[str, float], count: int) -> None:
+    print("%-18s %9s %11s %11s" % ("", "seconds", "s/segment", "segments/s"))
+    for label, seconds in figures.items():
+        print("%-18s %9.2f %11.3f %11.1f" % (label, seconds, seconds / count, count / seconds))
+    for action in ("archive", "restore"):
+        print("engine/reference %s rate: %.1fx" % (
+            action, figures["reference %s" % action] / figures["engine %s" % action]))
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--segments", type=int, default=16)
+    parser.add_argument("--compression", choices=sorted(FLAGS), default="none")
+    parser.add_argument("--parallel", type=int, default=8, help="wal.archive_parallel and wal.restore_prefetch")
+    parser.add_argument("--data", choices=("real", "synthetic"), default="real",
+                        help="WAL of pgbench on a fresh cluster, or half-random pages")
+    arguments = parser.parse_args(argv)
+    names = segment_names(arguments.segments)
+    scratch = scratch_dir("pgcloud-bench-wal-")
+    try:
+        with MotoServer() as moto:
+            figures = measure(moto, scratch, names, arguments.compression, arguments.parallel, arguments.data)
+    finally:
+        remove_tree(scratch)
+    print("%d segments of %s WAL, compression %s, parallel %d"
+          % (arguments.segments, arguments.data, arguments.compression, arguments.parallel))
+    report(figures, arguments.segments)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
