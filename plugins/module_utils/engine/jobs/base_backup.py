@@ -11,6 +11,7 @@ the server's backup is stopped, open multipart uploads are aborted and FAILED is
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -93,7 +94,7 @@ def new_backup_id(catalog: Catalog) -> str:
         _sleep_to_next_second()
 
 
-def reserve_backup_id(catalog: Catalog, info: Dict[str, Any]) -> str:
+def reserve_backup_id(catalog: Catalog, info: layout.BackupInfo) -> str:
     """A new backup id whose backup.info (info, STARTED) this run created, before pg_backup_start.
 
     The create is conditional, so that two runs that chose the same id in the same second (the
@@ -103,7 +104,7 @@ def reserve_backup_id(catalog: Catalog, info: Dict[str, Any]) -> str:
     """
     for _attempt in range(RESERVE_ATTEMPTS):
         backup_id = new_backup_id(catalog)
-        data = layout.render(dict(info, error="backup id reserved by run %s" % uuid.uuid4().hex))
+        data = dataclasses.replace(info, error="backup id reserved by run %s" % uuid.uuid4().hex).render()
         if catalog.store.put_object_if_absent(catalog.info_key(backup_id), data):
             return backup_id
         LOG.info("backup id %s was taken by another run in the same second; trying the next one", backup_id)
@@ -265,9 +266,9 @@ class BackupJob:
                 self._await_archiver(session, stop, facts)
             self._record_stop(info, stop, facts)
             self._verify_stored(backup_id)
-            info["copy_stats"] = self._copy_stats(copy_time, time.monotonic() - started)
+            info.copy_stats = self._copy_stats(copy_time, time.monotonic() - started)
             self._check_name_still_free(backup_id)
-            info.update(status=layout.DONE, backup_name=self.backup_name, size=self._stored_size())
+            info.status, info.backup_name, info.size = layout.DONE, self.backup_name, self._stored_size()
             self._put_info(backup_id, info)
             self._read_back_info(backup_id, info)
         except BaseException as error:
@@ -356,9 +357,9 @@ class BackupJob:
                 "a name must belong to one backup; run again with another backup_name"
                 % (self.backup_name, taken["backup_id"], self.storage.server_name))
 
-    def _read_back_info(self, backup_id: str, info: Dict[str, Any]) -> None:
+    def _read_back_info(self, backup_id: str, info: layout.BackupInfo) -> None:
         """The DONE backup.info as the store returns it, before the run reports DONE."""
-        if self.store.get_object(self.catalog.info_key(backup_id)) != layout.render(info):
+        if self.store.get_object(self.catalog.info_key(backup_id)) != info.render():
             raise BackupError("the store does not return the backup.info it acknowledged for backup %s; "
                               "check the store and run the backup again" % backup_id)
 
@@ -375,7 +376,7 @@ class BackupJob:
         """Set up what the backup needs (before the try block whose failure path uses it)."""
 
     def _while_started(self, backup_id: str, session: PostgresSession, facts: ServerFacts,
-                       info: Dict[str, Any]) -> None:
+                       info: layout.BackupInfo) -> None:
         raise NotImplementedError
 
     def _after_stop(self, backup_id: str, stop: BackupPoint, facts: ServerFacts) -> None:
@@ -412,57 +413,57 @@ class BackupJob:
 
     # --- shared steps -------------------------------------------------------------------------
 
-    def _put_info(self, backup_id: str, info: Dict[str, Any]) -> None:
-        self.store.put_object(self.catalog.info_key(backup_id), layout.render(info))
+    def _put_info(self, backup_id: str, info: layout.BackupInfo) -> None:
+        self.store.put_object(self.catalog.info_key(backup_id), info.render())
 
-    def _fail(self, backup_id: str, info: Dict[str, Any], session: PostgresSession, error: BaseException) -> None:
+    def _fail(self, backup_id: str, info: layout.BackupInfo, session: PostgresSession, error: BaseException) -> None:
         # The error may quote a secret; backup.info stays in the bucket for whoever lists backups.
         cause = redact(first_line(error), secret_values(self.storage, self.postgres))
         LOG.error("backup %s failed: %s", backup_id, cause)
         session.close()
         self._abort()
-        info["status"] = layout.FAILED
-        info["error"] = "failure uploading data (%s)" % cause
+        info.status = layout.FAILED
+        info.error = "failure uploading data (%s)" % cause
         if self.backup_name:
-            info["error"] += " while taking backup_name %s" % self.backup_name
+            info.error += " while taking backup_name %s" % self.backup_name
         try:
             self._put_info(backup_id, info)
         except Exception as put_error:  # the store may be what failed
             LOG.error("could not record backup %s as FAILED: %s", backup_id, put_error)
 
-    def _initial_info(self, facts: ServerFacts) -> Dict[str, Any]:
+    def _initial_info(self, facts: ServerFacts) -> layout.BackupInfo:
         # The name is recorded with DONE only: the restore tools refuse a name that several
         # backups carry, and a retried named backup must not collide with its failed attempts.
-        return {
-            "cluster_size": facts.cluster_size,
-            "config_file": facts.config_file,
-            "data_checksums": facts.data_checksums,
-            "hba_file": facts.hba_file,
-            "ident_file": facts.ident_file,
-            "included_files": facts.included_files or None,
-            "pgdata": facts.data_directory,
-            "server_name": self._server_name(),
-            "status": layout.STARTED,
-            "summarize_wal": facts.summarize_wal,
-            "systemid": facts.systemid,
-            "tablespaces": list(facts.tablespaces) or None,
-            "version": facts.version,
-            "xlog_segment_size": facts.wal_segment_size,
-        }
+        return layout.BackupInfo(
+            cluster_size=facts.cluster_size,
+            config_file=facts.config_file,
+            data_checksums=facts.data_checksums,
+            hba_file=facts.hba_file,
+            ident_file=facts.ident_file,
+            included_files=facts.included_files or None,
+            pgdata=facts.data_directory,
+            server_name=self._server_name(),
+            status=layout.STARTED,
+            summarize_wal=facts.summarize_wal,
+            systemid=facts.systemid,
+            tablespaces=list(facts.tablespaces) or None,
+            version=facts.version,
+            xlog_segment_size=facts.wal_segment_size,
+        )
 
     @staticmethod
-    def _record_start(info: Dict[str, Any], start: BackupPoint, facts: ServerFacts) -> None:
+    def _record_start(info: layout.BackupInfo, start: BackupPoint, facts: ServerFacts) -> None:
         lsn = parse_lsn(start.lsn)
-        info.update(begin_xlog=start.lsn, begin_time=start.timestamp, timeline=start.timeline,
-                    begin_wal=wal_file_name(start.timeline, lsn, facts.wal_segment_size),
-                    begin_offset=lsn % facts.wal_segment_size)
+        info.begin_xlog, info.begin_time, info.timeline = start.lsn, start.timestamp, start.timeline
+        info.begin_wal = wal_file_name(start.timeline, lsn, facts.wal_segment_size)
+        info.begin_offset = lsn % facts.wal_segment_size
 
     @staticmethod
-    def _record_stop(info: Dict[str, Any], stop: BackupPoint, facts: ServerFacts) -> None:
+    def _record_stop(info: layout.BackupInfo, stop: BackupPoint, facts: ServerFacts) -> None:
         lsn = parse_lsn(stop.lsn)
-        info.update(end_xlog=stop.lsn, end_time=stop.timestamp,
-                    end_wal=wal_file_name(stop.timeline, lsn, facts.wal_segment_size),
-                    end_offset=lsn % facts.wal_segment_size, backup_label=stop.label_file)
+        info.end_xlog, info.end_time, info.backup_label = stop.lsn, stop.timestamp, stop.label_file
+        info.end_wal = wal_file_name(stop.timeline, lsn, facts.wal_segment_size)
+        info.end_offset = lsn % facts.wal_segment_size
 
     def _destination(self, backup_id: Optional[str] = None) -> str:
         parts = layout.backup_folder(backup_id) if backup_id else (layout.BASE_FOLDER,)
@@ -481,10 +482,10 @@ class BackupJob:
         result.details = self._details(fields, taken=False)
         return result
 
-    def _done_result(self, backup_id: str, info: Dict[str, Any], elapsed: float) -> BackupResult:
-        result = BackupResult.of_backup(info, backup_id, self._destination(backup_id), "", elapsed=elapsed)
+    def _done_result(self, backup_id: str, info: layout.BackupInfo, elapsed: float) -> BackupResult:
+        result = BackupResult.of_backup(info.fields(), backup_id, self._destination(backup_id), "", elapsed=elapsed)
         result.keys = self._written_keys(backup_id)
-        result.details = self._details(info, taken=True)
+        result.details = self._details(info.fields(), taken=True)
         result.msg = self._done_message(result)
         return result
 
@@ -528,8 +529,10 @@ class BaseBackupJob(BackupJob):
         self.groups = []
 
     def _while_started(self, backup_id: str, session: PostgresSession, facts: ServerFacts,
-                       info: Dict[str, Any]) -> None:
-        self.wal_start = (info["timeline"], info["begin_xlog"])
+                       info: layout.BackupInfo) -> None:
+        # Recorded by _record_start before this hook runs.
+        assert info.timeline is not None and info.begin_xlog is not None
+        self.wal_start = (info.timeline, info.begin_xlog)
         session.start_keepalive(self.postgres.keepalive_interval)
         progress = Progress(backup_id, self.pool, session)
         self.final = self._copy(backup_id, facts, self.pool, self.groups, progress)

@@ -59,11 +59,11 @@ class SnapshotBackupJob(BackupJob):
                             self.disks, self.host)
 
     def _while_started(self, backup_id: str, session: PostgresSession, facts: ServerFacts,
-                       info: Dict[str, Any]) -> None:
+                       info: layout.BackupInfo) -> None:
         # Snapshots may take long to complete; the session must outlive idle timeouts meanwhile.
         session.start_keepalive(self.postgres.keepalive_interval)
         self.taken = self.provider.take(self.disks, backup_id)
-        info["snapshots_info"] = snapshots_info(self.provider, self.disks, self.taken)
+        info.snapshots_info = snapshots_info(self.provider, self.disks, self.taken)
         session.stop_keepalive()
 
     def _after_stop(self, backup_id: str, stop: BackupPoint, facts: ServerFacts) -> None:
