@@ -83,8 +83,10 @@ def check_name(name: str, parameter: str) -> None:
 
 
 def shown_url(url: str) -> str:
-    """The URL as an error message may show it: without query, fragment and user information."""
-    text = re.split(r"[?#]", url, maxsplit=1)[0]
+    """The URL as an error message may show it: without query, fragment, parameters (after ';'
+    in an http(s) URL) and user information."""
+    cuts = r"[?#;]" if url.lower().startswith(("http:", "https:")) else r"[?#]"
+    text = re.split(cuts, url, maxsplit=1)[0]
     scheme, separator, rest = text.partition("://")
     if separator:
         authority, slash, path = rest.partition("/")
@@ -120,6 +122,10 @@ def split_url(url: str, parameter: str, example: str) -> UrlParts:
     except ValueError as error:
         raise ConfigurationError("%s=%r is not a valid URL (%s): use %s" % (parameter, shown, error, example),
                                  parameter)
+    if ";" in url and parts.scheme.lower() in ("http", "https"):
+        raise ConfigurationError(
+            "%s=%r has parameters after ';', which the reference tools drop from an http(s) URL: remove them"
+            % (parameter, shown), parameter)
     if "@" in parts.netloc:
         raise ConfigurationError(
             "%s=%r holds user information before '@': remove it and give credentials in their own parameters"
@@ -154,10 +160,10 @@ def check_host(parts: UrlParts, parameter: str, example: str) -> None:
 
 def check_key_path(path: str, parameter: str, what: str) -> str:
     """The path of a destination URL: its folders, without the slashes at both ends."""
+    if path in ("", "/"):
+        return ""
     inner = path[1:] if path.startswith("/") else path
     inner = inner[:-1] if inner.endswith("/") else inner
-    if not inner:
-        return ""
     for segment in inner.split("/"):
         check_segment(segment, parameter, what)
     return inner
