@@ -187,6 +187,22 @@ def validate_tags(tags: Mapping[str, Any], cloud_provider: str = "aws-s3") -> Di
     return result
 
 
+_TRUE_WORDS = ("true", "yes", "on", "1", "y", "t")
+_FALSE_WORDS = ("false", "no", "off", "0", "n", "f", "")
+
+
+def boolean(value: Any, parameter: str) -> bool:
+    """A boolean, or the text of one as a command line (-e name=false) or a JSON file gives it."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, (str, int)) else None
+    if text in _TRUE_WORDS:
+        return True
+    if text in _FALSE_WORDS:
+        return False
+    raise ConfigurationError("%s must be true or false, got %r" % (parameter, value), parameter)
+
+
 def bounded_number(value: Any, parameter: str, bounds: Tuple[int, int], description: str) -> int:
     """A whole number within bounds, from a number or its text; description says what is allowed."""
     low, high = bounds
@@ -241,6 +257,7 @@ class StorageConfig:
                 "server_name=%r must be a non-empty name without '/'" % self.server_name, "server_name"
             )
         check_name(self.server_name, "server_name")
+        self.aws_irsa = boolean(self.aws_irsa, "aws_irsa")
         self.jobs = bounded_number(self.jobs, "jobs", (1, MAX_JOBS),
                                    "a positive integer (parallel uploads) of at most %d" % MAX_JOBS)
         if self.read_timeout is not None:
@@ -348,6 +365,7 @@ class PostgresConfig:
     wal_archive_timeout: int = 300
 
     def __post_init__(self) -> None:
+        self.immediate_checkpoint = boolean(self.immediate_checkpoint, "immediate_checkpoint")
         for name, bounds in (("keepalive_interval", KEEPALIVE_RANGE), ("wal_archive_timeout", WAL_ARCHIVE_TIMEOUT_RANGE)):
             setattr(self, name, bounded_number(getattr(self, name), name, bounds,
                                                "0 (off) or a positive number of seconds, at most %d" % bounds[1]))

@@ -468,3 +468,17 @@ def test_read_timeout_is_bounded(parameter, value):
 ])
 def test_postgres_timeouts_are_bounded(parameter, value):
     assert_rejected(parameter, lambda: PostgresConfig(**{parameter: value}), "at most")
+
+
+@pytest.mark.parametrize("text, expected", [("false", False), ("no", False), ("0", False), ("True", True),
+                                            ("yes", True), (True, True), (False, False)])
+def test_booleans_given_as_text_are_read_as_booleans(text, expected):
+    # A role's job config may carry "false" from `-e name=false`: as text it would be true.
+    assert storage(aws_irsa=text).aws_irsa is expected
+    assert PostgresConfig(immediate_checkpoint=text).immediate_checkpoint is expected
+
+
+@pytest.mark.parametrize("value", ["maybe", 2, [True]])
+def test_a_boolean_that_is_not_one_is_refused(value):
+    assert_rejected("aws_irsa", lambda: storage(aws_irsa=value), "true or false")
+    assert_rejected("immediate_checkpoint", lambda: PostgresConfig(immediate_checkpoint=value), "true or false")
