@@ -401,7 +401,7 @@ def test_virtualenv_install(host_root: Path, storage: StorageTarget, source_clus
 
 
 def test_booleans_given_as_strings_on_the_command_line(host_root: Path, storage: StorageTarget,
-                                                      source_cluster: PostgresCluster) -> None:
+                                                       source_cluster: PostgresCluster) -> None:
     """`-e pgcloud_backup_venv_create=false` gives the text "false": every boolean goes through `| bool`
     (ansible-core 2.19+ refuses a conditional that is not a boolean)."""
     variables = role_vars(host_root, storage, source_cluster, pgcloud_backup_venv_create="false",
