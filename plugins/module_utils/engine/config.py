@@ -41,6 +41,9 @@ TAG_RULES = {
     "google-cloud-storage": ("letters, digits and _ . + - (no space, :, /, = or @)",
                              re.compile(r"^[A-Za-z0-9_.+\-]*$"), _TAG_TEXT, TAG_CHARACTERS),
 }
+# Text options that go into request headers or file names as they are: a line break there
+# would split a header.
+HEADER_TEXT_OPTIONS = ("aws_profile", "sse_kms_key_id", "encryption_scope", "kms_key_name", "gcp_service_account_file")
 # Bounds of the numbers (documented in the doc fragments).
 MAX_JOBS = 64
 # The largest part of a multipart upload: S3 and Cloud Storage's XML API 5 GiB, an Azure block 4000 MiB.
@@ -257,6 +260,9 @@ class StorageConfig:
                 "server_name=%r must be a non-empty name without '/'" % self.server_name, "server_name"
             )
         check_name(self.server_name, "server_name")
+        for name in HEADER_TEXT_OPTIONS:
+            if isinstance(getattr(self, name), str):
+                check_printable(getattr(self, name), name)
         self.aws_irsa = boolean(self.aws_irsa, "aws_irsa")
         self.jobs = bounded_number(self.jobs, "jobs", (1, MAX_JOBS),
                                    "a positive integer (parallel uploads) of at most %d" % MAX_JOBS)

@@ -482,3 +482,15 @@ def test_booleans_given_as_text_are_read_as_booleans(text, expected):
 def test_a_boolean_that_is_not_one_is_refused(value):
     assert_rejected("aws_irsa", lambda: storage(aws_irsa=value), "true or false")
     assert_rejected("immediate_checkpoint", lambda: PostgresConfig(immediate_checkpoint=value), "true or false")
+
+
+@pytest.mark.parametrize("parameter, value, provider, url", [
+    ("kms_key_name", "projects/p/locations/l/keyRings/r/cryptoKeys/k\nX-Injected: 1", "google-cloud-storage", GCS_URL),
+    ("encryption_scope", "scope1\r\n", "azure-blob-storage", AZURE_URL),
+    ("sse_kms_key_id", "alias/backups ", "aws-s3", URL),
+    ("aws_profile", "prod\t", "aws-s3", URL),
+])
+def test_text_options_that_reach_headers_refuse_line_breaks(parameter, value, provider, url):
+    extra = {"encryption": "aws:kms"} if parameter == "sse_kms_key_id" else {}
+    assert_rejected(parameter, lambda: storage(destination_url=url, cloud_provider=provider,
+                                               **dict(extra, **{parameter: value})))
