@@ -23,6 +23,14 @@ options:
         V(https://console.cloud.google.com/storage/browser/bucket/path).
       - The backups of O(server_name) are written under C(<destination_url>/<server_name>/),
         in the layout that C(barman-cloud-restore) and C(barman-cloud-backup-list) read.
+      - Refused before anything is written - the message names O(destination_url) - when it holds
+        a query string or a fragment (after C(?) or C(#); a SAS token goes in
+        O(azure_storage_sas_token)), user information (C(user@)), parameters after C(;) in an
+        http(s) URL, a control or invisible character (line break, tab, ...), spaces at either end,
+        a folder that is empty (C(//)), V(.) or V(..) (or a look-alike of them), a backslash or a
+        percent sign (percent-encoding is not decoded), or a bucket, container or account name
+        that the store would not take. The path and O(server_name) together may take at most
+        960 bytes, so that every object key stays within the stores' 1024.
       - Equivalent to the E(DESTINATION_URL) argument of C(barman-cloud-backup).
     type: str
     required: true
@@ -30,7 +38,9 @@ options:
     description:
       - The name the backups of this PostgreSQL server are filed under at O(destination_url).
       - Use the same name for C(barman-cloud-wal-archive) and, later, for the restore.
-      - Must not contain V(/).
+      - A single folder name, not empty, not V(.) or V(..), without V(/), backslash, percent sign,
+        control or invisible characters (a line break would reach the unit file of the
+        C(scheduled_backup) role), or spaces at either end.
       - Equivalent to the E(SERVER_NAME) argument of C(barman-cloud-backup).
     type: str
     required: true
@@ -50,6 +60,9 @@ options:
     description:
       - The URL of the S3 API to use instead of the AWS default, for S3-compatible stores
         or private endpoints, for example V(https://minio.example.com:9000).
+      - A host name (letters, digits, hyphens and dots; botocore refuses an underscore, as in
+        C(minio_1)), an IPv4 address or a bracketed IPv6 address, with a port from 1 to 65535;
+        no query string, fragment or user information.
       - For O(cloud_provider=aws-s3) only. An Azure endpoint is part of O(destination_url);
         the Google Cloud Storage SDK takes an emulator's from E(STORAGE_EMULATOR_HOST).
       - Equivalent to C(--endpoint-url) of C(barman-cloud-backup).
@@ -68,8 +81,12 @@ options:
     description:
       - Use the IAM role of the Kubernetes service account (IRSA), for a module that runs
         inside an Amazon EKS pod, rather than a profile.
-      - Requires the E(AWS_WEB_IDENTITY_TOKEN_FILE) environment that EKS sets in such pods.
-      - Equivalent to C(--aws-irsa) of C(barman-cloud-backup).
+      - Requires the E(AWS_WEB_IDENTITY_TOKEN_FILE) environment that EKS sets in such pods;
+        the task fails early, naming this option, where it is not set.
+      - Not an option of C(barman-cloud-backup) 3.20.1, which has no C(--aws-irsa) (its
+        documentation lists one that the tool does not accept). boto3 uses the web identity of
+        the pod without any option, for this collection as for the reference tool; this one
+        only makes that choice explicit and checked, and excludes O(aws_profile).
     type: bool
     default: false
   aws_access_key:
@@ -96,6 +113,7 @@ options:
     description:
       - How many seconds to wait for data on an open connection to the object store before
         giving up on the request (which is then retried).
+      - From 1 to 3600.
       - Equivalent to C(--read-timeout) of C(barman-cloud-backup).
     type: int
     default: 60

@@ -22,6 +22,10 @@ options:
       - Must not look like a backup id (V(YYYYMMDDTHHMMSS)) nor be one of the words the tools
         reserve (V(latest), V(last), V(oldest), V(first), V(last-failed), V(latest-full),
         V(last-full), V(auto)).
+      - Must not be V(None) (which C(backup.info) reads back as no name), hold a control or
+        invisible character (a line break, a tab, ...), or start or end with a space, since the tools
+        read the name back stripped, so it would never match again and every run would take
+        another backup.
       - Equivalent to C(-n/--name) of C(barman-cloud-backup).
     type: str
     aliases: [name]
@@ -31,7 +35,12 @@ options:
       - S3 object tags, Azure blob index tags; Google Cloud Storage has no object tags, so
         there they are custom metadata of the objects, as C(barman-cloud-backup) writes them.
       - At most 10 tags; names of 1 to 128 characters that do not start with C(aws:), values of
-        at most 256 characters, both made of letters, digits, spaces and the characters C(_.:/=+-@).
+        at most 256 characters, without spaces at either end, checked against the rules of the
+        store of O(cloud_provider) before the backup starts.
+      - V(aws-s3) takes letters, digits, spaces and the characters C(_.:/=+-@).
+      - V(azure-blob-storage) takes the same but C(@) (the rules of blob index tags).
+      - V(google-cloud-storage) takes the same in values; names are HTTP header names there,
+        so letters, digits and C(_.+-) only, and two names that differ only in case are one.
       - Equivalent to C(--tags) of C(barman-cloud-backup), which takes C(key,value) pairs.
     type: dict
   encryption:
@@ -76,7 +85,7 @@ options:
       - Seconds between the trivial queries that keep the PostgreSQL session alive while the
         files are uploaded; a connection that idles too long may be cut by a firewall or
         C(idle_session_timeout), which would abort the backup.
-      - V(0) sends none.
+      - V(0) sends none; at most 3600.
       - Equivalent to C(--keepalive-interval) of C(barman-cloud-backup).
     type: int
     default: 60
@@ -103,6 +112,7 @@ options:
         failed, with the archiver's last failure in its message, if it does not.
       - V(0) does not wait, as C(barman-cloud-backup) does not on a standby; the backup is then
         restorable only once that file is archived.
+      - At most 86400 (a day).
     type: int
     default: 300
   require_wal_archiving:

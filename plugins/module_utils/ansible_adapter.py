@@ -36,6 +36,7 @@ from .engine.config import (
 )
 from .engine.errors import BackupError, ConfigurationError, MissingDependencyError, PgCloudError
 from .engine.errors import redact as redact_secrets
+from .engine.inputs import shown_url
 from .engine.version import COLLECTION_VERSION
 
 COLLECTION_NAME = "pgcloud.backup"
@@ -45,6 +46,8 @@ DEPRECATED_ALIAS_REMOVAL_VERSION = "2.0.0"
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 REDACTED = "********"
+# Parameters whose query string or user information may hold a secret (a SAS signature).
+URL_PARAMETERS = ("destination_url", "endpoint_url")
 
 # Secrets that no_log cannot know about: a password inside a conninfo string or a URI given
 # as dbname, which libpq accepts and which may reappear in an error message.
@@ -310,6 +313,10 @@ class PgCloudModule:
     def _with_common_fields(self, result: Dict[str, Any]) -> Dict[str, Any]:
         result = dict(result)
         result.setdefault("changed", False)
+        shown = shown_params(self.params)
+        if shown != self.params:
+            # Ansible echoes the parameters as `invocation` (when asked to): not a URL's query.
+            result.setdefault("invocation", {"module_args": shown})
         result["version"] = COLLECTION_VERSION
         result["log"] = self.log_lines
         self._detach_log()
@@ -336,6 +343,15 @@ class PgCloudModule:
                            exception=traceback.format_exc())
         if failure is not None:
             self.fail_json(**failure)
+
+
+def shown_params(params: Dict[str, Any]) -> Dict[str, Any]:
+    """The parameters with their URLs cut before a query, a fragment or user information."""
+    shown = dict(params)
+    for name in URL_PARAMETERS:
+        if isinstance(shown.get(name), str):
+            shown[name] = shown_url(shown[name])
+    return shown
 
 
 def failure_result(error: PgCloudError) -> Dict[str, Any]:

@@ -43,6 +43,7 @@ options:
         O(max_archive_size)) plus some 60 MiB for Python and its libraries.
       - Compression runs on up to this many threads, never more than the host has cores; more
         jobs give more throughput until the cores, the disk or the network are saturated.
+      - From 1 to 64.
       - Equivalent to C(-J/--jobs) of C(barman-cloud-backup).
     type: int
     default: 2
@@ -56,7 +57,9 @@ options:
         V(100GiB) is 100 x 1000^3 bytes.
       - Files are never split, so an archive exceeds this by at most the file that crossed
         it; data files of PostgreSQL are at most 1 GB each.
-      - Capped at the largest object the provider accepts.
+      - Capped at the largest object the provider accepts. At most V(25000GB), past which one
+        upload part (2 x O(max_archive_size) / 10000) would exceed the 5 GiB that S3 and Google
+        Cloud Storage take.
       - Equivalent to C(-S/--max-archive-size) of C(barman-cloud-backup).
     type: str
     default: 100GB
@@ -68,13 +71,16 @@ options:
         V(google-cloud-storage), and V(64KB) for V(azure-blob-storage) (whose parts are blocks).
       - Parts grow beyond it when an archive of O(max_archive_size) would otherwise need more
         parts than the provider allows.
+      - At most the largest part the provider takes, V(5120MB) (5 GiB) for V(aws-s3) and
+        V(google-cloud-storage), V(4000MB) for V(azure-blob-storage).
       - Equivalent to C(--min-chunk-size) of C(barman-cloud-backup).
     type: str
   max_bandwidth:
     description:
       - The most data to upload per second, all jobs together, with the units of
         O(max_archive_size) (for example V(50MB)).
-      - When unset or V(0), uploads are not limited.
+      - When unset or V(0), uploads are not limited; otherwise at least V(128KB), below which a
+        backup of a few GiB would take days.
       - Equivalent to C(--max-bandwidth) of C(barman-cloud-backup).
     type: str
   manifest_checksum:

@@ -82,6 +82,9 @@ def gcs_params(**extra: Any) -> Dict[str, Any]:
                  "endpoint_url": REMOVE}, **extra)
 
 
+# A pasted SAS URL's query: its signature must never come back in a result.
+SAS_SIGNATURE = "pgcloudSasSignature0123456789"
+SAS_QUERY = "sv=2024-11-04&ss=b&srt=co&sp=rwdl&sig=%s" % SAS_SIGNATURE
 WRONG_AZURE_KEY = base64.b64encode(b"not the account key of devstoreaccount1 at all!").decode()
 MANY_TAGS = {"key%02d" % number: "value" for number in range(60)}
 
@@ -155,6 +158,43 @@ CASES = [
     Case("postgres-down", "base_backup", lambda bed: {"port": free_port()}, ("postgresql",)),
     Case("database-missing", "base_backup", {"dbname": "no_such_database"}, ("no_such_database",)),
     Case("role-without-backup-privileges", "base_backup", {"user": NO_BACKUP_ROLE}, (NO_BACKUP_ROLE, "pg_backup_start")),
+    # Issue 18: input that was accepted and should not be.
+    Case("server-name-dot-dot", "base_backup", {"server_name": ".."}, ("server_name", "'..'")),
+    Case("server-name-dot", "check", {"server_name": "."}, ("server_name", "'.'")),
+    Case("server-name-newline", "base_backup", {"server_name": "db\n1"}, ("server_name", "U+000A")),
+    Case("server-name-percent", "base_backup", {"server_name": "%2e%2e"}, ("server_name", "percent")),
+    Case("url-dot-segments", "base_backup", {"destination_url": "s3://%s/a/../x" % BUCKET}, ("destination_url", "'..'")),
+    Case("azure-url-dot-segments", "base_backup",
+         lambda bed: dict(bed.azure("case"), endpoint_url=REMOVE,
+                          destination_url="%s/%s/../other/p" % (bed.azurite.account_url, bed.container)),
+         ("destination_url", "'..'")),
+    Case("url-empty-segment", "base_backup", {"destination_url": "s3://%s/a//x" % BUCKET}, ("destination_url", "empty")),
+    Case("url-backslash", "backup_info", {"destination_url": "s3://%s/a\\..\\x" % BUCKET},
+         ("destination_url", "backslash")),
+    Case("url-newline", "base_backup", {"destination_url": "s3://%s/pg\nExecStart=/bin/sh" % BUCKET},
+         ("destination_url", "U+000A")),
+    Case("azure-url-with-sas-query", "base_backup",
+         lambda bed: dict(bed.azure("case"), endpoint_url=REMOVE, destination_url="%s/%s/pg?%s" % (
+             bed.azurite.account_url, bed.container, SAS_QUERY)), ("destination_url", "query")),
+    Case("url-with-fragment", "check", {"destination_url": "s3://%s/pg#%s" % (BUCKET, SAS_QUERY)},
+         ("destination_url", "fragment")),
+    Case("url-not-parseable", "base_backup", {"destination_url": "s3://[b/pg"}, ("destination_url",)),
+    Case("endpoint-host-with-underscore", "base_backup", {"endpoint_url": "http://minio_1:9000"},
+         ("endpoint_url", "minio_1")),
+    Case("endpoint-port-out-of-range", "check", {"endpoint_url": "http://127.0.0.1:99999"}, ("endpoint_url", "port")),
+    Case("backup-name-trailing-space", "base_backup", {"backup_name": "nightly "}, ("backup_name", "whitespace")),
+    Case("backup-name-newline", "base_backup", {"backup_name": "weekly\nrun"}, ("backup_name", "U+000A")),
+    Case("backup-name-none", "base_backup", {"backup_name": "None"}, ("backup_name",)),
+    Case("azure-tag-with-at", "base_backup", azure_params(tags={"owner": "dba@example.com"}),
+         ("tags", "owner", "azure-blob-storage")),
+    Case("gcs-tag-with-newline", "base_backup", gcs_params(tags={"team": "dba\nX-Injected: 1"}), ("tags", "team")),
+    Case("s3-tag-with-tab", "base_backup", {"tags": {"team": "dba\tops"}}, ("tags", "team")),
+    Case("jobs-too-many", "base_backup", {"jobs": 10000}, ("jobs", "64")),
+    Case("chunk-past-part-limit", "base_backup", {"min_chunk_size": "6GB"}, ("min_chunk_size", "5120")),
+    Case("azure-chunk-past-block-limit", "base_backup", azure_params(min_chunk_size="4001MB"), ("min_chunk_size", "4000")),
+    Case("bandwidth-too-low", "base_backup", {"max_bandwidth": 1}, ("max_bandwidth", "128KB")),
+    Case("archive-size-past-part-limit", "base_backup", {"max_archive_size": "30000GB"}, ("max_archive_size", "25000GB")),
+    Case("keepalive-too-long", "base_backup", {"keepalive_interval": 100000}, ("keepalive_interval", "3600")),
     # snapshot_backup and the reference tool's snapshot rules.
     Case("snapshot-disk-twice", "snapshot_backup", {"snapshot_disks": ["vol-1", "vol-1"]}, ("snapshot_disks", "vol-1")),
     Case("snapshot-without-instance", "snapshot_backup", {"snapshot_instance": REMOVE}, ("snapshot_instance",)),
@@ -220,6 +260,7 @@ def test_bad_input_fails_clearly_and_writes_nothing(bed: Bed, case: Case):
     assert not missing, "the message lacks %s: %r" % (missing, message)
     assert "Traceback" not in message and "exception" not in result, result
     assert "Traceback" not in run.stderr, run.stderr
+    assert SAS_SIGNATURE not in run.stdout + run.stderr
     assert result.get("changed") is not True
     if case.module == "check" and "parameter" in result:
         # Refused by the engine rather than by Ansible's checks: the report's keys are there.
@@ -228,3 +269,16 @@ def test_bad_input_fails_clearly_and_writes_nothing(bed: Bed, case: Case):
     assert bed.moto.multipart_uploads(BUCKET) == []
     assert bed.azurite.list_keys(bed.container) == []
     assert bed.cluster.sessions_left(timeout=5) == []
+
+
+@pytest.mark.parametrize("module", ["base_backup", "check", "backup_info"])
+def test_a_url_query_is_not_echoed_in_the_invocation_either(bed: Bed, module: str):
+    # Ansible adds the parameters to the result as `invocation` when asked to
+    # (_ansible_inject_invocation, the default before ansible-core 2.21).
+    params = dict(bed.baseline(module, "invocation"), _ansible_inject_invocation=True,
+                  destination_url="s3://%s/pg?%s" % (BUCKET, SAS_QUERY))
+    run = run_module(module, params)
+
+    assert run.result.get("failed") is True and run.result["parameter"] == "destination_url", run.result
+    assert run.result["invocation"]["module_args"]["destination_url"] == "s3://%s/pg" % BUCKET
+    assert SAS_SIGNATURE not in run.stdout + run.stderr

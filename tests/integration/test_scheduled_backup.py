@@ -545,3 +545,62 @@ def test_virtualenv_install(host_root: Path, storage: StorageTarget, source_clus
     assert [backup["status"] for backup in backup_list(storage)] == ["DONE"]
     apply(dict(variables, pgcloud_backup_state="absent"))
     assert job_files(host_root) == []
+
+
+def test_booleans_given_as_strings_on_the_command_line(host_root: Path, storage: StorageTarget,
+                                                       source_cluster: PostgresCluster) -> None:
+    """`-e pgcloud_backup_venv_create=false` gives the text "false": every boolean goes through `| bool`
+    (ansible-core 2.19+ refuses a conditional that is not a boolean)."""
+    variables = role_vars(host_root, storage, source_cluster, pgcloud_backup_venv_create="false",
+                          pgcloud_backup_systemd_activate="false", pgcloud_backup_fixed_random_delay="true",
+                          pgcloud_backup_persistent="no", pgcloud_backup_immediate_checkpoint="true",
+                          pgcloud_backup_aws_irsa="false")
+    apply(variables)
+    config = json.loads((host_root / "etc/pgcloud-backup" / JOB / "config.json").read_text())
+    assert config["storage"]["aws_irsa"] is False and config["postgres"]["immediate_checkpoint"] is True
+    timer = unit_settings(host_root / "etc/systemd/system" / ("%s.timer" % JOB))
+    assert (timer["FixedRandomDelay"], timer["Persistent"]) == (["true"], ["false"])
+    assert not (host_root / "opt/pgcloud-backup-job/venv").exists()
+    assert changed(apply(variables)) == 0
+
+    apply(dict(variables, pgcloud_backup_scheduler="cron"))
+    assert (host_root / "etc/cron.d" / JOB).exists()
+    apply(dict(variables, pgcloud_backup_state="absent"))
+    assert job_files(host_root) == []
+
+
+SAS_SIGNATURE = "pgcloudRoleSasSignature42"
+
+
+@pytest.mark.parametrize("extra, words", [
+    ({"pgcloud_backup_server_name": "db1\nExecStartPre=id"}, ("pgcloud_backup_server_name", "U+000A")),
+    ({"pgcloud_backup_server_name": ".."}, ("pgcloud_backup_server_name", "'..'")),
+    ({"pgcloud_backup_destination_url": "s3://bucket/pg\n* * * * * root id"},
+     ("pgcloud_backup_destination_url", "U+000A")),
+    ({"pgcloud_backup_destination_url": "s3://bucket/a/../b"}, ("pgcloud_backup_destination_url", "'..'")),
+    ({"pgcloud_backup_destination_url": "https://acct.blob.core.windows.net/c/pg?sv=2024&sig=" + SAS_SIGNATURE,
+      "pgcloud_backup_cloud_provider": "azure-blob-storage"}, ("pgcloud_backup_destination_url", "query")),
+    ({"pgcloud_backup_endpoint_url": "http://minio_1:9000"}, ("pgcloud_backup_endpoint_url", "minio_1")),
+    ({"pgcloud_backup_destination_url": "https://acct.blob.core.windows.net/c/pg",
+      "pgcloud_backup_cloud_provider": "azure-blob-storage", "pgcloud_backup_tags": {"owner": "dba@example.com"}},
+     ("pgcloud_backup_tags", "owner")),
+    ({"pgcloud_backup_jobs": 10000}, ("pgcloud_backup_jobs", "64")),
+    ({"pgcloud_backup_ping_url": "http://ping_host/check\n"}, ("pgcloud_backup_ping_url",)),
+], ids=["server-name-newline", "server-name-dot-dot", "url-newline", "url-dot-segments", "url-sas-query",
+        "endpoint-underscore", "azure-tag-at", "jobs-too-many", "ping-url-newline"])
+def test_variables_the_engine_refuses_stop_the_role_before_any_write(host_root: Path, extra: Dict[str, Any],
+                                                                     words: List[str]) -> None:
+    variables = {"pgcloud_backup_destination_url": "s3://bucket/pg", "pgcloud_backup_server_name": "db1",
+                 "pgcloud_backup_venv_create": False, "pgcloud_backup_systemd_activate": False,
+                 "pgcloud_backup_install_dir": str(host_root / "opt/pgcloud-backup-job"),
+                 "pgcloud_backup_config_root": str(host_root / "etc/pgcloud-backup"),
+                 "pgcloud_backup_status_root": str(host_root / "var/lib/pgcloud-backup"),
+                 "pgcloud_backup_unit_dir": str(host_root / "etc/systemd/system"),
+                 "pgcloud_backup_cron_dir": str(host_root / "etc/cron.d"), **extra}
+    result = run_playbook(PLAYBOOK, variables)
+    output = result.stdout + result.stderr
+    assert result.rc != 0, output
+    assert all(word in output for word in words), output
+    assert "Check the job's variables" in output or "Stop on a variable" in output
+    assert SAS_SIGNATURE not in output.replace(json.dumps(variables), "")
+    assert job_files(host_root) == []

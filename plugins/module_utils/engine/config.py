@@ -9,13 +9,15 @@ tests and scripts build them directly.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, List, Mapping, Optional, Type, TypeVar
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar
 from urllib.parse import urlparse
 
 from .errors import ConfigurationError, redact_url
+from .inputs import check_host, check_key_path, check_name, check_printable, split_url
 
 CLOUD_PROVIDERS = ("aws-s3", "azure-blob-storage", "google-cloud-storage")
 COMPRESSIONS = ("gzip", "bzip2", "snappy", "lz4", "zstd")
@@ -24,7 +26,36 @@ MANIFEST_CHECKSUMS = ("SHA256", "CRC32C")
 RESERVED_BACKUP_NAMES = ("latest", "last", "oldest", "first", "last-failed", "latest-full", "last-full", "auto")
 BACKUP_ID_PATTERN = re.compile(r"^\d{8}T\d{6}$")
 MAX_TAGS = 10
-TAG_CHARACTERS = re.compile(r"^[A-Za-z0-9\s_.:/=+\-@]*$")
+# The reference tool's tag characters, with a plain space where it takes any whitespace: a
+# line break or a tab is refused by S3 and breaks a Cloud Storage header.
+TAG_CHARACTERS = re.compile(r"^[A-Za-z0-9 _.:/=+\-@]*$")
+_TAG_TEXT = "letters, digits, spaces and _ . : / = + - @"
+_AZURE_TAG = re.compile(r"^[A-Za-z0-9 _.:/=+\-]*$")
+# Per store: what keys may hold (for the message), their pattern, the same for values. Azure
+# blob index tags refuse '@'; a Cloud Storage tag is custom metadata, whose key becomes an
+# HTTP header name (a token: no space, ':', '/', '=' or '@'), compared without case.
+TAG_RULES = {
+    "aws-s3": (_TAG_TEXT, TAG_CHARACTERS, _TAG_TEXT, TAG_CHARACTERS),
+    "azure-blob-storage": ("letters, digits, spaces and _ . : / = + - (no @)", _AZURE_TAG,
+                           "letters, digits, spaces and _ . : / = + - (no @)", _AZURE_TAG),
+    "google-cloud-storage": ("letters, digits and _ . + - (no space, :, /, = or @)",
+                             re.compile(r"^[A-Za-z0-9_.+\-]*$"), _TAG_TEXT, TAG_CHARACTERS),
+}
+# Text options that go into request headers or file names as they are: a line break there
+# would split a header.
+HEADER_TEXT_OPTIONS = ("aws_profile", "sse_kms_key_id", "encryption_scope", "kms_key_name", "gcp_service_account_file")
+# Bounds of the numbers (documented in the doc fragments).
+MAX_JOBS = 64
+# The largest part of a multipart upload: S3 and Cloud Storage's XML API 5 GiB, an Azure block 4000 MiB.
+MAX_PART_SIZES = {"aws-s3": 5 << 30, "azure-blob-storage": 4000 << 20, "google-cloud-storage": 5 << 30}
+# Parts are 2 * max_archive_size / 10000 (the part count limit of S3 and Cloud Storage): past this
+# size, one part would exceed 5 GiB.
+MAX_ARCHIVE_SIZE = 25000 << 30
+# Below 128 KiB/s a backup of a few GiB takes days; max_bandwidth 1 would send 5 MiB in 60 days.
+MIN_BANDWIDTH = 128 << 10
+READ_TIMEOUT_RANGE = (1, 3600)
+KEEPALIVE_RANGE = (0, 3600)
+WAL_ARCHIVE_TIMEOUT_RANGE = (0, 86400)
 ENCRYPTIONS = ("AES256", "aws:kms")
 ADDRESSING_STYLES = ("auto", "virtual", "path")
 AZURE_CREDENTIALS = ("azure-cli", "managed-identity", "default")
@@ -64,17 +95,27 @@ def parse_size(value: Any, parameter: str) -> int:
             )
         number, unit, suffix = float(match.group(1)), match.group(2).lower(), (match.group(3) or "").lower()
     base = 1000 if suffix == "ib" else 1024
-    size = int(number * base ** _SIZE_EXPONENTS[unit])
+    scaled = number * base ** _SIZE_EXPONENTS[unit]
+    if not math.isfinite(scaled) or scaled > 1 << 90:
+        raise ConfigurationError("%s=%r is too large to be a size" % (parameter, value), parameter)
+    size = int(scaled)
     if size < 1:
         raise ConfigurationError("%s must be at least 1 byte, got %r" % (parameter, value), parameter)
     return size
 
 
 def validate_backup_name(name: Optional[str]) -> None:
+    """A name that backup.info keeps and the restore tools find as it was given.
+
+    backup.info is read line by line with the spaces at both ends of a value stripped, and a
+    value `None` read as no name; the restore tools read a name that looks like a backup id
+    (or a Python digit string in that shape) as an id, and the shortcuts below as shortcuts.
+    """
     if name is None:
         return
-    if not name.strip():
+    if not isinstance(name, str) or not name.strip():
         raise ConfigurationError("backup_name must not be empty; leave it unset for an unnamed backup", "backup_name")
+    check_printable(name, "backup_name", "backup_name=%r" % name)
     if BACKUP_ID_PATTERN.match(name):
         raise ConfigurationError(
             "backup_name=%r looks like a backup id (YYYYMMDDTHHMMSS), which the restore tools would "
@@ -86,18 +127,12 @@ def validate_backup_name(name: Optional[str]) -> None:
             "backup_name=%r is reserved (%s): choose another name" % (name, ", ".join(RESERVED_BACKUP_NAMES)),
             "backup_name",
         )
-
-
-def validate_endpoint_url(url: Optional[str]) -> None:
-    if url is None:
-        return
-    refuse_userinfo(url, "endpoint_url")
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc or " " in url:
+    if name == "None":
         raise ConfigurationError(
-            "endpoint_url=%r is not an HTTP URL: use http(s)://HOST[:PORT], for example https://s3.eu-west-1.amazonaws.com"
-            % redact_url(url), "endpoint_url",
-        )
+            "backup_name='None' is read back from backup.info as no name at all: choose another name", "backup_name")
+
+
+HTTP_URL_EXAMPLE = "http(s)://HOST[:PORT], for example https://s3.eu-west-1.amazonaws.com"
 
 
 def refuse_userinfo(url: Optional[str], parameter: str) -> None:
@@ -110,25 +145,87 @@ def refuse_userinfo(url: Optional[str], parameter: str) -> None:
         )
 
 
-def validate_tags(tags: Mapping[str, Any]) -> Dict[str, str]:
+def validate_http_url(url: Optional[str], parameter: str, example: str = HTTP_URL_EXAMPLE) -> None:
+    """An http(s) URL of a service: a valid host and port, no query, fragment or user information."""
+    if url is None:
+        return
+    parts = split_url(url, parameter, example)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigurationError("%s=%r is not an HTTP URL: use %s" % (parameter, url, example), parameter)
+    check_host(parts, parameter, example)
+    check_key_path(parts.path, parameter, "%s=%r" % (parameter, url))
+
+
+def validate_endpoint_url(url: Optional[str]) -> None:
+    validate_http_url(url, "endpoint_url")
+
+
+def _tag_text(text: str, description: str, pattern: Any, what: str, cloud_provider: str) -> str:
+    if not pattern.match(text):
+        raise ConfigurationError("tags %s may only hold %s with cloud_provider %s" % (what, description, cloud_provider),
+                                 "tags")
+    if text != text.strip():
+        raise ConfigurationError("tags %s starts or ends with a space, which the stores and the reference tool "
+                                 "strip: remove it" % what, "tags")
+    return text
+
+
+def validate_tags(tags: Mapping[str, Any], cloud_provider: str = "aws-s3") -> Dict[str, str]:
+    """Tags the store of cloud_provider takes as they are (checked before any backup starts)."""
+    if not isinstance(tags, Mapping):
+        raise ConfigurationError("tags must be a dictionary of names and values, such as {team: dba}", "tags")
     if len(tags) > MAX_TAGS:
         raise ConfigurationError("tags has %d entries; at most %d are allowed" % (len(tags), MAX_TAGS), "tags")
-    result = {}
-    for key, value in tags.items():
-        key = str(key)
+    key_text, key_pattern, value_text, value_pattern = TAG_RULES.get(cloud_provider, TAG_RULES["aws-s3"])
+    result: Dict[str, str] = {}
+    # Cloud Storage compares metadata names without case.
+    seen = set()
+    for raw_key, value in tags.items():
+        key = str(raw_key)
         if not 1 <= len(key) <= 128 or key.lower().startswith("aws:"):
             raise ConfigurationError(
                 "tags key %r must be 1 to 128 characters and must not start with 'aws:'" % key, "tags"
             )
-        text = "" if value is None else str(value)
-        if not TAG_CHARACTERS.match(key) or not TAG_CHARACTERS.match(text):
-            raise ConfigurationError(
-                "tags %r: keys and values may only hold letters, digits, spaces and _ . : / = + - @" % key, "tags"
-            )
+        _tag_text(key, key_text, key_pattern, "key %r" % key, cloud_provider)
+        text = _tag_text("" if value is None else str(value), value_text, value_pattern, "value of %r" % key,
+                         cloud_provider)
         if len(text) > 256:
             raise ConfigurationError("tags value of %r is longer than 256 characters" % key, "tags")
+        same = key.lower() if cloud_provider == "google-cloud-storage" else key
+        if same in seen:
+            raise ConfigurationError("tags has the key %r twice%s: keep one" % (
+                key, " (Cloud Storage ignores the case of metadata names)" if same != key else ""), "tags")
+        seen.add(same)
         result[key] = text
     return result
+
+
+_TRUE_WORDS = ("true", "yes", "on", "1", "y", "t")
+_FALSE_WORDS = ("false", "no", "off", "0", "n", "f", "")
+
+
+def boolean(value: Any, parameter: str) -> bool:
+    """A boolean, or the text of one as a command line (-e name=false) or a JSON file gives it."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, (str, int)) else None
+    if text in _TRUE_WORDS:
+        return True
+    if text in _FALSE_WORDS:
+        return False
+    raise ConfigurationError("%s must be true or false, got %r" % (parameter, value), parameter)
+
+
+def bounded_number(value: Any, parameter: str, bounds: Tuple[int, int], description: str) -> int:
+    """A whole number within bounds, from a number or its text; description says what is allowed."""
+    low, high = bounds
+    try:
+        number = None if isinstance(value, bool) else int(str(value).strip())
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not low <= number <= high:
+        raise ConfigurationError("%s must be %s, got %r" % (parameter, description, value), parameter)
+    return number
 
 
 @dataclass
@@ -168,22 +265,47 @@ class StorageConfig:
                 "cloud_provider=%r is not one of %s" % (self.cloud_provider, ", ".join(CLOUD_PROVIDERS)),
                 "cloud_provider",
             )
-        if not self.server_name or "/" in self.server_name:
+        if not isinstance(self.server_name, str) or not self.server_name or "/" in self.server_name:
             raise ConfigurationError(
                 "server_name=%r must be a non-empty name without '/'" % self.server_name, "server_name"
             )
-        if self.jobs is None or int(self.jobs) < 1:
-            raise ConfigurationError("jobs must be a positive integer, got %r" % self.jobs, "jobs")
-        self.jobs = int(self.jobs)
-        if self.read_timeout is not None and int(self.read_timeout) < 1:
-            raise ConfigurationError("read_timeout must be a positive number of seconds", "read_timeout")
-        self.tags = validate_tags(self.tags or {})
+        check_name(self.server_name, "server_name")
+        for name in HEADER_TEXT_OPTIONS:
+            if isinstance(getattr(self, name), str):
+                check_printable(getattr(self, name), name)
+        self.aws_irsa = boolean(self.aws_irsa, "aws_irsa")
+        self.jobs = bounded_number(self.jobs, "jobs", (1, MAX_JOBS),
+                                   "a positive integer (parallel uploads) of at most %d" % MAX_JOBS)
+        if self.read_timeout is not None:
+            self.read_timeout = bounded_number(self.read_timeout, "read_timeout", READ_TIMEOUT_RANGE,
+                                               "a positive number of seconds, at most %d" % READ_TIMEOUT_RANGE[1])
+        self.tags = validate_tags({} if self.tags is None else self.tags, self.cloud_provider)
         validate_endpoint_url(self.endpoint_url)
         refuse_userinfo(self.destination_url, "destination_url")
-        self.min_chunk_size = None if self.min_chunk_size in (None, "") else parse_size(self.min_chunk_size, "min_chunk_size")
-        self.max_bandwidth = None if self.max_bandwidth in (None, "", 0, "0") else parse_size(self.max_bandwidth, "max_bandwidth")
+        self._check_sizes()
         self._check_provider_options()
         self._check_encryption()
+        self._check_destination()
+
+    def _check_sizes(self) -> None:
+        self.min_chunk_size = None if self.min_chunk_size in (None, "") else parse_size(self.min_chunk_size, "min_chunk_size")
+        self.max_bandwidth = None if self.max_bandwidth in (None, "", 0, "0") else parse_size(self.max_bandwidth, "max_bandwidth")
+        largest = MAX_PART_SIZES[self.cloud_provider]
+        if self.min_chunk_size is not None and self.min_chunk_size > largest:
+            raise ConfigurationError(
+                "min_chunk_size=%r is larger than the largest part %s takes (%d MiB): give at most %dMB"
+                % (self.min_chunk_size, self.cloud_provider, largest >> 20, largest >> 20), "min_chunk_size")
+        if self.max_bandwidth is not None and self.max_bandwidth < MIN_BANDWIDTH:
+            raise ConfigurationError(
+                "max_bandwidth=%d bytes per second would take days for a few GiB: give at least 128KB, or 0 "
+                "for no limit" % self.max_bandwidth, "max_bandwidth")
+
+    def _check_destination(self) -> None:
+        """What no destination_url may hold, whatever the store; storage.factory.parse_destination
+        applies the provider's own rules before a store is opened."""
+        parts = split_url(self.destination_url, "destination_url", "s3://BUCKET/PATH, gs://BUCKET/PATH or "
+                          "https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH")
+        check_key_path(parts.path, "destination_url", "destination_url=%r" % self.destination_url)
 
     def _check_provider_options(self) -> None:
         for provider, names in PROVIDER_OPTIONS.items():
@@ -260,11 +382,10 @@ class PostgresConfig:
     wal_archive_timeout: int = 300
 
     def __post_init__(self) -> None:
-        for name in ("keepalive_interval", "wal_archive_timeout"):
-            value = getattr(self, name)
-            if value is None or int(value) < 0:
-                raise ConfigurationError("%s must be 0 (off) or a positive number of seconds" % name, name)
-            setattr(self, name, int(value))
+        self.immediate_checkpoint = boolean(self.immediate_checkpoint, "immediate_checkpoint")
+        for name, bounds in (("keepalive_interval", KEEPALIVE_RANGE), ("wal_archive_timeout", WAL_ARCHIVE_TIMEOUT_RANGE)):
+            setattr(self, name, bounded_number(getattr(self, name), name, bounds,
+                                               "0 (off) or a positive number of seconds, at most %d" % bounds[1]))
         if self.primary_conninfo is not None and not self.primary_conninfo.strip():
             raise ConfigurationError("primary_conninfo must not be empty: give the primary's conninfo, "
                                      "such as 'host=db1 user=postgres', or leave it unset", "primary_conninfo")
@@ -294,6 +415,10 @@ class BackupConfig:
             raise ConfigurationError("manifest_checksum=%r is not one of %s" % (
                 self.manifest_checksum, ", ".join(MANIFEST_CHECKSUMS)), "manifest_checksum")
         self.max_archive_size = parse_size(self.max_archive_size, "max_archive_size")
+        if self.max_archive_size > MAX_ARCHIVE_SIZE:
+            raise ConfigurationError(
+                "max_archive_size is over 25000GB, where one upload part would pass the 5 GiB limit of S3 and "
+                "Cloud Storage (archives are capped at 1 TiB anyway): give at most 25000GB", "max_archive_size")
         validate_backup_name(self.backup_name)
 
 

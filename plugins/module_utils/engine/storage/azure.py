@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
-from urllib.parse import urlparse
 
 from ..config import StorageConfig
 from ..errors import (
@@ -25,6 +25,7 @@ from ..errors import (
     StorageUnreachableError,
     first_line,
 )
+from ..inputs import check_host, check_key_path, split_url
 from .base import Destination, ObjectStore, ObjectStream, Payload, StoredObject, read_listing, url_error
 
 try:
@@ -49,24 +50,42 @@ _DENIED_STATUSES = (401, 403)
 AZURE_BLOB_DOMAIN = ".blob.core.windows.net"
 
 
+# Container names: lowercase letters, digits and hyphens, a letter or digit at both ends (the
+# service also wants 3 characters at least, which it says itself). Account names: letters and digits.
+_CONTAINER = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_ACCOUNT = re.compile(r"^[A-Za-z0-9]{1,64}$")
+
+
 def parse_url(url: str) -> Tuple[str, str, str]:
     """Container, path and account URL of https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH
     (or http://HOST:PORT/ACCOUNT/CONTAINER/PATH for an emulator)."""
-    parsed = urlparse(url)
     expected = ("https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH, or "
                 "http://HOST:PORT/ACCOUNT/CONTAINER/PATH for an emulator")
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+    parts = split_url(url, "destination_url", expected)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
         raise url_error(url, expected, "azure-blob-storage")
-    segments = parsed.path.split("/")[1:]
-    account_url = "%s://%s" % (parsed.scheme, parsed.netloc)
-    if not (parsed.hostname or "").endswith(AZURE_BLOB_DOMAIN):
+    check_host(parts, "destination_url", expected)
+    path = check_key_path(parts.path, "destination_url", "destination_url=%r" % url)
+    segments = path.split("/") if path else []
+    account_url = "%s://%s" % (parts.scheme, parts.netloc)
+    if not parts.host.lower().endswith(AZURE_BLOB_DOMAIN):
         # An emulator names the account in the path: http://HOST:PORT/ACCOUNT/CONTAINER/PATH.
-        if not segments[0]:
+        if not segments:
             raise url_error(url, expected + " (the account is required)", "azure-blob-storage")
+        _check_name(_ACCOUNT, segments[0], "account", url)
         account_url, segments = account_url + "/" + segments[0], segments[1:]
-    if not segments or not segments[0]:
+    if not segments:
         raise url_error(url, expected + " (the container is required)", "azure-blob-storage")
-    return segments[0], "/".join(segments[1:]).strip("/"), account_url
+    _check_name(_CONTAINER, segments[0], "container", url)
+    return segments[0], "/".join(segments[1:]), account_url
+
+
+def _check_name(pattern: Any, name: str, kind: str, url: str) -> None:
+    if not pattern.match(name):
+        rule = ("lowercase letters, digits and hyphens, with a letter or a digit at both ends"
+                if kind == "container" else "letters and digits")
+        raise ConfigurationError("destination_url=%r names the %s %r: an Azure %s name holds %s"
+                                 % (url, kind, name, kind, rule), "destination_url")
 
 
 def select_credential(config: StorageConfig, environ: Optional[Mapping[str, str]] = None) -> Tuple[str, Optional[str]]:

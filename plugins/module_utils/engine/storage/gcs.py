@@ -14,8 +14,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from typing import Any, Dict, Iterator, List, Optional, Tuple
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
 from ..config import StorageConfig
 from ..errors import (
@@ -27,6 +28,7 @@ from ..errors import (
     StorageUnreachableError,
     first_line,
 )
+from ..inputs import check_key_path, split_url
 from .base import Destination, ObjectStore, ObjectStream, Payload, StoredObject, read_listing, url_error
 
 try:
@@ -49,19 +51,28 @@ else:
 GCS_CONSOLE_PREFIX = "https://console.cloud.google.com/storage/browser/"
 
 
+# Bucket names: lowercase letters, digits, hyphens, underscores and dots, a letter or digit at both ends.
+_BUCKET = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,220}[a-z0-9])?$")
+
+
 def parse_url(url: str) -> Tuple[str, str, None]:
     """Bucket and path of gs://BUCKET/PATH, or of the bucket's console URL."""
+    expected = "gs://BUCKET/PATH"
+    parts = split_url(url, "destination_url", expected)
     if url.startswith(GCS_CONSOLE_PREFIX):
         bucket, path = url[len(GCS_CONSOLE_PREFIX):].partition("/")[::2]
+        path = "/" + path
+    elif parts.scheme != "gs":
+        raise url_error(url, expected, "google-cloud-storage")
     else:
-        parsed = urlparse(url)
-        if parsed.scheme != "gs":
-            raise url_error(url, "gs://BUCKET/PATH", "google-cloud-storage")
-        bucket, path = parsed.netloc, parsed.path
+        bucket, path = parts.netloc, parts.path
     if not bucket:
-        raise url_error(url, "gs://BUCKET/PATH (the bucket is required)", "google-cloud-storage")
-    return bucket, path.strip("/"), None
-
+        raise url_error(url, expected + " (the bucket is required)", "google-cloud-storage")
+    if not _BUCKET.match(bucket) or ".." in bucket:
+        raise ConfigurationError(
+            "destination_url=%r names the bucket %r: a Cloud Storage bucket name holds lowercase letters, digits, "
+            "hyphens, underscores and dots, with a letter or a digit at both ends" % (url, bucket), "destination_url")
+    return bucket, check_key_path(path, "destination_url", "destination_url=%r" % url), None
 
 CHECK_RETRY_SECONDS = 10.0
 # google_crc32c takes bytes only: a part is checksummed in slices of this size, not copied whole.

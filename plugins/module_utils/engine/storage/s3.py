@@ -25,6 +25,7 @@ from ..errors import (
     StorageError,
     StorageUnreachableError,
 )
+from ..inputs import check_key_path, split_url
 from .base import Destination, ObjectStore, ObjectStream, Payload, StoredObject, read_listing, url_error
 
 try:
@@ -51,15 +52,31 @@ _ACCESS_POINT = re.compile(
 )
 
 
+# Bucket names as botocore accepts them (older regions allowed capitals and underscores),
+# beginning and ending with a letter or a digit, so that no bucket is `.` or `..`.
+_BUCKET = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,253}[A-Za-z0-9])?$")
+
+
 def parse_url(url: str) -> Tuple[str, str, None]:
     """Bucket and path of s3://BUCKET/PATH (the bucket may be an access point ARN)."""
-    parsed = urlparse(url)
-    if parsed.scheme != "s3" or not parsed.netloc:
-        raise url_error(url, "s3://BUCKET/PATH", "aws-s3")
-    access_point = _ACCESS_POINT.match(parsed.netloc + parsed.path)
+    expected = "s3://BUCKET/PATH"
+    parts = split_url(url, "destination_url", expected)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise url_error(url, expected, "aws-s3")
+    check_key_path(parts.path, "destination_url", "destination_url=%r" % url)
+    access_point = _ACCESS_POINT.match(parts.netloc + parts.path)
     if access_point:
         return access_point.group(1), (access_point.group(2) or "").strip("/"), None
-    return parsed.netloc, parsed.path.strip("/"), None
+    _check_bucket(parts.netloc, url)
+    return parts.netloc, parts.path.strip("/"), None
+
+
+def _check_bucket(bucket: str, url: str) -> None:
+    if not _BUCKET.match(bucket) or ".." in bucket:
+        raise ConfigurationError(
+            "destination_url=%r names the bucket %r: a bucket name holds letters, digits, dots, hyphens and "
+            "underscores, begins and ends with a letter or a digit (or is an access point ARN)" % (url, bucket),
+            "destination_url")
 
 
 def read_sse_customer_key(value: str) -> bytes:

@@ -434,3 +434,15 @@ def test_conninfo_password_in_dbname_is_redacted_from_the_log(run):
         log_and_exit((logging.INFO, "connecting to host=db password=Conninfo-Secret")),
     )
     assert "Conninfo-Secret" not in json.dumps(result["log"])
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("https://acct.blob.core.windows.net/c/pg?sv=2024&sig=SECRET", "https://acct.blob.core.windows.net/c/pg"),
+    ("https://acct.blob.core.windows.net/c/pg#sig=SECRET", "https://acct.blob.core.windows.net/c/pg"),
+    ("https://acct.blob.core.windows.net/c/pg;sig=SECRET", "https://acct.blob.core.windows.net/c/pg"),
+    ("http://key:SECRET@minio:9000/", "http://minio:9000/"),
+    ("s3://bkt/pg", "s3://bkt/pg"),
+])
+def test_shown_params_cut_what_may_hold_a_secret_from_urls(url, shown):
+    params = {"destination_url": url, "endpoint_url": url, "server_name": "db1?x"}
+    assert adapter.shown_params(params) == {"destination_url": shown, "endpoint_url": shown, "server_name": "db1?x"}

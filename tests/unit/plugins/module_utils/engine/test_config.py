@@ -281,3 +281,216 @@ def test_from_params_ignores_other_keys_and_unset_values():
     assert (config.compression, config.max_archive_size, config.backup_name) == ("zstd", 100 * 1024 ** 3, None)
     storage_config = from_params(StorageConfig, dict(destination_url=URL, server_name="db1", jobs=4, compression="zstd"))
     assert storage_config.jobs == 4
+
+
+# --- names that do not round-trip or that move the backup elsewhere (issue 18) ---------------
+
+INVISIBLE = ["\n", "\r", "\t", "\x00", "\x1b", "\x7f", "\x85", "\u200b", "\u202e", "\u2028", "\u2029", "\ufeff"]
+
+
+@pytest.mark.parametrize("name", ["nightly ", " nightly", "\u00a0nightly", "nightly\u3000"])
+def test_backup_name_with_spaces_at_either_end_is_refused(name):
+    # backup.info is read back with the value stripped: "nightly " would never match again.
+    assert_rejected("backup_name", lambda: BackupConfig(backup_name=name), "whitespace")
+
+
+@pytest.mark.parametrize("character", INVISIBLE)
+def test_backup_name_with_a_control_or_invisible_character_is_refused(character):
+    message = assert_rejected("backup_name", lambda: BackupConfig(backup_name="weekly%srun" % character),
+                              "U+%04X" % ord(character))
+    assert character not in message
+
+
+def test_backup_name_none_reads_back_as_no_name():
+    # backup.info stores a missing value as the text None.
+    assert_rejected("backup_name", lambda: BackupConfig(backup_name="None"), "no name")
+
+
+@pytest.mark.parametrize("name", ["\u0662\u0660\u0662\u0666\u0661\u0661\u0662\u0665T023350", "20261125T023350"])
+def test_backup_name_like_an_id_in_any_digits_is_refused(name):
+    # The restore tools match ids with \d, which takes every Unicode digit.
+    assert_rejected("backup_name", lambda: BackupConfig(backup_name=name), "looks like a backup id")
+
+
+@pytest.mark.parametrize("name", [".", "..", "\uff0e\uff0e", "\u2025", "a\\b", "%2e%2e", "db%20one", "db1 ", " db1",
+                                  "db\uff0f1", "db1\n", "db\r1", "db\x00", "db\u2028x"])
+def test_server_name_that_moves_or_breaks_keys_is_refused(name):
+    message = assert_rejected("server_name", lambda: storage(server_name=name))
+    assert "\n" not in message and "\r" not in message
+
+
+@pytest.mark.parametrize("name", ["db1", "pg-prod_1", "db.example.com", "...", "db 1", "\u00e9t\u00e9"])
+def test_server_names_that_are_plain_folder_names(name):
+    assert storage(server_name=name).server_name == name
+
+
+@pytest.mark.parametrize("url", [
+    "s3://b/a/../x", "s3://b/a/./x", "s3://b/..", "s3://b/a//x", "s3://b//", "s3://b/a/%2e%2e/x", "s3://b/a/%2E./x",
+    "s3://b/a\\..\\x", "s3://b/\uff0e\uff0e/x", "s3://b/a\n", "s3://b/a\nb", "s3://b/\tx", " s3://b/a", "s3://b/a ",
+    "https://acct.blob.core.windows.net/c/../other/p", "gs://b/p/../../x",
+])
+def test_destination_url_that_leaves_its_folder_or_breaks_a_file_is_refused(url):
+    message = assert_rejected("destination_url", lambda: storage(destination_url=url))
+    assert "\n" not in message
+
+
+SECRET_QUERY = "sv=2024-11-04&sig=c2VjcmV0c2lnbmF0dXJl"
+
+
+@pytest.mark.parametrize("url", [
+    "https://acct.blob.core.windows.net/c/pg?" + SECRET_QUERY,
+    "https://acct.blob.core.windows.net/c/pg#" + SECRET_QUERY,
+    "s3://bkt/pg?" + SECRET_QUERY,
+    "gs://bkt/pg?x=1#" + SECRET_QUERY,
+    "s3://bkt/pg?",
+    "https://user:" + SECRET_QUERY + "@acct.blob.core.windows.net/c/pg",
+])
+def test_destination_url_with_a_query_or_user_information_is_refused_without_echo(url):
+    provider = "azure-blob-storage" if url.startswith("https") else "aws-s3"
+    if url.startswith("gs"):
+        provider = "google-cloud-storage"
+    message = assert_rejected("destination_url", lambda: storage(destination_url=url, cloud_provider=provider))
+    assert "sig=" not in message and "c2VjcmV0" not in message
+
+
+@pytest.mark.parametrize("url", [
+    "http://minio_1:9000", "http://minio:99999", "http://minio:0", "http://minio:port", "http://[::1", "http://[zz]:9000",
+    "http://-minio:9000", "http://minio:9000?x=1", "http://key:secret@minio:9000", "http://minio:9000/a/../b",
+    "http://minio\n:9000", "ftp://minio:9000", "http://", "minio:9000", "http://mi nio:9000",
+])
+def test_endpoint_url_that_no_client_can_use_is_refused(url):
+    message = assert_rejected("endpoint_url", lambda: storage(endpoint_url=url))
+    assert "secret" not in message
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9000", "https://s3.eu-west-1.amazonaws.com", "http://[::1]:9000",
+                                 "http://minio-1.local:9000/", "https://storage.example.com."])
+def test_endpoint_urls_that_work(url):
+    assert storage(endpoint_url=url).endpoint_url == url
+
+
+# --- tags by store ----------------------------------------------------------------------------
+
+AZURE_URL = "https://acct.blob.core.windows.net/c"
+GCS_URL = "gs://bkt/pg"
+
+
+@pytest.mark.parametrize("provider, url, tags", [
+    ("azure-blob-storage", AZURE_URL, {"owner": "dba@example.com"}),
+    ("azure-blob-storage", AZURE_URL, {"owner@team": "dba"}),
+    ("google-cloud-storage", GCS_URL, {"team name": "dba"}),
+    ("google-cloud-storage", GCS_URL, {"team:name": "dba"}),
+    ("google-cloud-storage", GCS_URL, {"team/name": "dba"}),
+    ("google-cloud-storage", GCS_URL, {"team=x": "dba"}),
+    ("google-cloud-storage", GCS_URL, {"Team": "dba", "team": "ops"}),
+    ("google-cloud-storage", GCS_URL, {"team": "dba\nX-Injected: 1"}),
+    ("aws-s3", URL, {"team": "dba\nops"}),
+    ("aws-s3", URL, {"team": "dba\tops"}),
+    ("aws-s3", URL, {"team": " dba"}),
+    ("aws-s3", URL, {"team ": "dba"}),
+    ("aws-s3", URL, {1: "a", "1": "b"}),
+])
+def test_tags_a_store_would_refuse_are_refused_before_the_backup(provider, url, tags):
+    assert_rejected("tags", lambda: storage(destination_url=url, cloud_provider=provider, tags=tags))
+
+
+@pytest.mark.parametrize("provider, url, tags", [
+    ("aws-s3", URL, {"owner": "dba@example.com", "path": "a/b:c=d+e"}),
+    ("azure-blob-storage", AZURE_URL, {"team name": "a/b:c=d+e-f_g.h"}),
+    ("google-cloud-storage", GCS_URL, {"team.name_1+x-y": "dba@example.com a/b:c=d"}),
+])
+def test_tags_each_store_takes(provider, url, tags):
+    assert storage(destination_url=url, cloud_provider=provider, tags=tags).tags == tags
+
+
+def test_tags_must_be_a_dictionary():
+    assert_rejected("tags", lambda: storage(tags=["team", "dba"]), "dictionary")
+
+
+# --- bounds -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("jobs", [65, 10000, "many", "1.5", True, 2.5])
+def test_jobs_has_an_upper_bound_and_must_be_a_number(jobs):
+    assert_rejected("jobs", lambda: storage(jobs=jobs), "at most 64")
+
+
+def test_sixty_four_jobs_are_allowed():
+    assert storage(jobs=64).jobs == 64
+
+
+@pytest.mark.parametrize("provider, url, size", [
+    ("aws-s3", URL, "5121MB"),
+    ("google-cloud-storage", GCS_URL, "6GB"),
+    ("azure-blob-storage", AZURE_URL, "4001MB"),
+    ("aws-s3", URL, "1TB"),
+])
+def test_min_chunk_size_past_the_largest_part_of_the_store_is_refused(provider, url, size):
+    assert_rejected("min_chunk_size", lambda: storage(destination_url=url, cloud_provider=provider,
+                                                      min_chunk_size=size), "largest part")
+
+
+@pytest.mark.parametrize("provider, url, size, expected", [
+    ("aws-s3", URL, "5GB", 5 << 30),
+    ("azure-blob-storage", AZURE_URL, "4000MB", 4000 << 20),
+])
+def test_min_chunk_size_up_to_the_largest_part(provider, url, size, expected):
+    assert storage(destination_url=url, cloud_provider=provider, min_chunk_size=size).min_chunk_size == expected
+
+
+@pytest.mark.parametrize("value", [1, "1", "1KB", "127KB"])
+def test_max_bandwidth_too_low_to_finish_is_refused(value):
+    assert_rejected("max_bandwidth", lambda: storage(max_bandwidth=value), "128KB")
+
+
+def test_max_bandwidth_of_128_kib_is_allowed():
+    assert storage(max_bandwidth="128KB").max_bandwidth == 128 << 10
+
+
+@pytest.mark.parametrize("size", ["25001GB", "1PB", "9" * 400, "1e400"])
+def test_max_archive_size_past_the_part_limits_is_refused(size):
+    assert_rejected("max_archive_size", lambda: BackupConfig(max_archive_size=size))
+
+
+def test_max_archive_size_up_to_25000_gib_is_allowed():
+    assert BackupConfig(max_archive_size="25000GB").max_archive_size == 25000 << 30
+
+
+@pytest.mark.parametrize("parameter, value", [
+    ("read_timeout", 3601), ("read_timeout", "soon"),
+])
+def test_read_timeout_is_bounded(parameter, value):
+    assert_rejected(parameter, lambda: storage(**{parameter: value}), "at most 3600")
+
+
+@pytest.mark.parametrize("parameter, value", [
+    ("keepalive_interval", 3601), ("wal_archive_timeout", 86401), ("keepalive_interval", "often"),
+])
+def test_postgres_timeouts_are_bounded(parameter, value):
+    assert_rejected(parameter, lambda: PostgresConfig(**{parameter: value}), "at most")
+
+
+@pytest.mark.parametrize("text, expected", [("false", False), ("no", False), ("0", False), ("True", True),
+                                            ("yes", True), (True, True), (False, False)])
+def test_booleans_given_as_text_are_read_as_booleans(text, expected):
+    # A role's job config may carry "false" from `-e name=false`: as text it would be true.
+    assert storage(aws_irsa=text).aws_irsa is expected
+    assert PostgresConfig(immediate_checkpoint=text).immediate_checkpoint is expected
+
+
+@pytest.mark.parametrize("value", ["maybe", 2, [True]])
+def test_a_boolean_that_is_not_one_is_refused(value):
+    assert_rejected("aws_irsa", lambda: storage(aws_irsa=value), "true or false")
+    assert_rejected("immediate_checkpoint", lambda: PostgresConfig(immediate_checkpoint=value), "true or false")
+
+
+@pytest.mark.parametrize("parameter, value, provider, url", [
+    ("kms_key_name", "projects/p/locations/l/keyRings/r/cryptoKeys/k\nX-Injected: 1", "google-cloud-storage", GCS_URL),
+    ("encryption_scope", "scope1\r\n", "azure-blob-storage", AZURE_URL),
+    ("sse_kms_key_id", "alias/backups ", "aws-s3", URL),
+    ("aws_profile", "prod\t", "aws-s3", URL),
+])
+def test_text_options_that_reach_headers_refuse_line_breaks(parameter, value, provider, url):
+    extra = {"encryption": "aws:kms"} if parameter == "sse_kms_key_id" else {}
+    assert_rejected(parameter, lambda: storage(destination_url=url, cloud_provider=provider,
+                                               **dict(extra, **{parameter: value})))

@@ -86,3 +86,23 @@ def test_exists_is_an_exact_key_match(store):
     store.put_object("p/db1/base/x/backup.info.old", b"2")
     assert store.exists("p/db1/base/x/backup.info")
     assert not store.exists("p/db1/base/x/backup")
+
+
+@pytest.mark.parametrize("url", [
+    "s3://../x", "s3://./x", "s3://a..b/x", "s3://-bkt/x", "s3://bkt-/x", "s3://b%2e/x", "s3://bkt:443/x",
+    "s3://[b/pg", "s3://b\\x/pg", "s3://bkt/a/../x", "s3://bkt/a//x", "s3://bkt/%2e%2e/x", "s3://bkt/p?x=1",
+    "s3://arn:aws:s3:us-west-2:123456789012:accesspoint/../other/pg",
+])
+def test_s3_url_with_a_bad_bucket_or_path_is_refused_by_the_provider(url):
+    from ansible_collections.pgcloud.backup.plugins.module_utils.engine.storage import s3
+
+    with pytest.raises(ConfigurationError) as caught:
+        s3.parse_url(url)
+    assert caught.value.parameter == "destination_url"
+
+
+def test_keys_too_long_for_the_stores_are_refused():
+    with pytest.raises(ConfigurationError) as caught:
+        destination("s3://bkt/" + "/".join(["folder"] * 140))
+    assert caught.value.parameter == "destination_url" and "1024 bytes" in str(caught.value)
+    assert destination("s3://bkt/" + "/".join(["folder"] * 100)).bucket == "bkt"

@@ -189,3 +189,40 @@ def test_gcs_part_checksum_is_crc32c_in_base64_computed_in_slices():
     assert crc32c_of(bytearray(b"123456789")) == "4waSgw=="
     big = bytearray(b"0123456789abcdef" * (CRC_SLICE // 8 + 3))  # three slices, the last partial
     assert crc32c_of(big) == base64.b64encode(google_crc32c.value(bytes(big)).to_bytes(4, "big")).decode()
+
+
+@pytest.mark.parametrize("url, words", [
+    ("https://acct.blob.core.windows.net/c/../other/p", ("'..'",)),
+    ("https://acct.blob.core.windows.net/../other/p", ("'..'",)),
+    ("http://127.0.0.1:10000/devstoreaccount1/c/./p", ("'.'",)),
+    ("http://127.0.0.1:10000/../devstoreaccount1/c", ("'..'",)),
+    ("https://acct.blob.core.windows.net/c/a%2F..%2Fb", ("percent",)),
+    ("https://acct.blob.core.windows.net/c/a\\..\\b", ("backslash",)),
+    ("https://acct.blob.core.windows.net/Backups/pg", ("container", "'Backups'")),
+    ("https://acct.blob.core.windows.net/-c-/pg", ("container",)),
+    ("http://127.0.0.1:10000/dev_account/c", ("account",)),
+    ("http://azurite_1:10000/devstoreaccount1/c", ("host", "azurite_1")),
+    ("http://127.0.0.1:99999/devstoreaccount1/c", ("port",)),
+    ("https://acct.blob.core.windows.net/c/pg?sv=2024&sig=SIGNATURE", ("query",)),
+    ("https://acct.blob.core.windows.net/c/pg;sig=SIGNATURE", ("';'",)),
+])
+def test_azure_url_that_would_leave_its_container_or_fail_later_is_refused(url, words):
+    with pytest.raises(ConfigurationError) as caught:
+        storage.parse_destination(config(url, AZURE))
+    message = str(caught.value)
+    assert caught.value.parameter == "destination_url"
+    assert all(word in message for word in words), message
+    assert "SIGNATURE" not in message
+
+
+@pytest.mark.parametrize("url", [
+    "gs://../x", "gs://Bkt/pg", "gs://bkt_/pg", "gs://bkt/a/../b", "gs://bkt//b", "gs://bkt/%2e%2e",
+    "https://console.cloud.google.com/storage/browser/bkt/pg?project=acme",
+    "https://console.cloud.google.com/storage/browser/../bkt/pg",
+    "https://console.cloud.google.com/storage/browser/bkt/../pg",
+])
+def test_gcs_url_that_would_leave_its_bucket_or_fail_later_is_refused(url):
+    with pytest.raises(ConfigurationError) as caught:
+        storage.parse_destination(config(url, GCS))
+    assert caught.value.parameter == "destination_url"
+    assert "acme" not in str(caught.value)
