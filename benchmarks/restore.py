@@ -136,7 +136,7 @@ class RestoreBench:
                 walls[tool].append(wall)
                 peaks[tool] = max(peaks[tool], peak)
                 log("  %s restore: %.2f s, peak RSS %.0f MiB" % (tool, wall, peak / MIB))
-        floor = statistics.median(self.read_floor(target) for _ in range(self.args.repeat))
+        floor = statistics.median(self.read_floor(target) for _repetition in range(self.args.repeat))
         self.moto.delete_bucket(bucket)
         reference, engine = (statistics.median(walls[tool]) for tool in TOOLS)
         return [dataset, compression, "barman-cloud-backup" if backup_tool == "reference" else "engine",

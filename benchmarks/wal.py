@@ -43,7 +43,7 @@ def synthetic_segments(folder: Path, names: List[str]) -> None:
     the last quarter (a segment closed by a switch before it was full)."""
     page = 8192
     for name in names:
-        pages = [os.urandom(page // 2) + (b"pgbench row " * 400)[:page // 2] for _ in range(SEGMENT * 3 // 4 // page)]
+        pages = [os.urandom(page // 2) + (b"pgbench row " * 400)[:page // 2] for _page in range(SEGMENT * 3 // 4 // page)]
         (folder / name).write_bytes(b"".join(pages) + bytes(SEGMENT // 4))
 
 
@@ -154,7 +154,7 @@ def report(figures: Dict[str, float], count: int) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--segments", type=int, default=16)
     parser.add_argument("--compression", choices=sorted(FLAGS), default="none")
     parser.add_argument("--parallel", type=int, default=8, help="wal.archive_parallel and wal.restore_prefetch")

@@ -88,7 +88,7 @@ def wal_keys(moto: MotoServer, target: StorageTarget) -> List[str]:
 def write_segments(cluster: WalCluster, count: int) -> List[str]:
     """count WAL segments completed in a row (so that several are ready at once); wait for all."""
     names = []
-    for _ in range(count):
+    for _attempt in range(count):
         cluster.execute("CREATE TABLE IF NOT EXISTS walt (n int, t text); INSERT INTO walt SELECT g, repeat('x', 200) "
                         "FROM generate_series(1, 2000) g")
         names.append(cluster.scalar("SELECT pg_walfile_name(pg_switch_wal())"))

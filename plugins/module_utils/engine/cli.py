@@ -127,10 +127,10 @@ def start_worker(config_file: str, path: str, state: ArchiveState) -> None:
             ".cli import main; sys.exit(main())" % library_root())
     # Its own session: PostgreSQL waits for this call only, and a signal to the call's process
     # group (a shutdown) does not stop an upload half way; the worker leaves when idle.
-    worker = subprocess.Popen([sys.executable, "-c", code, "--config", config_file, "wal-archive-worker",
-                               os.path.abspath(path)],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
-                              close_fds=True)
+    # The engine runs without Ansible here, so AnsibleModule.run_command is not to be had.
+    command = [sys.executable, "-c", code, "--config", config_file, "wal-archive-worker", os.path.abspath(path)]
+    worker = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,  # pylint: disable=ansible-bad-function
+                              start_new_session=True, close_fds=True)
     # Until it holds its lock (or has left): the caller then waits for its file's marker.
     started = time.monotonic()
     while worker.poll() is None and not worker_running(state) and time.monotonic() - started < WORKER_START_SECONDS:

@@ -530,8 +530,8 @@ class BaseBackupJob(BackupJob):
 
     def _while_started(self, backup_id: str, session: PostgresSession, facts: ServerFacts,
                        info: layout.BackupInfo) -> None:
-        # Recorded by _record_start before this hook runs.
-        assert info.timeline is not None and info.begin_xlog is not None
+        if info.timeline is None or info.begin_xlog is None:
+            raise RuntimeError("the backup's start is recorded before the copy starts")
         self.wal_start = (info.timeline, info.begin_xlog)
         session.start_keepalive(self.postgres.keepalive_interval)
         progress = Progress(backup_id, self.pool, session)

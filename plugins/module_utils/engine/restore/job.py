@@ -161,7 +161,8 @@ class RestoreJob:
 
     def _restore_archive(self, archive: Archive, folder: Folder, downloads: ThreadPoolExecutor,
                          stop: threading.Event) -> Extracted:
-        assert self.store is not None
+        if self.store is None:
+            raise RuntimeError("the restore's store is opened before its archives are read")
         reader = PrefetchReader(self.store, archive.key, archive.size, downloads)
 
         def read(size: int) -> bytes:

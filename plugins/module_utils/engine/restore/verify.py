@@ -49,7 +49,9 @@ def verify_copy(pgdata: str, version: Optional[int], wanted: bool) -> Dict[str, 
     if tool is None:
         return {"verified": False, "message": "not verified: pg_verifybackup is not installed on this host"}
     LOG.info("verifying the restored copy with %s", tool)
-    process = subprocess.run([tool, "--no-parse-wal", pgdata], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    # Called by the restore module and the host's command alike: the engine has no AnsibleModule.
+    command = [tool, "--no-parse-wal", pgdata]
+    process = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,  # pylint: disable=ansible-bad-function
                              universal_newlines=True, timeout=VERIFY_TIMEOUT, check=False)
     output = process.stdout.strip()
     if process.returncode != 0:

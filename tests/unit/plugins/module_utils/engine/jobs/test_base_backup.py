@@ -742,7 +742,7 @@ def test_two_runs_in_one_second_reserve_different_ids(facts, monkeypatch):
     ids = []
     info = make_job(store)._initial_info(facts)
     threads = [threading.Thread(target=lambda: ids.append(backup_job.reserve_backup_id(Catalog(store), info)))
-               for _ in range(2)]
+               for _thread in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
