@@ -173,7 +173,7 @@ def _tag_text(text: str, description: str, pattern: Any, what: str, cloud_provid
 def validate_tags(tags: Mapping[str, Any], cloud_provider: str = "aws-s3") -> Dict[str, str]:
     """Tags the store of cloud_provider takes as they are (checked before any backup starts)."""
     if not isinstance(tags, Mapping):
-        raise ConfigurationError("tags must be a dictionary of names and values, such as {team: dba}", "tags")
+        raise ConfigurationError("tags must be a dictionary of names and values (for example team: dba)", "tags")
     if len(tags) > MAX_TAGS:
         raise ConfigurationError("tags has %d entries; at most %d are allowed" % (len(tags), MAX_TAGS), "tags")
     key_text, key_pattern, value_text, value_pattern = TAG_RULES.get(cloud_provider, TAG_RULES["aws-s3"])

@@ -74,6 +74,7 @@ def parse_url(url: str) -> Tuple[str, str, None]:
             "hyphens, underscores and dots, with a letter or a digit at both ends" % (url, bucket), "destination_url")
     return bucket, check_key_path(path, "destination_url", "destination_url=%r" % url), None
 
+
 CHECK_RETRY_SECONDS = 10.0
 # google_crc32c takes bytes only: a part is checksummed in slices of this size, not copied whole.
 CRC_SLICE = 1 << 20
