@@ -62,3 +62,15 @@ def test_the_whole_engine_imports_without_ansible(tmp_path):
                             env=dict(os.environ, PYTHONPATH=path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["[]"]
+
+
+def test_no_engine_function_is_longer_than_60_lines():
+    """Complexity is ruff's (mccabe, 15, scripts/lint.sh); length is checked here."""
+    long_ones = []
+    for relative in engine_modules():
+        with open(os.path.join(ENGINE, relative)) as handle:
+            tree = ast.parse(handle.read(), relative)
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long_ones.append("%s:%d %s" % (relative, node.lineno, node.name))
+    assert long_ones == []
