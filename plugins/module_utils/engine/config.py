@@ -137,7 +137,11 @@ HTTP_URL_EXAMPLE = "http(s)://HOST[:PORT], for example https://s3.eu-west-1.amaz
 
 def refuse_userinfo(url: Optional[str], parameter: str) -> None:
     """A user or password in a URL would be echoed in logs and results: credentials have parameters of their own."""
-    if url and "@" in urlparse(url).netloc:
+    try:
+        netloc = urlparse(url).netloc if url else ""
+    except ValueError:  # not a URL at all: the URL's own check says so
+        return
+    if "@" in netloc:
         raise ConfigurationError(
             "%s=%r holds a user name or password (USER:PASSWORD@), which would be shown wherever the URL is: "
             "remove it and give the credentials with aws_access_key/aws_secret_key, azure_storage_key or "

@@ -12,6 +12,7 @@ import pytest
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine import errors, layout
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.config import PostgresConfig, StorageConfig
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.errors import ConfigurationError
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.storage.factory import parse_destination
 
 
 @pytest.mark.parametrize("text, secret", [
@@ -79,3 +80,10 @@ def test_bad_endpoint_url_message_hides_its_query():
     with pytest.raises(ConfigurationError) as raised:
         StorageConfig(destination_url="s3://bucket/pg", server_name="db1", endpoint_url="ftp://minio/?token=s3cr3t")
     assert "s3cr3t" not in str(raised.value)
+
+
+@pytest.mark.parametrize("url", ["s3://[b/pg", "https://[zz/c/p"])
+def test_unparseable_url_is_the_url_checks_error_not_the_userinfo_checks(url):
+    with pytest.raises(ConfigurationError) as raised:
+        parse_destination(StorageConfig(destination_url=url, server_name="db1"))
+    assert raised.value.parameter == "destination_url"
