@@ -123,8 +123,9 @@ def check_wal_archiving(settings: Dict[str, Optional[str]], facts: ServerFacts, 
     """
     if not required or facts.in_recovery:
         return
-    fix = ("set archive_mode = on and an archive_command (such as barman-cloud-wal-archive to %s) on "
-           "the server, or set require_wal_archiving: false if WAL reaches your restores another way")
+    fix = ("set archive_mode = on and an archive_command (such as barman-cloud-wal-archive, or this "
+           "collection's pgcloud-backup wal-archive) on the server, or set require_wal_archiving: false if "
+           "WAL reaches your restores another way")
     mode = settings.get("archive_mode")
     if mode == "off":
         raise ConfigurationError(
