@@ -209,7 +209,9 @@ def test_tablespaces_are_uploaded_before_pgdata(store, facts):
     order = [key.rsplit("/", 1)[1] for key, _data in store.put_history]
     assert order[0] == "backup.info" and order[-1] == "backup.info"
     data = [index for index, name in enumerate(order) if name.startswith("data")]
-    assert len(data) >= 2  # the walk's archives, then the last one with pg_control and backup_label
+    # One data archive per builder that took an entry: two, or one when a builder took every
+    # entry before the other started (as on a loaded machine); the last holds backup_label.
+    assert len(data) >= 1
     assert order.index("16384.tar") < min(data)
 
 
