@@ -27,6 +27,8 @@ step() {
 # proves the tarball works; tests/output and the like must not be in it. --force: without it
 # ansible-galaxy installs nothing when the collection is found on ANSIBLE_COLLECTIONS_PATH.
 installed=$(mktemp -d)
+# The WAL tests run the installed engine as the postgres OS user, which must traverse this folder.
+chmod 755 "$installed"
 trap 'rm -rf "$installed"' EXIT
 build_and_install() {
     ansible-galaxy collection build --output-path "$installed" . >/dev/null &&
