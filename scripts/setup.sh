@@ -115,8 +115,8 @@ if [ "$(cat "$venv_oldest/.requirements.sha" 2>/dev/null)" != "$oldest_want" ]; 
 fi
 
 # Managed-host Pythons 3.9 and 3.13 (tests/integration/test_host_pythons.py and the SSH fleet),
-# copied from pyenv to the prefix like 3.12, each with a venv holding the modules' requirements:
-# requirements.txt on 3.13, tests/host-python-3.9-requirements.txt on 3.9 (why: see there).
+# copied from pyenv to the prefix like 3.12, each with a venv holding the modules' requirements
+# (requirements.txt, whose environment markers pick what each Python installs).
 # The copies' RUNPATH is set to their own lib/, so that they start for any user without
 # LD_LIBRARY_PATH, as a host's own Python does.
 for version in 3.9 3.13; do
@@ -132,7 +132,6 @@ for version in 3.9 3.13; do
     fi
     host_venv=$prefix/venv-host-$version
     host_requirements=$here/requirements.txt
-    [ "$version" != 3.9 ] || host_requirements=$here/tests/host-python-3.9-requirements.txt
     host_want=$(sha256sum < "$host_requirements" | cut -d' ' -f1)
     if [ "$(cat "$host_venv/.requirements.sha" 2>/dev/null)" != "$host_want" ]; then
         log "installing the managed-host requirements into $host_venv"
