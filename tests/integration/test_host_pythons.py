@@ -2,8 +2,9 @@
 # Copyright: contributors to the pgcloud.backup collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The collection runs on the managed-host Pythons at both ends of the supported range, 3.9
-(RHEL 9, Debian 11) and 3.13: a WAL archive, a backup and a restore with each, on S3 and on
-Azure Blob Storage; 3.9 from the oldest ansible-core the collection declares (2.16).
+(RHEL 9, Debian 11) and 3.13: a WAL archive, a backup and a restore with each, on S3 (moto),
+Azure Blob Storage (Azurite) and Google Cloud Storage (its emulator); 3.9 from the oldest
+ansible-core the collection declares (2.16).
 
 Each Python is a venv of its own holding requirements.txt (scripts/setup.sh), named as the
 host's ansible_python_interpreter in the inventory, as a user would. A cluster of the test's
@@ -25,7 +26,6 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 
-from local_stores import AzuriteServer
 from testbed import (
     BACKUP_ID_PATTERN,
     COLLECTION_ROOT,
@@ -35,7 +35,6 @@ from testbed import (
     OLDEST_ANSIBLE_BIN,
     PG_BIN,
     VENV_BIN,
-    MotoServer,
     PostgresCluster,
     StorageTarget,
     amcheck_command,
@@ -63,7 +62,12 @@ from wal_host import LAUNCHER, HostCommand
 # otherwise sit in root's home, which postgres cannot read.
 LOCAL_ENV = {"ANSIBLE_PIPELINING": "1"}
 TABLESPACE = "testbed_space"
-STORES = ("aws-s3", "azure-blob-storage")
+STORES = ("aws-s3", "azure-blob-storage", "google-cloud-storage")
+# The compression libraries of the host's venv, not only Python's own gzip; none on GCS, whose
+# uncompressed data archive is surely large enough for the XML multipart upload of the SDK
+# release each Python has (3.9.0 on Python 3.9).
+COMPRESSIONS = {"aws-s3": "zstd", "azure-blob-storage": "lz4", "google-cloud-storage": None}
+STORE_SERVERS = {"aws-s3": "moto", "azure-blob-storage": "azurite", "google-cloud-storage": "gcs"}
 # Each Python with one controller: 3.9 with the oldest ansible-core (2.16), 3.13 with the
 # newest. test_fleet_ssh.py runs the modules on 3.9 with the newest too.
 CONTROLLERS = {"3.9": OLDEST_ANSIBLE_BIN, "3.13": VENV_BIN}
@@ -73,9 +77,14 @@ class HostPythonCommand(HostCommand):
     """`pgcloud-backup` run by a managed-host venv's python, with the store's secrets in
     credentials.env as the role writes them (JSON-quoted values)."""
 
-    def __init__(self, root: Path, python: Path) -> None:
+    def __init__(self, root: Path, python: Path, target: StorageTarget) -> None:
         super().__init__(root)
         self.python = python
+        # The GCS emulator's address, which its SDK takes from the environment alone.
+        self.store_env = target.module_env()
+
+    def environment(self) -> Dict[str, str]:
+        return {**super().environment(), **self.store_env}
 
     def configure(self, target: StorageTarget, endpoint_url: Any = None, **wal: Any) -> None:
         """HostCommand's config.json, without endpoint_url where only S3 takes it (Azurite's
@@ -90,7 +99,7 @@ class HostPythonCommand(HostCommand):
         """The target's secrets only: the engine refuses another provider's options."""
         if target.cloud_provider == "aws-s3":
             secrets = {name: FAKE_AWS_ENV[name] for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-        else:
+        else:  # Azurite's connection string; none for the GCS emulator
             secrets = {name: value for name, value in target.tool_env if name == "AZURE_STORAGE_CONNECTION_STRING"}
         # The file HostCommand made (postgres's, mode 0600) keeps its owner and mode.
         self.credentials_file.write_text("".join("%s=%s\n" % (name, json.dumps(value))
@@ -106,7 +115,7 @@ class HostPythonCluster(PostgresCluster):
 
     def __init__(self, python: Path, target: StorageTarget) -> None:
         super().__init__(target.server_name)
-        self.wal_command = HostPythonCommand(self.root / "host", python)
+        self.wal_command = HostPythonCommand(self.root / "host", python, target)
         self.wal_command.configure(target)
         self.wal_command.write_credentials(target)
 
@@ -118,10 +127,10 @@ class HostPythonCluster(PostgresCluster):
 
 
 @pytest.fixture
-def target(request: pytest.FixtureRequest, moto: MotoServer, azurite: AzuriteServer) -> Iterator[StorageTarget]:
-    """A bucket (or container) of this test's own, on moto or Azurite by the test's store."""
+def target(request: pytest.FixtureRequest) -> Iterator[StorageTarget]:
+    """A bucket (or container) of this test's own, on moto, Azurite or the GCS emulator."""
     python_version, store = request.node.callspec.params["python_version"], request.node.callspec.params["store"]
-    server = moto if store == "aws-s3" else azurite
+    server = request.getfixturevalue(STORE_SERVERS[store])
     bucket = server.create_bucket()
     yield server.target(bucket, "pg", "py%s" % python_version.replace(".", ""))
     with contextlib.suppress(Exception):
@@ -151,7 +160,7 @@ def storage_vars(target: StorageTarget) -> Dict[str, Any]:
         variables.update({"pgcloud_backup_endpoint_url": target.endpoint_url,
                           "pgcloud_backup_aws_access_key": FAKE_AWS_ENV["AWS_ACCESS_KEY_ID"],
                           "pgcloud_backup_aws_secret_key": FAKE_AWS_ENV["AWS_SECRET_ACCESS_KEY"]})
-    else:
+    elif target.cloud_provider == "azure-blob-storage":
         variables["pgcloud_backup_azure_storage_connection_string"] = dict(target.tool_env)[
             "AZURE_STORAGE_CONNECTION_STRING"]
     return variables
@@ -159,7 +168,7 @@ def storage_vars(target: StorageTarget) -> Dict[str, Any]:
 
 def backup_vars(target: StorageTarget, cluster: PostgresCluster) -> Dict[str, Any]:
     params = cluster.connection_params
-    return {
+    variables = {
         **storage_vars(target),
         "pgcloud_hosts": "all",
         "pgcloud_serial": 1,
@@ -167,9 +176,13 @@ def backup_vars(target: StorageTarget, cluster: PostgresCluster) -> Dict[str, An
         "pgcloud_backup_port": params["port"],
         "pgcloud_backup_user": params["user"],
         "pgcloud_backup_immediate_checkpoint": True,
-        # A compression library of the host's venv, not only Python's own gzip.
-        "pgcloud_backup_compression": "zstd",
+        # Parts of 5 MiB: the data archive (over 20 MiB uncompressed) goes up in several.
+        "pgcloud_backup_min_chunk_size": "5MB",
     }
+    compression = COMPRESSIONS[target.cloud_provider]
+    if compression:
+        variables["pgcloud_backup_compression"] = compression
+    return variables
 
 
 def restore_vars(target: StorageTarget, backup_id: str, workdir: Path) -> Dict[str, Any]:
@@ -252,15 +265,19 @@ def test_wal_archive_backup_and_restore_on_the_host_python(python_version: str, 
     interpreter = host_python(python_version)
     reported = run([str(interpreter), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]).stdout.strip()
     assert reported == python_version
-    inventory = {"all": {"hosts": {"db-python-%s" % python_version: {
-        "ansible_connection": "local", "ansible_python_interpreter": str(interpreter)}}}}
+    host = {"ansible_connection": "local", "ansible_python_interpreter": str(interpreter)}
+    if target.module_env():
+        # sudo keeps the GCS emulator's address for the module, as a host's environment would.
+        host["ansible_become_flags"] = "-H -S -n --preserve-env=%s" % ",".join(target.module_env())
+    inventory = {"all": {"hosts": {"db-python-%s" % python_version: host}}}
+    env = {**LOCAL_ENV, **target.module_env()}
     with HostPythonCluster(interpreter, target) as cluster:
         cluster.load_data(1)
         # The archiver works before the backup waits on it (a failure shows the server's log).
         cluster.switch_wal_and_wait()
         for name in ("check", "backup"):
             result = run_inventory_playbook(COLLECTION_ROOT / "playbooks" / ("%s.yml" % name), inventory,
-                                            backup_vars(target, cluster), ansible_bin=ansible_bin, env=LOCAL_ENV)
+                                            backup_vars(target, cluster), ansible_bin=ansible_bin, env=env)
             assert result.rc == 0, result.output
         taken = result.task("Take a base backup")
         assert taken["status"] == "DONE" and BACKUP_ID_PATTERN.match(taken["backup_id"]), result.output
@@ -275,7 +292,7 @@ def test_wal_archive_backup_and_restore_on_the_host_python(python_version: str, 
         expected_after = cluster.scalar("SELECT count(*) FROM after_backup")
     restored = run_inventory_playbook(INTEGRATION_DIR / "playbooks" / "restore_on_host.yml", inventory,
                                       restore_vars(target, taken["backup_id"], workdir), ansible_bin=ansible_bin,
-                                      env=LOCAL_ENV)
+                                      env=env)
     assert restored.rc == 0, restored.output
     result = restored.task("Restore the backup")
     assert result["changed"] is True and result["backup_id"] == taken["backup_id"], result
