@@ -152,7 +152,6 @@ def test_a_bad_policy_is_refused_before_anything_is_written(host_root: Path, sto
     assert not os.path.exists(job_paths(host_root)["config"])
 
 
-
 # --- open uploads of killed runs, on each store --------------------------------------------------
 
 # What a policy run aborts of the uploads opened (old, fresh); Azure's uncommitted blocks expire

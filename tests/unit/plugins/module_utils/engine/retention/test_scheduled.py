@@ -76,8 +76,8 @@ def test_run_retention_flags_override_the_job(stored):
     config = job_config(retention_policy="REDUNDANCY 1")
     assert len(scheduled.run_retention(config, {}, retention_policy="REDUNDANCY 2", check_mode=True)["deleted"]) == 1
     assert len(scheduled.run_retention(config, {}, minimum_redundancy=3, check_mode=True)["deleted"]) == 0
-    assert [step["backup_id"] for step in scheduled.run_retention(config, {}, backup_id="latest",
-                                                                 check_mode=True)["deleted"]] == ["20261103T000000"]
+    latest = scheduled.run_retention(config, {}, backup_id="latest", check_mode=True)
+    assert [step["backup_id"] for step in latest["deleted"]] == ["20261103T000000"]
     assert len(stored.delete_batches) == 0
 
 
