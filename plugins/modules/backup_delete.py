@@ -54,6 +54,21 @@ options:
         that are not running (FAILED ones included).
     type: int
     default: 0
+  abort_uploads_older_than:
+    description:
+      - With O(retention_policy), the multipart uploads under the server's folder that have been
+        open for at least this many seconds are aborted, after the obsolete backups are deleted.
+        They are the uploads of runs that were killed (SIGKILL, a lost host) before they could
+        abort their own; the store keeps, and bills, their parts until then.
+      - The default, a day, is longer than a backup runs, so that the upload of a backup or a
+        WAL file being written now is never aborted. V(0) aborts every open upload, those of a
+        run in progress too.
+      - Cloud Storage's XML multipart uploads and S3 multipart uploads are listed and aborted.
+        Azure discards uncommitted blocks by itself a week after they were staged; nothing is
+        aborted there.
+      - In check mode they are listed in RV(aborted_uploads) and none is aborted.
+    type: int
+    default: 86400
 extends_documentation_fragment:
   - pgcloud.backup.storage
   - pgcloud.backup.storage.sse_customer_key
@@ -170,6 +185,30 @@ retention:
   type: list
   elements: dict
   sample: [{"backup_id": "20260118T031500", "verdict": "OBSOLETE"}, {"backup_id": "20260125T031500", "verdict": "VALID"}]
+aborted_uploads:
+  description:
+    - The multipart uploads under the server's folder open for at least O(abort_uploads_older_than)
+      seconds, aborted (or that would be, in check mode).
+    - Always empty on Azure, whose uncommitted blocks expire by themselves.
+  returned: when O(retention_policy) is set
+  type: list
+  elements: dict
+  contains:
+    key:
+      description: The key of the object the upload was writing.
+      type: str
+      returned: always
+      sample: postgres/db1/base/20260118T031500/data.tar.zst
+    upload_id:
+      description: The store's id of the upload.
+      type: str
+      returned: always
+      sample: 2~hUZQm8kV1hVx3pQZ1jXyZw
+    initiated:
+      description: When the upload was begun (ISO 8601).
+      type: str
+      returned: always
+      sample: "2026-01-18T03:15:02+00:00"
 """
 
 from typing import Any, Dict
@@ -192,6 +231,7 @@ def argument_spec() -> Dict[str, Dict[str, Any]]:
             "backup_id": {"type": "str"},
             "retention_policy": {"type": "str"},
             "minimum_redundancy": {"type": "int", "default": 0},
+            "abort_uploads_older_than": {"type": "int", "default": 86400},
         },
     )
 
@@ -204,7 +244,8 @@ def main() -> None:
     params = module.params
     with module.engine_errors():
         result = delete_backups(module.storage_config(), params["backup_id"], params["retention_policy"],
-                                params["minimum_redundancy"], check_mode=module.check_mode)
+                                params["minimum_redundancy"], check_mode=module.check_mode,
+                                abort_uploads_older_than=params["abort_uploads_older_than"])
     module.exit_json(**result)
 
 

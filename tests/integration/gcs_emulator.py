@@ -10,7 +10,8 @@ that large objects take on the real service (initiate with POST ?uploads, PUT ?p
 answers those four calls itself, as documented for Cloud Storage's XML API, stores the
 completed object in the emulator through its JSON API, and forwards every other request to
 the emulator unchanged. GET /_testbed/uploads lists the uploads neither completed nor
-aborted, which the tests assert to be empty after a failed backup.
+aborted, which the tests assert to be empty after a failed backup; GET /BUCKET?uploads is the
+XML API's own list of them (one page), with the time each was initiated.
 
 The emulator checks no permissions. So that the tests can see how a refusal is reported,
 every request about a bucket whose name starts with "forbidden-" gets Cloud Storage's 403
@@ -29,6 +30,7 @@ import json
 import re
 import socket
 import threading
+import time
 import uuid
 from xml.etree import ElementTree
 from http import HTTPStatus
@@ -57,7 +59,8 @@ class Uploads:
     def start(self, bucket: str, key: str, headers: Dict[str, str]) -> str:
         upload_id = uuid.uuid4().hex
         with self._lock:
-            self._uploads[upload_id] = {"bucket": bucket, "key": key, "headers": headers, "parts": {}}
+            self._uploads[upload_id] = {"bucket": bucket, "key": key, "headers": headers, "parts": {},
+                                        "initiated": time.time()}
         return upload_id
 
     def get(self, upload_id: str, bucket: str, key: str) -> Optional[Dict[str, Any]]:
@@ -73,8 +76,8 @@ class Uploads:
 
     def listing(self) -> list:
         with self._lock:
-            return [{"bucket": item["bucket"], "key": item["key"], "upload_id": upload_id}
-                    for upload_id, item in self._uploads.items()]
+            return [{"bucket": item["bucket"], "key": item["key"], "upload_id": upload_id,
+                     "initiated": item["initiated"]} for upload_id, item in self._uploads.items()]
 
 
 class FrontHandler(BaseHTTPRequestHandler):
@@ -111,8 +114,11 @@ class FrontHandler(BaseHTTPRequestHandler):
             self._xml_error(HTTPStatus.FORBIDDEN, "AccessDenied", message)
 
     def do_GET(self) -> None:
+        bucket, key, query = self._target()
         if urlsplit(self.path).path == "/_testbed/uploads":
             self._reply(HTTPStatus.OK, json.dumps(self.server.uploads.listing()).encode(), "application/json")
+        elif bucket and not key and "uploads" in query:
+            self._list_uploads(bucket, query.get("prefix", [""])[0])
         else:
             self._forward()
 
@@ -162,6 +168,21 @@ class FrontHandler(BaseHTTPRequestHandler):
         root = ElementTree.Element("InitiateMultipartUploadResult", xmlns=XML_NAMESPACE)
         for tag, text in (("Bucket", bucket), ("Key", key), ("UploadId", upload_id)):
             ElementTree.SubElement(root, tag).text = text
+        self._reply(HTTPStatus.OK, ElementTree.tostring(root, xml_declaration=True, encoding="UTF-8"),
+                    "application/xml")
+
+    def _list_uploads(self, bucket: str, prefix: str) -> None:
+        root = ElementTree.Element("ListMultipartUploadsResult", xmlns=XML_NAMESPACE)
+        ElementTree.SubElement(root, "Bucket").text = bucket
+        ElementTree.SubElement(root, "IsTruncated").text = "false"
+        for item in sorted(self.server.uploads.listing(), key=lambda upload: (upload["key"], upload["initiated"])):
+            if item["bucket"] != bucket or not item["key"].startswith(prefix):
+                continue
+            upload = ElementTree.SubElement(root, "Upload")
+            initiated = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(item["initiated"]))
+            for tag, text in (("Key", item["key"]), ("UploadId", item["upload_id"]), ("StorageClass", "STANDARD"),
+                              ("Initiated", "%s.%03dZ" % (initiated, int(item["initiated"] % 1 * 1000)))):
+                ElementTree.SubElement(upload, tag).text = text
         self._reply(HTTPStatus.OK, ElementTree.tostring(root, xml_declaration=True, encoding="UTF-8"),
                     "application/xml")
 

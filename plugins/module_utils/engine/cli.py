@@ -17,6 +17,8 @@ Exit status, as PostgreSQL reads it:
                255 (or --store-error-exit-code) the store failed or the configuration is
                unusable: above 125, PostgreSQL aborts recovery instead of taking it for the
                end of WAL and ending recovery early.
+  delete       0 done (its result, as backup_delete's, printed as JSON); 1 the store failed;
+               2 a parameter is refused (no policy, a bad one, an unknown backup).
 
 The fast path of each (a file stored or prefetched by an earlier call) imports no SDK.
 """
@@ -86,6 +88,13 @@ def parser() -> argparse.ArgumentParser:
     restore.add_argument("--store-error-exit-code", type=int, default=EXIT_STORE_ERROR,
                          help="exit status when the store fails (default %(default)s: above 125, PostgreSQL "
                               "aborts recovery rather than end it early)")
+    delete = commands.add_parser("delete", help="apply the job's retention policy (or delete one backup); "
+                                                "prints what was deleted as JSON")
+    which = delete.add_mutually_exclusive_group()
+    which.add_argument("--backup-id", help="delete this backup (id, name, latest, oldest, last-failed) instead")
+    which.add_argument("--retention-policy", help="apply this policy instead of the job's")
+    delete.add_argument("--minimum-redundancy", type=int, help="instead of the job's minimum_redundancy")
+    delete.add_argument("--dry-run", action="store_true", help="delete nothing, abort nothing: print what would go")
     return top
 
 
@@ -221,6 +230,26 @@ def wal_restore(name: str, destination: str, config: Dict[str, Any], error_code:
     return EXIT_OK
 
 
+def delete(arguments: argparse.Namespace, config: Dict[str, Any]) -> int:
+    """`delete`: backup_delete's result as JSON on stdout; 2 for a refused parameter, 1 for a failure."""
+    import json
+
+    from .errors import ConfigurationError
+    from .retention.scheduled import run_retention
+
+    try:
+        result = run_retention(config, _prepare(config), arguments.backup_id, arguments.retention_policy,
+                               arguments.minimum_redundancy, check_mode=arguments.dry_run)
+    except ConfigurationError as error:
+        LOG.error("delete: %s", error)
+        return EXIT_CONFIG
+    except PgCloudError as error:
+        LOG.error("delete failed: %s", error)
+        return EXIT_FAILED
+    print(json.dumps(result, indent=2, sort_keys=True))
+    return EXIT_OK
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if fast_path(argv):
@@ -239,6 +268,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return wal_archive(arguments.path, config, os.path.abspath(config_file))
         if arguments.command == "wal-archive-worker":
             return wal_archive_worker(arguments.path, config)
+        if arguments.command == "delete":
+            return delete(arguments, config)
         return wal_restore(arguments.name, arguments.destination, config, store_error)
     except Exception as error:  # pylint: disable=broad-except  # PostgreSQL needs an exit status, not a traceback
         LOG.exception("unexpected error: %s", error)

@@ -18,6 +18,7 @@ from typing import Any, Dict
 
 from engine.config import BackupConfig, PostgresConfig, StorageConfig, from_params, validate_http_url
 from engine.errors import ConfigurationError
+from engine.retention.scheduled import retention_settings
 from engine.storage.factory import parse_destination
 
 VARIABLE_PREFIX = "pgcloud_backup_"
@@ -29,6 +30,7 @@ def check(config: Dict[str, Any]) -> None:
     from_params(PostgresConfig, config.get("postgres") or {})
     from_params(BackupConfig, config.get("backup") or {})
     validate_http_url((config.get("report") or {}).get("ping_url"), "ping_url", "http(s)://HOST[:PORT]/PATH")
+    retention_settings(config)
 
 
 def main() -> int:

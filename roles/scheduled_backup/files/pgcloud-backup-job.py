@@ -345,6 +345,10 @@ def metrics_text(status: Dict[str, Any]) -> str:
     for name, help_text, value in gauges:
         metric = "%s_%s" % (METRIC_PREFIX, name)
         lines += ["# HELP %s %s" % (metric, help_text), "# TYPE %s gauge" % metric, "%s%s %s" % (metric, labels, value)]
+    if status.get("retention"):
+        from ansible_collections.pgcloud.backup.plugins.module_utils.engine.retention.scheduled import retention_metrics
+
+        lines += retention_metrics(status["retention"], labels)
     return "\n".join(lines) + "\n"
 
 
@@ -424,6 +428,13 @@ def run_backup(config: Dict[str, Any], credentials: Dict[str, str]) -> Dict[str,
     return operations.take_base_backup(storage, postgres, backup)
 
 
+def apply_retention(config: Dict[str, Any], credentials: Dict[str, str], redact: Redactor) -> Optional[Dict[str, Any]]:
+    """The job's retention policy applied (engine/retention/scheduled.py): the status's "retention" section."""
+    from ansible_collections.pgcloud.backup.plugins.module_utils.engine.retention import scheduled
+
+    return scheduled.apply_retention(config, credentials, redact)
+
+
 def engine_redaction(library: str) -> Optional[Callable[[str], str]]:
     """The engine's errors.redact, or None if the engine cannot be imported (the run then fails)."""
     try:
@@ -499,6 +510,8 @@ def run_and_report(config: Dict[str, Any], credentials: Dict[str, str], redact: 
     if error is None:
         LOG.info("base backup %s DONE in %.1fs, %s bytes stored", status["backup_id"], status["duration_seconds"],
                  status["size_bytes"])
+        # Retention, one step after a DONE backup: its failure is reported, the run stays a success.
+        status["retention"] = apply_retention(config, credentials, redact)
     else:
         LOG.error("base backup FAILED after %.1fs: %s", status["duration_seconds"], error)
     report(config, status)

@@ -392,3 +392,69 @@ def test_metrics_rewritten_in_place_where_the_folder_is_not_writable(job, tmp_pa
     monkeypatch.setattr(job.tempfile, "mkstemp", refuse)
     job.write_metrics(str(target), "new\n")
     assert target.read_text() == "new\n"
+
+
+def prom_values(path):
+    return {line.split("{")[0]: float(line.rsplit(" ", 1)[1]) for line in path.read_text().splitlines()
+            if line and not line.startswith("#")}
+
+
+def test_retention_after_a_done_backup_is_in_status_and_metrics(job, tmp_path, monkeypatch, restore_logging):
+    from ansible_collections.pgcloud.backup.plugins.module_utils.engine.retention import scheduled
+
+    monkeypatch.setattr(job, "run_backup", lambda config, credentials: {"backup_id": "20260101T020000",
+                                                                        "bytes_written": 1})
+    seen = []
+    monkeypatch.setattr(scheduled, "run_retention", lambda config, credentials: seen.append(config["retention"]) or {
+        "deleted": [{"backup_id": "20251201T020000", "wals": ["a", "b"]}], "aborted_uploads": [{"key": "k"}]})
+    retention = {"retention_policy": "REDUNDANCY 7", "minimum_redundancy": 1, "abort_uploads_older_than": 86400}
+    assert job.main(["--config", job_config(tmp_path, retention=retention)]) == 0
+    assert seen == [retention]
+    assert status_of(tmp_path)["retention"] == {
+        "result": "success", "policy": "REDUNDANCY 7", "error": None, "deleted_backups": ["20251201T020000"],
+        "deleted_wals": 2, "aborted_uploads": ["k"]}
+    values = prom_values(tmp_path / "job.prom")
+    assert (values["pgcloud_backup_retention_last_status"], values["pgcloud_backup_retention_deleted_backups"],
+            values["pgcloud_backup_retention_deleted_wals"], values["pgcloud_backup_retention_aborted_uploads"]) == (
+        1, 1, 2, 1)
+
+
+def test_a_failed_retention_leaves_the_run_a_success(job, tmp_path, monkeypatch, capsys, restore_logging):
+    from ansible_collections.pgcloud.backup.plugins.module_utils.engine.errors import StorageError
+    from ansible_collections.pgcloud.backup.plugins.module_utils.engine.retention import scheduled
+
+    monkeypatch.setattr(job, "run_backup", lambda config, credentials: {"backup_id": "20260101T020000",
+                                                                        "bytes_written": 1})
+
+    def refuse(config, credentials):
+        raise StorageError("S3 refused to delete 1 of 1 objects with key hunter2-secret-key")
+
+    monkeypatch.setattr(scheduled, "run_retention", refuse)
+    credentials = write(tmp_path / "credentials.env", "AWS_SECRET_ACCESS_KEY=hunter2-secret-key\n")
+    config = job_config(tmp_path, retention={"retention_policy": "REDUNDANCY 7"}, credentials_file=credentials)
+    assert job.main(["--config", config]) == 0
+    status = status_of(tmp_path)
+    assert status["result"] == "success" and status["error"] is None
+    assert status["retention"]["result"] == "failure" and "S3 refused to delete" in status["retention"]["error"]
+    assert "hunter2" not in (tmp_path / "status.json").read_text()
+    values = prom_values(tmp_path / "job.prom")
+    assert values["pgcloud_backup_last_status"] == 1 and values["pgcloud_backup_retention_last_status"] == 0
+    assert "ERROR pgcloud.backup: retention REDUNDANCY 7 FAILED" in capsys.readouterr().err
+
+
+def test_no_retention_without_a_policy_nor_after_a_failed_backup(job, tmp_path, monkeypatch, restore_logging):
+    from ansible_collections.pgcloud.backup.plugins.module_utils.engine.retention import scheduled
+
+    monkeypatch.setattr(scheduled, "run_retention", lambda *args: pytest.fail("retention ran"))
+    monkeypatch.setattr(job, "run_backup", lambda config, credentials: {"backup_id": "20260101T020000",
+                                                                        "bytes_written": 1})
+    assert job.main(["--config", job_config(tmp_path, retention={"retention_policy": ""})]) == 0
+    assert status_of(tmp_path)["retention"] is None
+    assert "retention" not in (tmp_path / "job.prom").read_text()
+
+    def fail(config, credentials):
+        raise RuntimeError("the backup failed")
+
+    monkeypatch.setattr(job, "run_backup", fail)
+    assert job.main(["--config", job_config(tmp_path, retention={"retention_policy": "REDUNDANCY 1"})]) == 1
+    assert "retention" not in status_of(tmp_path)

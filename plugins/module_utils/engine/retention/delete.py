@@ -34,6 +34,7 @@ from ..errors import BackupError, ConfigurationError, PgCloudError, StorageError
 from ..storage.base import ObjectStore
 from ..storage.factory import open_store
 from .keep import resolve_backup
+from .orphans import DEFAULT_MIN_AGE, abort_orphan_uploads, check_min_age
 from .policy import check_minimum_redundancy, judge, obsolete_ids, parse_policy
 
 LOG = logging.getLogger("pgcloud.backup")
@@ -97,11 +98,12 @@ class StoreState:
 
 def delete_backups(storage: StorageConfig, backup_id: Optional[str] = None, retention_policy: Optional[str] = None,
                    minimum_redundancy: Any = 0, check_mode: bool = False,
-                   now: Optional[datetime] = None) -> Dict[str, Any]:
+                   now: Optional[datetime] = None, abort_uploads_older_than: Any = DEFAULT_MIN_AGE) -> Dict[str, Any]:
     """Delete one backup (backup_id: id, name or shortcut) or apply a retention policy.
 
     Returns what was deleted (or would be, in check mode): changed, deleted (one entry per
-    backup with its objects and WAL files) and, for a policy, the verdict on every backup.
+    backup with its objects and WAL files) and, for a policy, the verdict on every backup and
+    the uploads left open for abort_uploads_older_than seconds or more, aborted (orphans.py).
     """
     if (backup_id is None) == (retention_policy is None):
         raise ConfigurationError("give either backup_id (one backup) or retention_policy, not %s"
@@ -109,11 +111,13 @@ def delete_backups(storage: StorageConfig, backup_id: Optional[str] = None, rete
                                  "backup_id" if backup_id is not None else "retention_policy")
     minimum = check_minimum_redundancy(minimum_redundancy)
     policy = parse_policy(retention_policy) if retention_policy is not None else None
+    min_age = check_min_age(abort_uploads_older_than)
+    now = now or datetime.now(timezone.utc)
     catalog = Catalog(open_store(storage))
     state = StoreState(catalog)
     verdicts: Optional[Dict[str, str]] = None
     if policy is not None:
-        verdicts = judge(state.backups, state.keeps, policy, minimum, now or datetime.now(timezone.utc))
+        verdicts = judge(state.backups, state.keeps, policy, minimum, now)
         targets = obsolete_ids(verdicts) + _interrupted(state.backups)
     else:
         targets = [_one_backup(catalog, state, str(backup_id), minimum)]
@@ -123,6 +127,10 @@ def delete_backups(storage: StorageConfig, backup_id: Optional[str] = None, rete
     result: Dict[str, Any] = {"changed": bool(plan), "deleted": [step.describe() for step in plan]}
     if verdicts is not None:
         result["retention"] = [{"backup_id": key, "verdict": value} for key, value in sorted(verdicts.items())]
+        # After the backups: a store that refuses the deletions is reported before this is tried.
+        result["aborted_uploads"] = abort_orphan_uploads(catalog.store, catalog.destination.key() + "/", min_age, now,
+                                                         check_mode)
+        result["changed"] = result["changed"] or bool(result["aborted_uploads"])
     return result
 
 

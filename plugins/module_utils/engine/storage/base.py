@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Union
 
 from ..config import StorageConfig
@@ -48,6 +49,15 @@ class Destination:
 class StoredObject:
     key: str
     size: int
+
+
+@dataclass(frozen=True)
+class OpenUpload:
+    """A multipart upload begun and neither completed nor aborted; initiated is None when the store does not say."""
+
+    key: str
+    upload_id: str
+    initiated: Optional[datetime]
 
 
 def url_error(url: str, expected: str, provider: str) -> ConfigurationError:
@@ -122,6 +132,18 @@ class ObjectStore:
         raise NotImplementedError
 
     def abort_multipart(self, key: str, upload: Any) -> None:
+        raise NotImplementedError
+
+    def list_open_uploads(self, prefix: str) -> Iterator[OpenUpload]:
+        """The multipart uploads open under prefix, those of killed runs included.
+
+        None by default: Azure's uncommitted blocks are discarded by the service itself a week
+        after they were staged, and nothing lists them as uploads.
+        """
+        return iter(())
+
+    def abort_open_upload(self, upload: OpenUpload) -> None:
+        """Abort an upload list_open_uploads returned; its parts are freed."""
         raise NotImplementedError
 
     # The most keys one delete request of the provider takes.

@@ -15,8 +15,10 @@ import base64
 import hashlib
 import json
 import re
+from datetime import datetime
 from typing import Any, Dict, Iterator, List, Optional, Tuple
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
+from xml.etree import ElementTree
 
 from ..config import StorageConfig
 from ..errors import (
@@ -29,7 +31,16 @@ from ..errors import (
     first_line,
 )
 from ..inputs import check_key_path, split_url
-from .base import Destination, ObjectStore, ObjectStream, Payload, StoredObject, read_listing, url_error
+from .base import (
+    Destination,
+    ObjectStore,
+    ObjectStream,
+    OpenUpload,
+    Payload,
+    StoredObject,
+    read_listing,
+    url_error,
+)
 
 try:
     import google.api_core.exceptions as google_errors
@@ -262,6 +273,34 @@ class GcsStore(ObjectStore):
     def abort_multipart(self, key: str, upload: Any) -> None:
         self._call("abort upload of %s" % key, upload.cancel, self.client._http, timeout=self.timeout)
 
+    def list_open_uploads(self, prefix: str) -> Iterator[OpenUpload]:
+        """The XML API's list of multipart uploads (GET /BUCKET?uploads), page by page; the SDK has none."""
+        markers: Dict[str, str] = {}
+        while True:
+            query = urlencode(dict({"prefix": prefix}, **markers))
+            url = "%s/%s?uploads&%s" % (self.client.api_endpoint.rstrip("/"), self.destination.bucket, query)
+            page = self._call("list the open uploads under %s" % prefix, self._get_xml, url)
+            for upload in page.iter(_XML + "Upload"):
+                yield OpenUpload(_text(upload, "Key"), _text(upload, "UploadId"), _xml_time(_text(upload, "Initiated")))
+            if _text(page, "IsTruncated").lower() != "true":
+                return
+            markers = {"key-marker": _text(page, "NextKeyMarker"), "upload-id-marker": _text(page, "NextUploadIdMarker")}
+
+    def _get_xml(self, url: str) -> Any:
+        response = self.client._http.get(url, timeout=self.timeout)
+        if response.status_code != 200:
+            raise google_errors.from_http_response(response)
+        return ElementTree.fromstring(response.content)
+
+    def abort_open_upload(self, upload: OpenUpload) -> None:
+        url = "%s?uploadId=%s" % (self._object_url(upload.key), quote(upload.upload_id, safe=""))
+        self._call("abort upload of %s" % upload.key, self._delete_url, url)
+
+    def _delete_url(self, url: str) -> None:
+        response = self.client._http.delete(url, timeout=self.timeout)
+        if response.status_code not in (200, 204):
+            raise google_errors.from_http_response(response)
+
     # A JSON API batch request holds at most 100 calls.
     delete_batch_size = 100
 
@@ -301,6 +340,25 @@ def _reported_crc32c(header: str) -> Optional[str]:
         if name == "crc32c":
             return value
     return None
+
+
+# The namespace of the XML API's answers (that of S3, which the API follows).
+_XML = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+
+def _text(element: Any, tag: str) -> str:
+    found = element.find(_XML + tag)
+    if found is None:
+        found = element.find(tag)
+    return (found.text or "") if found is not None else ""
+
+
+def _xml_time(text: str) -> Optional[datetime]:
+    """An Initiated time (2026-01-25T03:15:00.123Z); None when absent or unreadable (the upload is left alone)."""
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 class _MissingObject(StorageError):

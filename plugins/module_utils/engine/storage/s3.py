@@ -26,7 +26,16 @@ from ..errors import (
     StorageUnreachableError,
 )
 from ..inputs import check_key_path, split_url
-from .base import Destination, ObjectStore, ObjectStream, Payload, StoredObject, read_listing, url_error
+from .base import (
+    Destination,
+    ObjectStore,
+    ObjectStream,
+    OpenUpload,
+    Payload,
+    StoredObject,
+    read_listing,
+    url_error,
+)
 
 try:
     import botocore.config
@@ -303,6 +312,17 @@ class S3Store(ObjectStore):
     def abort_multipart(self, key: str, upload: Any) -> None:
         self._call("abort upload of %s" % key, self.client.abort_multipart_upload,
                    Bucket=self.bucket, Key=key, UploadId=upload)
+
+    def list_open_uploads(self, prefix: str) -> Iterator[OpenUpload]:
+        action = "list the open uploads under %s" % prefix
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        pages = self._call(action, paginator.paginate, Bucket=self.bucket, Prefix=prefix)
+        for page in read_listing(self._call, action, pages):
+            for item in page.get("Uploads", ()):
+                yield OpenUpload(item["Key"], item["UploadId"], item.get("Initiated"))
+
+    def abort_open_upload(self, upload: OpenUpload) -> None:
+        self.abort_multipart(upload.key, upload.upload_id)
 
     delete_batch_size = 1000
 

@@ -83,7 +83,7 @@ def test_check_mode_deletes_nothing_and_says_what_would_go(five, run):
     assert planned["changed"] is True
     assert planned == run(retention_policy="REDUNDANCY 2")
     assert run(retention_policy="REDUNDANCY 2", check_mode=True) == {
-        "changed": False, "deleted": [], "retention": planned["retention"][2:]}
+        "changed": False, "deleted": [], "retention": planned["retention"][2:], "aborted_uploads": []}
 
 
 def test_full_keep_stops_wal_cleanup_and_standalone_protects_its_range(store, run):
