@@ -58,8 +58,8 @@ def test_delete_needs_one_of_backup_id_and_policy(run):
 def test_delete_passes_the_request_and_reports_the_engines_errors(run, monkeypatch):
     calls = []
 
-    def delete_backups(storage, backup_id, retention_policy, minimum_redundancy, check_mode):
-        calls.append((backup_id, retention_policy, minimum_redundancy, check_mode))
+    def delete_backups(storage, backup_id, retention_policy, minimum_redundancy, check_mode, abort_uploads_older_than):
+        calls.append((backup_id, retention_policy, minimum_redundancy, check_mode, abort_uploads_older_than))
         if retention_policy == "bad":
             raise ConfigurationError("retention_policy='bad' is not a policy", "retention_policy")
         return {"changed": False, "deleted": [], "retention": []}
@@ -69,4 +69,4 @@ def test_delete_passes_the_request_and_reports_the_engines_errors(run, monkeypat
     assert code == 0 and result["changed"] is False and result["deleted"] == []
     code, result = run(backup_delete, dict(REQUIRED, retention_policy="bad"))
     assert code == 1 and result["parameter"] == "retention_policy"
-    assert calls == [(None, "REDUNDANCY 2", 1, False), (None, "bad", 0, False)]
+    assert calls == [(None, "REDUNDANCY 2", 1, False, 86400), (None, "bad", 0, False, 86400)]
