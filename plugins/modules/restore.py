@@ -84,14 +84,44 @@ options:
   restore_command:
     description:
       - The C(restore_command) PostgreSQL runs to fetch each WAL file during recovery.
-      - When unset, C(barman-cloud-wal-restore) (its full path when it is on this host's E(PATH)) with
+      - When unset and the host has the collection's own command, installed by the
+        C(pgcloud.backup.scheduled_backup) role in O(install_dir), for a job of the same store and
+        server as this restore (see O(wal_restore_job)):
+        C(<install_dir>/bin/pgcloud-backup --job <job> wal-restore %f %p), which fetches with the job's credentials file and prefetches the following segments.
+      - Otherwise C(barman-cloud-wal-restore) (its full path when it is on this host's E(PATH)) with
         O(cloud_provider), O(endpoint_url), O(aws_profile), O(azure_credential) and O(read_timeout)
         when set, O(destination_url) and O(server_name).
-      - Secrets are never written into it. The OS user of the server must find the store's
-        credentials where C(barman-cloud-wal-restore) looks for them (its environment, C(~/.aws),
-        E(AZURE_STORAGE_CONNECTION_STRING), E(GOOGLE_APPLICATION_CREDENTIALS), an instance's
-        identity); otherwise give a command of your own.
+      - Secrets are never written into it. With C(barman-cloud-wal-restore), the OS user of the
+        server must find the store's credentials where it looks for them (its environment,
+        C(~/.aws), E(AZURE_STORAGE_CONNECTION_STRING), E(GOOGLE_APPLICATION_CREDENTIALS), an
+        instance's identity); otherwise give a command of your own.
     type: str
+  wal_restore_job:
+    description:
+      - The job (V(pgcloud_backup_job_name) of the scheduled_backup role) whose C(wal-restore) the
+        default O(restore_command) runs.
+      - When unset, the first job, by name, whose C(<job_config_root>/<job>/config.json) this user
+        can read and whose O(cloud_provider), O(destination_url), O(endpoint_url) and
+        O(server_name) are those of this restore; a job of another store or server is never
+        picked, since its WAL is not the WAL of the backup restored. None found, or no
+        C(<install_dir>/bin/pgcloud-backup): C(barman-cloud-wal-restore).
+      - When set, the job must be installed and of the same store and server, or the task fails
+        before anything is written.
+      - Ignored when O(restore_command) is given.
+    type: str
+  install_dir:
+    description:
+      - Where the scheduled_backup role installed the host command, C(bin/pgcloud-backup) in it
+        (its V(pgcloud_backup_install_dir)).
+    type: path
+    default: /opt/pgcloud-backup-job
+  job_config_root:
+    description:
+      - The folder of the jobs' C(<job>/config.json) (V(pgcloud_backup_config_root) of the
+        scheduled_backup role). The command written names the job with C(--job) under the
+        default folder, with C(--config <file>) under another one.
+    type: path
+    default: /etc/pgcloud-backup
   standby:
     description:
       - Write C(standby.signal) instead of C(recovery.signal), so that the copy stays a standby,
@@ -142,7 +172,8 @@ notes:
     by this module.
 requirements:
   - lz4, zstandard or cramjam for the backups compressed with them
-  - barman-cloud-wal-restore (or another O(restore_command)) on the host, for the recovery
+  - barman-cloud-wal-restore, the collection's C(pgcloud-backup) (see O(wal_restore_job)) or another
+    O(restore_command) on the host, for the recovery
 seealso:
   - module: pgcloud.backup.backup_info
   - module: pgcloud.backup.base_backup
@@ -326,6 +357,7 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.engine.restore.opti
     RECOVERY_TARGET_ACTIONS,
     RECOVERY_TARGETS,
     RestoreConfig,
+    restore_argument_spec,
 )
 
 
@@ -333,23 +365,7 @@ def argument_spec() -> Dict[str, Dict[str, Any]]:
     return merge_argument_specs(
         storage_argument_spec(),
         sse_customer_key_argument_spec(),
-        {
-            "backup_id": {"type": "str", "default": "latest"},
-            "target_directory": {"type": "path", "required": True},
-            "tablespaces": {"type": "dict"},
-            "jobs": {"type": "int", "default": 2},
-            "force": {"type": "bool", "default": False},
-            "verify": {"type": "bool", "default": True},
-            "restore_command": {"type": "str"},
-            "standby": {"type": "bool", "default": False},
-            "recovery_target_time": {"type": "str"},
-            "recovery_target_lsn": {"type": "str"},
-            "recovery_target_xid": {"type": "str"},
-            "recovery_target_name": {"type": "str"},
-            "recovery_target_immediate": {"type": "bool", "default": False},
-            "recovery_target_timeline": {"type": "str"},
-            "recovery_target_action": {"type": "str", "choices": list(RECOVERY_TARGET_ACTIONS)},
-        },
+        restore_argument_spec(),
     )
 
 

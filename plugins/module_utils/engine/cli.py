@@ -17,6 +17,8 @@ Exit status, as PostgreSQL reads it:
                255 (or --store-error-exit-code) the store failed or the configuration is
                unusable: above 125, PostgreSQL aborts recovery instead of taking it for the
                end of WAL and ending recovery early.
+  restore      0 restored (its result as JSON on stdout); 1 the restore failed; 2 an option
+               or the job's configuration is unusable (see restore/command.py).
 
 The fast path of each (a file stored or prefetched by an earlier call) imports no SDK.
 """
@@ -86,6 +88,9 @@ def parser() -> argparse.ArgumentParser:
     restore.add_argument("--store-error-exit-code", type=int, default=EXIT_STORE_ERROR,
                          help="exit status when the store fails (default %(default)s: above 125, PostgreSQL "
                               "aborts recovery rather than end it early)")
+    from .restore.command import add_restore_parser
+
+    add_restore_parser(commands)
     return top
 
 
@@ -221,6 +226,16 @@ def wal_restore(name: str, destination: str, config: Dict[str, Any], error_code:
     return EXIT_OK
 
 
+def restore(arguments: argparse.Namespace, config: Dict[str, Any], config_file: str) -> int:
+    """`restore`: the job's store and credentials, the restore's options from the flags."""
+    from .restore.command import run_restore
+
+    credentials = _prepare(config)
+    storage = engine_sections(config, credentials)["storage"]
+    install_dir = os.path.dirname(library_root())
+    return run_restore(arguments, config_file, storage, install_dir, Redactor(list(credentials.values())))
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if fast_path(argv):
@@ -239,6 +254,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return wal_archive(arguments.path, config, os.path.abspath(config_file))
         if arguments.command == "wal-archive-worker":
             return wal_archive_worker(arguments.path, config)
+        if arguments.command == "restore":
+            return restore(arguments, config, config_file)
         return wal_restore(arguments.name, arguments.destination, config, store_error)
     except Exception as error:  # pylint: disable=broad-except  # PostgreSQL needs an exit status, not a traceback
         LOG.exception("unexpected error: %s", error)

@@ -33,7 +33,7 @@ from ..storage.factory import open_store
 from .download import PrefetchReader
 from .extract import Extracted, Folder, RestoreError, extract_stream, finish_directories
 from .options import RestoreConfig, lsn_value, parse_target_time
-from .recovery import default_restore_command, recovery_settings, signal_file, write_recovery
+from .recovery import recovery_settings, restore_command, signal_file, write_recovery
 from .verify import verify_copy
 
 LOG = logging.getLogger("pgcloud.backup")
@@ -67,6 +67,8 @@ class RestoreJob:
 
     def run(self, check_mode: bool = False) -> Dict[str, Any]:
         started = time.monotonic()
+        # Local files only (the jobs' configs): refused before the store is asked anything.
+        command = restore_command(self.storage, self.options)
         self.store = open_store(self.storage)
         catalog = Catalog(self.store)
         fields = catalog.resolve(self.options.backup_id)
@@ -75,8 +77,7 @@ class RestoreJob:
         destinations = plan_destinations(fields, self.options)
         for destination in destinations:
             check_folder(destination, self.options.force)
-        settings = recovery_settings(self.options, self.options.restore_command
-                                     or default_restore_command(self.storage))
+        settings = recovery_settings(self.options, command)
         result = self._result(fields, archives, destinations, settings)
         if check_mode:
             result.update(changed=True, msg="would restore backup %s (%d archives, %s stored) into %s" % (
