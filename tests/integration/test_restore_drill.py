@@ -65,8 +65,8 @@ def port_free(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
-def test_drill_passes_on_healthy_backups_and_fails_on_a_broken_one(source_cluster: PostgresCluster,
-                                                                    storage: StorageTarget, moto: MotoServer) -> None:
+def test_drill_passes_on_healthy_backups_and_fails_on_a_broken_one(
+        source_cluster: PostgresCluster, storage: StorageTarget, moto: MotoServer) -> None:
     other_target = storage.with_server("other")
     root = scratch_dir("pgcloud-tests-drill-")
     try:

@@ -77,8 +77,8 @@ def _pairs(items: Any, option: RestoreOption) -> Dict[str, str]:
     for item in items:
         key, separator, value = str(item).partition("=")
         if not separator or not key:
-            raise ConfigurationError("--%s %r is not NAME=PATH" % ((option.item_flag or option.name).replace("_", "-"),
-                                                                    item), option.name)
+            flag = "--" + (option.item_flag or option.name).replace("_", "-")
+            raise ConfigurationError("%s %r is not NAME=PATH" % (flag, item), option.name)
         pairs[key] = value
     return pairs
 
