@@ -86,7 +86,7 @@ options:
       - The C(restore_command) PostgreSQL runs to fetch each WAL file during recovery.
       - When unset and the host has the collection's own command, installed by the
         C(pgcloud.backup.scheduled_backup) role in O(install_dir), for a job of the same store and
-        server as this restore (see O(wal_restore_job)):
+        server as this restore (see O(wal_restore_job)), the command
         C(<install_dir>/bin/pgcloud-backup --job <job> wal-restore %f %p), which fetches with the job's credentials file and prefetches the following segments.
       - Otherwise C(barman-cloud-wal-restore) (its full path when it is on this host's E(PATH)) with
         O(cloud_provider), O(endpoint_url), O(aws_profile), O(azure_credential) and O(read_timeout)
@@ -103,8 +103,8 @@ options:
       - When unset, the first job, by name, whose C(<job_config_root>/<job>/config.json) this user
         can read and whose O(cloud_provider), O(destination_url), O(endpoint_url) and
         O(server_name) are those of this restore; a job of another store or server is never
-        picked, since its WAL is not the WAL of the backup restored. None found, or no
-        C(<install_dir>/bin/pgcloud-backup): C(barman-cloud-wal-restore).
+        picked, since its WAL is not the WAL of the backup restored. When none is found, or
+        C(<install_dir>/bin/pgcloud-backup) is missing, C(barman-cloud-wal-restore) is used.
       - When set, the job must be installed and of the same store and server, or the task fails
         before anything is written.
       - Ignored when O(restore_command) is given.

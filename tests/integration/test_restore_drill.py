@@ -8,7 +8,8 @@ as test_host_pythons.py runs the playbooks).
 
 A healthy fleet passes, each server restored, recovered to the end of its archive, checked and
 cleaned up; after one data archive of one server's backup is removed from the store, the play
-fails, names that server, still passes the other, and leaves nothing running or on disk.
+fails, names that server, still passes the other, and leaves nothing running or on disk. The
+second run is on the oldest ansible-core the collection supports (2.16), the first on the newest.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Dict
 from testbed import (
     COLLECTION_ROOT,
     FAKE_AWS_ENV,
+    OLDEST_ANSIBLE_BIN,
     MotoServer,
     PostgresCluster,
     StorageTarget,
@@ -96,7 +98,8 @@ def test_drill_passes_on_healthy_backups_and_fails_on_a_broken_one(
             assert data, keys
             moto.client().delete_object(Bucket=storage.bucket, Key=data[0])
 
-            broken = run_inventory_playbook(PLAYBOOK, fleet, drill_vars(storage, folder, port), env=LOCAL_ENV)
+            broken = run_inventory_playbook(PLAYBOOK, fleet, drill_vars(storage, folder, port), env=LOCAL_ENV,
+                                            ansible_bin=OLDEST_ANSIBLE_BIN)
 
             assert broken.rc != 0, broken.output
             reports = {report["server"]: report for report in broken.task("Report the drills")["msg"]}
