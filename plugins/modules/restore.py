@@ -122,6 +122,38 @@ options:
         default folder, with C(--config <file>) under another one.
     type: path
     default: /etc/pgcloud-backup
+  snapshot_recovery_instance:
+    description:
+      - For a backup of M(pgcloud.backup.snapshot_backup), whose data is in disk snapshots rather
+        than in the store, the compute instance (an EC2 instance id or Name tag) on which a disk
+        made from each snapshot of the backup is attached and mounted where the backup recorded
+        it (M(pgcloud.backup.backup_info) shows the snapshots and mount points), with the same
+        mount options. Create and attach the disks with the cloud's tools first.
+      - The module checks this through the compute API and the host's mount table, checks that
+        O(target_directory) is the data directory on those disks, and only then puts the backup's
+        C(backup_label) there, removes the source's stale C(postmaster.pid) and writes the
+        recovery settings. Nothing else is downloaded; O(tablespaces) cannot be given (the
+        tablespaces are on the disks) and there is nothing to O(verify).
+      - Required for a snapshot backup, refused for a base backup. Snapshots of EC2 (V(aws)) are
+        recovered; for those of Azure and Compute Engine the module fails and names
+        C(barman-cloud-restore --snapshot-recovery-instance).
+      - Equivalent to C(--snapshot-recovery-instance) of C(barman-cloud-restore).
+    type: str
+  aws_region:
+    description: The region of O(snapshot_recovery_instance) on AWS; the backup's region when unset.
+    type: str
+  azure_subscription_id:
+    description: The subscription of O(snapshot_recovery_instance) on Azure; the backup's when unset.
+    type: str
+  azure_resource_group:
+    description: The resource group of O(snapshot_recovery_instance) on Azure; the backup's when unset.
+    type: str
+  gcp_project:
+    description: The project of O(snapshot_recovery_instance) on Google Cloud; the backup's when unset.
+    type: str
+  gcp_zone:
+    description: The zone of O(snapshot_recovery_instance) on Google Cloud.
+    type: str
   standby:
     description:
       - Write C(standby.signal) instead of C(recovery.signal), so that the copy stays a standby,
@@ -168,8 +200,8 @@ notes:
     the earlier ones and over C(postgresql.conf); the configuration the backup holds (its port,
     its C(archive_command)) is otherwise restored as it was. Review it before starting the copy
     beside the original server.
-  - Restores PostgreSQL 12 and later (recovery signal files). Snapshot backups are not restored
-    by this module.
+  - Restores PostgreSQL 12 and later (recovery signal files). Snapshot backups are recovered
+    from disks made from their snapshots (see O(snapshot_recovery_instance)).
 requirements:
   - lz4, zstandard or cramjam for the backups compressed with them
   - barman-cloud-wal-restore, the collection's C(pgcloud-backup) (see O(wal_restore_job)) or another
@@ -329,6 +361,13 @@ signal_file:
   returned: always
   type: str
   sample: recovery.signal
+snapshot_disks:
+  description: For a snapshot backup, the disk made from each snapshot, its device on this host and its mount point.
+  returned: when O(snapshot_recovery_instance) is given
+  type: list
+  elements: dict
+  sample:
+    - {snapshot_name: pgdata-20260125t031500, disk: vol-0123456789abcdef0, device: /dev/nvme1n1, mount_point: /srv/pgdata}
 elapsed_seconds:
   description: The duration of the restore, in seconds.
   returned: always

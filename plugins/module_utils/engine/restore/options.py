@@ -67,6 +67,13 @@ RESTORE_OPTIONS: Tuple[RestoreOption, ...] = (
                   default=DEFAULT_INSTALL_DIR),
     RestoreOption("job_config_root", "path", "the folder of the jobs' JOB/config.json",
                   default=DEFAULT_JOB_CONFIG_ROOT),
+    RestoreOption("snapshot_recovery_instance", "str", "for a snapshot backup: the instance its disks are "
+                  "attached to"),
+    RestoreOption("aws_region", "str", "the region of the recovery instance (default: the backup's)"),
+    RestoreOption("azure_subscription_id", "str", "the subscription of the recovery VM (default: the backup's)"),
+    RestoreOption("azure_resource_group", "str", "the resource group of the recovery VM (default: the backup's)"),
+    RestoreOption("gcp_project", "str", "the project of the recovery instance (default: the backup's)"),
+    RestoreOption("gcp_zone", "str", "the zone of the recovery instance"),
     RestoreOption("standby", "bool", "write standby.signal instead of recovery.signal", default=False),
     RestoreOption("recovery_target_time", "str", "recover up to this time, with its UTC offset"),
     RestoreOption("recovery_target_lsn", "str", "recover up to this WAL location"),
@@ -125,6 +132,12 @@ class RestoreConfig:
     wal_restore_job: Optional[str] = None
     install_dir: str = DEFAULT_INSTALL_DIR
     job_config_root: str = DEFAULT_JOB_CONFIG_ROOT
+    snapshot_recovery_instance: Optional[str] = None
+    aws_region: Optional[str] = None
+    azure_subscription_id: Optional[str] = None
+    azure_resource_group: Optional[str] = None
+    gcp_project: Optional[str] = None
+    gcp_zone: Optional[str] = None
     recovery_target_time: Optional[str] = None
     recovery_target_lsn: Optional[str] = None
     recovery_target_xid: Optional[str] = None

@@ -124,6 +124,22 @@ class AwsSnapshots(SnapshotProvider):
                 "snapshot_disks, by volume id or Name tag" % (instance, ", ".join(missing)))
         return disks
 
+    def disks_from_snapshots(self, instance: str, snapshots: List[Dict[str, Any]]) -> Dict[str, Disk]:
+        instance_id = self._instance(instance)["InstanceId"]
+        response = self._call("list the volumes of %s" % instance_id, self.client.describe_volumes,
+                              Filters=[{"Name": "attachment.instance-id", "Values": [instance_id]}])
+        names = {item.get("snapshot_id"): item.get("snapshot_name") for item in snapshots}
+        found: Dict[str, Disk] = {}
+        for volume in response.get("Volumes", []):
+            attachment = _attachment(volume, instance_id)
+            name = names.get(volume.get("SnapshotId"))
+            if attachment is None or name is None or name in found:
+                continue
+            device_name = attachment["Device"]
+            found[name] = Disk(volume["VolumeId"], self._host_device(volume["VolumeId"], device_name),
+                               {"volume_id": volume["VolumeId"], "device_name": device_name})
+        return found
+
     def _host_device(self, volume_id: str, device_name: str) -> str:
         """The block device of the volume: NVMe volumes report their id as serial, others keep or
         rename (sdX -> xvdX) the name given at attachment."""
