@@ -125,7 +125,8 @@ options:
   snapshot_recovery_instance:
     description:
       - For a backup of M(pgcloud.backup.snapshot_backup), whose data is in disk snapshots rather
-        than in the store, the compute instance (an EC2 instance id or Name tag) on which a disk
+        than in the store, the compute instance (an EC2 instance id or Name tag, an Azure VM name,
+        a Compute Engine instance name) on which a disk
         made from each snapshot of the backup is attached and mounted where the backup recorded
         it (M(pgcloud.backup.backup_info) shows the snapshots and mount points), with the same
         mount options. Create and attach the disks with the cloud's tools first.
@@ -134,9 +135,11 @@ options:
         C(backup_label) there, removes the source's stale C(postmaster.pid) and writes the
         recovery settings. Nothing else is downloaded; O(tablespaces) cannot be given (the
         tablespaces are on the disks) and there is nothing to O(verify).
-      - Required for a snapshot backup, refused for a base backup. Snapshots of EC2 (V(aws)) are
-        recovered; for those of Azure and Compute Engine the module fails and names
-        C(barman-cloud-restore --snapshot-recovery-instance).
+      - Required for a snapshot backup, refused for a base backup. The compute API is the one of
+        the backup's snapshots, with the credentials of the storage options (as for
+        M(pgcloud.backup.snapshot_backup)); the region, subscription, resource group or project
+        is the backup's unless given (O(aws_region), O(azure_subscription_id),
+        O(azure_resource_group), O(gcp_project)); Compute Engine needs O(gcp_zone).
       - Equivalent to C(--snapshot-recovery-instance) of C(barman-cloud-restore).
     type: str
   aws_region:
@@ -152,7 +155,7 @@ options:
     description: The project of O(snapshot_recovery_instance) on Google Cloud; the backup's when unset.
     type: str
   gcp_zone:
-    description: The zone of O(snapshot_recovery_instance) on Google Cloud.
+    description: The zone of O(snapshot_recovery_instance) on Google Cloud; required there.
     type: str
   standby:
     description:
