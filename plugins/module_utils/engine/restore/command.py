@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from typing import Any, Dict, Optional
 
@@ -30,6 +31,7 @@ EXIT_FAILED = 1
 EXIT_CONFIG = 2
 # Options of the storage section that a flag overrides.
 STORAGE_OPTIONS = ("jobs",)
+JOB_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def add_restore_parser(commands: Any) -> argparse.ArgumentParser:
@@ -94,7 +96,8 @@ def job_defaults(params: Dict[str, Any], job: Optional[str], config_file: str, i
     if job:
         params["wal_restore_job"] = job
         params["job_config_root"] = params.get("job_config_root") or DEFAULT_JOB_CONFIG_ROOT
-    elif not params.get("job_config_root"):
+    elif not params.get("job_config_root") and JOB_NAME.match(os.path.basename(os.path.dirname(config_file))):
+        # A config outside <root>/<job>/config.json is left to the detection (recovery.py).
         params["wal_restore_job"] = os.path.basename(os.path.dirname(config_file))
         params["job_config_root"] = os.path.dirname(os.path.dirname(config_file))
 

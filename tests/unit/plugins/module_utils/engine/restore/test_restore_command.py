@@ -134,3 +134,6 @@ def test_the_host_command_recovers_through_its_own_job(host):
     params = {"target_directory": "/srv/r"}
     job_defaults(params, "db1", "/etc/pgcloud-backup/db1/config.json", str(host / "nothing"))
     assert "wal_restore_job" not in params
+    params = {"target_directory": "/srv/r"}
+    job_defaults(params, None, str(host / "etc" / "not.a.job" / "config.json"), str(host / "install"))
+    assert "wal_restore_job" not in params and RestoreConfig(**params).wal_restore_job is None
