@@ -43,7 +43,8 @@ def inventory(targets: Dict[str, StorageTarget]) -> Dict[str, Any]:
     sources = {"db-%s" % name: dict(local, pgcloud_backup_server_name=target.server_name,
                                     pgcloud_backup_drill_restore_command=wal_restore_command(target))
                for name, target in targets.items()}
-    return {"all": {"hosts": {**sources, "drill1": local}, "children": {"pgfleet": {"hosts": {name: {} for name in sources}}}}}
+    fleet = {"hosts": {name: {} for name in sources}}
+    return {"all": {"hosts": {**sources, "drill1": local}, "children": {"pgfleet": fleet}}}
 
 
 def drill_vars(storage: StorageTarget, folder: Any, port: int) -> Dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import sys
@@ -26,6 +27,7 @@ from ..errors import ConfigurationError, PgCloudError
 from .options import DEFAULT_JOB_CONFIG_ROOT, RESTORE_OPTIONS, RestoreOption
 from .recovery import HOST_COMMAND
 
+LOG = logging.getLogger("pgcloud-backup")
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
@@ -123,6 +125,10 @@ def run_restore(arguments: argparse.Namespace, config_file: str, storage_params:
         result, status = {"failed": True, "msg": str(error), "parameter": error.parameter}, EXIT_CONFIG
     except PgCloudError as error:
         result, status = {"failed": True, "msg": str(error)}, EXIT_FAILED
+    except Exception as error:  # pylint: disable=broad-except  # a caller reads JSON on stdout whatever happens
+        LOG.exception("unexpected error: %s", error)
+        message = "unexpected error: %s: %s" % (type(error).__name__, error)
+        result, status = {"failed": True, "msg": message}, EXIT_FAILED
     sys.stdout.write(redact(json.dumps(result, indent=2, sort_keys=True, default=str)) + "\n")
     sys.stdout.flush()
     return status

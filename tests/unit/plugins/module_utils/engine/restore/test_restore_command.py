@@ -137,3 +137,23 @@ def test_the_host_command_recovers_through_its_own_job(host):
     params = {"target_directory": "/srv/r"}
     job_defaults(params, None, str(host / "etc" / "not.a.job" / "config.json"), str(host / "install"))
     assert "wal_restore_job" not in params and RestoreConfig(**params).wal_restore_job is None
+
+
+def test_the_result_is_json_on_stdout_whatever_happens(monkeypatch, capsys):
+    from ansible_collections.pgcloud.backup.plugins.module_utils.engine import operations
+    from ansible_collections.pgcloud.backup.plugins.module_utils.engine.restore.command import run_restore
+
+    def broken(*_arguments, **_keywords):
+        raise RuntimeError("boom with s3cr3t")
+
+    monkeypatch.setattr(operations, "restore_backup", broken)
+    arguments = cli.parser().parse_args(["restore", "--target-directory", "/srv/r"])
+    storage = dict(SOURCE)
+    status = run_restore(arguments, "/etc/pgcloud-backup/db1/config.json", storage, "/nothing",
+                         lambda text: text.replace("s3cr3t", "********"))
+    document = json.loads(capsys.readouterr().out)
+    assert status == 1 and document == {"failed": True, "msg": "unexpected error: RuntimeError: boom with ********"}
+    status = run_restore(cli.parser().parse_args(["restore", "--target-directory", "relative"]),
+                         "/etc/pgcloud-backup/db1/config.json", dict(SOURCE), "/nothing", str)
+    document = json.loads(capsys.readouterr().out)
+    assert status == 2 and document["parameter"] == "target_directory"
