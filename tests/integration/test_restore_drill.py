@@ -99,13 +99,22 @@ def test_drill_passes_on_healthy_backups_and_fails_on_a_broken_one(
             assert data, keys
             moto.client().delete_object(Bucket=storage.bucket, Key=data[0])
 
+            # And a third source whose WAL cannot be fetched: the copy never becomes consistent.
+            fleet["all"]["hosts"]["db-nowal"] = dict(fleet["all"]["hosts"]["db-source"],
+                                                     pgcloud_backup_drill_restore_command="/bin/false %f %p")
+            fleet["all"]["children"]["pgfleet"]["hosts"]["db-nowal"] = {}
             broken = run_inventory_playbook(PLAYBOOK, fleet, drill_vars(storage, folder, port), env=LOCAL_ENV,
                                             ansible_bin=OLDEST_ANSIBLE_BIN)
 
             assert broken.rc != 0, broken.output
-            reports = {report["server"]: report for report in broken.task("Report the drills")["msg"]}
-            assert reports["source"]["passed"] is True and reports["other"]["passed"] is False, reports
-            assert "missing" in reports["other"]["error"] and "restore drill failed for other" in broken.stdout
+            reports = {report["host"]: report for report in broken.task("Report the drills")["msg"]}
+            assert [reports[host]["passed"] for host in ("db-source", "db-other", "db-nowal")] == [True, False, False]
+            assert "missing" in reports["db-other"]["error"], reports
+            assert "restore drill failed for other, source" in broken.stdout, broken.output
+            assert reports["db-other"]["failed_task"].startswith("Restore it"), reports
+            assert reports["db-other"]["server_log"] == [], reports
+            assert reports["db-nowal"]["failed_task"] == "Start PostgreSQL on the copy", reports
+            assert any("FATAL" in line for line in reports["db-nowal"]["server_log"]), reports
             assert list(folder.iterdir()) == [] and port_free(port)
     finally:
         remove_tree(root)
