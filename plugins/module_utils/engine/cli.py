@@ -226,7 +226,7 @@ def wal_restore(name: str, destination: str, config: Dict[str, Any], error_code:
     return EXIT_OK
 
 
-def restore(arguments: argparse.Namespace, config: Dict[str, Any], config_file: str) -> int:
+def host_restore(arguments: argparse.Namespace, config: Dict[str, Any], config_file: str) -> int:
     """`restore`: the job's store and credentials, the restore's options from the flags."""
     from .restore.command import run_restore
 
@@ -255,7 +255,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if arguments.command == "wal-archive-worker":
             return wal_archive_worker(arguments.path, config)
         if arguments.command == "restore":
-            return restore(arguments, config, config_file)
+            return host_restore(arguments, config, config_file)
         return wal_restore(arguments.name, arguments.destination, config, store_error)
     except Exception as error:  # pylint: disable=broad-except  # PostgreSQL needs an exit status, not a traceback
         LOG.exception("unexpected error: %s", error)
