@@ -119,6 +119,8 @@ def test_disks_not_attached_or_mounted_elsewhere_are_refused(bed):
         (dict(), elsewhere, "is mounted at %s; the backup needs it at %s" % (bed["root"], bed["disk"])),
         (dict(), other_options, "with options ro,noatime,errors=remount-ro; the backup's were " + MOUNT_OPTIONS),
         (dict(snapshot_recovery_instance=None), None, "is a snapshot backup"),
+        (dict(snapshot_recovery_instance="i-0000000000000dead"), None,
+         "cannot find compute instance i-0000000000000dead in region %s: check snapshot_recovery_instance" % REGION),
         (dict(target_directory=str(bed["root"] / "host")), None, "is not a folder on the disks made from"),
         (dict(tablespaces={"t": str(bed["root"] / "t")}), None, "cannot be relocated"),
     ]
