@@ -396,7 +396,6 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.ansible_adapter imp
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.config import from_params
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.operations import restore_backup
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.restore.options import (
-    RECOVERY_TARGET_ACTIONS,
     RECOVERY_TARGETS,
     RestoreConfig,
     restore_argument_spec,

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Dict, Tuple
 
 from testbed import VENV_PYTHON, PostgresCluster, StorageTarget, data_fingerprint, env_command, postgres_dir
-from test_restore import TABLESPACE, our_backup, promoted_copy, restore, workdir  # noqa: F401  # workdir: a fixture
+# workdir is a fixture of test_restore.py, used here by its name.
+from test_restore import TABLESPACE, our_backup, promoted_copy, restore, workdir  # noqa: F401  pylint: disable=unused-import
 from wal_host import LAUNCHER, HostCommand
 
 JOB = "db1"
