@@ -34,6 +34,9 @@ EXIT_CONFIG = 2
 # Options of the storage section that a flag overrides.
 STORAGE_OPTIONS = ("jobs",)
 JOB_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+# The host command's own defaults where they are not the module's (see job_defaults).
+HOST_DEFAULTS = {"install_dir": "the install dir of this command",
+                 "wal_restore_job": "this job, when this command is installed by the role"}
 
 
 def add_restore_parser(commands: Any) -> argparse.ArgumentParser:
@@ -52,14 +55,15 @@ def _add_flag(restore: argparse.ArgumentParser, option: RestoreOption) -> None:
     if option.kind == "bool":
         if option.default:
             restore.add_argument("--no-" + option.name.replace("_", "-"), dest=option.name, action="store_false",
-                                 default=None, help="do not: " + option.help)
+                                 default=None, help="do not " + option.help)
         else:
             restore.add_argument(flag, dest=option.name, action="store_true", default=None, help=option.help)
     elif option.kind == "dict":
         restore.add_argument("--" + (option.item_flag or option.name).replace("_", "-"), dest=option.name,
-                             action="append", metavar="KEY=VALUE", help=option.help)
+                             action="append", metavar=option.item_metavar, help=option.help)
     else:
-        default_text = " (default: %s)" % option.default if option.default is not None else ""
+        default = HOST_DEFAULTS.get(option.name, option.default)
+        default_text = " (default: %s)" % default if default is not None else ""
         restore.add_argument(flag, dest=option.name, required=option.required,
                              type=int if option.kind == "int" else str, choices=option.choices or None,
                              help=option.help + default_text)

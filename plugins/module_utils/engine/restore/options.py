@@ -39,6 +39,7 @@ class RestoreOption:
     required: bool = False
     # The flag of a dict option, given once per item as KEY=VALUE (--tablespace NAME=PATH).
     item_flag: Optional[str] = None
+    item_metavar: str = "KEY=VALUE"
 
     def argument_spec(self) -> Dict[str, Any]:
         spec: Dict[str, Any] = {"type": self.kind}
@@ -55,14 +56,13 @@ RESTORE_OPTIONS: Tuple[RestoreOption, ...] = (
     RestoreOption("backup_id", "str", "the backup: an id, a name, latest or oldest", default="latest"),
     RestoreOption("target_directory", "path", "the data directory to restore into (absolute)", required=True),
     RestoreOption("tablespaces", "dict", "a new location of a tablespace, NAME=PATH (repeatable)",
-                  item_flag="tablespace"),
+                  item_flag="tablespace", item_metavar="NAME=PATH"),
     RestoreOption("jobs", "int", "archives fetched, decoded and extracted at the same time", default=2),
     RestoreOption("force", "bool", "replace the contents of non-empty folders", default=False),
     RestoreOption("verify", "bool", "check the copy with pg_verifybackup when the backup has a manifest",
                   default=True),
     RestoreOption("restore_command", "str", "the restore_command of the recovery (default: see the docs)"),
-    RestoreOption("wal_restore_job", "str", "the job whose wal-restore the default restore_command runs "
-                  "(default: a job of the same store and server, when one is installed)"),
+    RestoreOption("wal_restore_job", "str", "the job whose wal-restore the default restore_command runs"),
     RestoreOption("install_dir", "path", "where the scheduled_backup role installed bin/pgcloud-backup",
                   default=DEFAULT_INSTALL_DIR),
     RestoreOption("job_config_root", "path", "the folder of the jobs' JOB/config.json",
