@@ -84,13 +84,78 @@ options:
   restore_command:
     description:
       - The C(restore_command) PostgreSQL runs to fetch each WAL file during recovery.
-      - When unset, C(barman-cloud-wal-restore) (its full path when it is on this host's E(PATH)) with
+      - When unset and the host has the collection's own command, installed by the
+        C(pgcloud.backup.scheduled_backup) role in O(install_dir), for a job of the same store and
+        server as this restore (see O(wal_restore_job)), the command
+        C(<install_dir>/bin/pgcloud-backup --job <job> wal-restore %f %p), which fetches with the job's credentials file and prefetches the following segments.
+      - Otherwise C(barman-cloud-wal-restore) (its full path when it is on this host's E(PATH)) with
         O(cloud_provider), O(endpoint_url), O(aws_profile), O(azure_credential) and O(read_timeout)
         when set, O(destination_url) and O(server_name).
-      - Secrets are never written into it. The OS user of the server must find the store's
-        credentials where C(barman-cloud-wal-restore) looks for them (its environment, C(~/.aws),
-        E(AZURE_STORAGE_CONNECTION_STRING), E(GOOGLE_APPLICATION_CREDENTIALS), an instance's
-        identity); otherwise give a command of your own.
+      - Secrets are never written into it. With C(barman-cloud-wal-restore), the OS user of the
+        server must find the store's credentials where it looks for them (its environment,
+        C(~/.aws), E(AZURE_STORAGE_CONNECTION_STRING), E(GOOGLE_APPLICATION_CREDENTIALS), an
+        instance's identity); otherwise give a command of your own.
+    type: str
+  wal_restore_job:
+    description:
+      - The job (V(pgcloud_backup_job_name) of the scheduled_backup role) whose C(wal-restore) the
+        default O(restore_command) runs.
+      - When unset, the first job, by name, whose C(<job_config_root>/<job>/config.json) this user
+        can read and whose O(cloud_provider), O(destination_url), O(endpoint_url) and
+        O(server_name) are those of this restore; a job of another store or server is never
+        picked, since its WAL is not the WAL of the backup restored. When none is found, or
+        C(<install_dir>/bin/pgcloud-backup) is missing, C(barman-cloud-wal-restore) is used.
+      - When set, the job must be installed and of the same store and server, or the task fails
+        before anything is written.
+      - Ignored when O(restore_command) is given.
+    type: str
+  install_dir:
+    description:
+      - Where the scheduled_backup role installed the host command, C(bin/pgcloud-backup) in it
+        (its V(pgcloud_backup_install_dir)).
+    type: path
+    default: /opt/pgcloud-backup-job
+  job_config_root:
+    description:
+      - The folder of the jobs' C(<job>/config.json) (V(pgcloud_backup_config_root) of the
+        scheduled_backup role). The command written names the job with C(--job) under the
+        default folder, with C(--config <file>) under another one.
+    type: path
+    default: /etc/pgcloud-backup
+  snapshot_recovery_instance:
+    description:
+      - For a backup of M(pgcloud.backup.snapshot_backup), whose data is in disk snapshots rather
+        than in the store, the compute instance (an EC2 instance id or Name tag, an Azure VM name,
+        a Compute Engine instance name) on which a disk
+        made from each snapshot of the backup is attached and mounted where the backup recorded
+        it (M(pgcloud.backup.backup_info) shows the snapshots and mount points), with the same
+        mount options. Create and attach the disks with the cloud's tools first.
+      - The module checks this through the compute API and the host's mount table, checks that
+        O(target_directory) is the data directory on those disks, and only then puts the backup's
+        C(backup_label) there, removes the source's stale C(postmaster.pid) and writes the
+        recovery settings. Nothing else is downloaded; O(tablespaces) cannot be given (the
+        tablespaces are on the disks) and there is nothing to O(verify).
+      - Required for a snapshot backup, refused for a base backup. The compute API is the one of
+        the backup's snapshots, with the credentials of the storage options (as for
+        M(pgcloud.backup.snapshot_backup)); the region, subscription, resource group or project
+        is the backup's unless given (O(aws_region), O(azure_subscription_id),
+        O(azure_resource_group), O(gcp_project)); Compute Engine needs O(gcp_zone).
+      - Equivalent to C(--snapshot-recovery-instance) of C(barman-cloud-restore).
+    type: str
+  aws_region:
+    description: The region of O(snapshot_recovery_instance) on AWS; the backup's region when unset.
+    type: str
+  azure_subscription_id:
+    description: The subscription of O(snapshot_recovery_instance) on Azure; the backup's when unset.
+    type: str
+  azure_resource_group:
+    description: The resource group of O(snapshot_recovery_instance) on Azure; the backup's when unset.
+    type: str
+  gcp_project:
+    description: The project of O(snapshot_recovery_instance) on Google Cloud; the backup's when unset.
+    type: str
+  gcp_zone:
+    description: The zone of O(snapshot_recovery_instance) on Google Cloud; required there.
     type: str
   standby:
     description:
@@ -138,11 +203,12 @@ notes:
     the earlier ones and over C(postgresql.conf); the configuration the backup holds (its port,
     its C(archive_command)) is otherwise restored as it was. Review it before starting the copy
     beside the original server.
-  - Restores PostgreSQL 12 and later (recovery signal files). Snapshot backups are not restored
-    by this module.
+  - Restores PostgreSQL 12 and later (recovery signal files). Snapshot backups are recovered
+    from disks made from their snapshots (see O(snapshot_recovery_instance)).
 requirements:
   - lz4, zstandard or cramjam for the backups compressed with them
-  - barman-cloud-wal-restore (or another O(restore_command)) on the host, for the recovery
+  - barman-cloud-wal-restore, the collection's C(pgcloud-backup) (see O(wal_restore_job)) or another
+    O(restore_command) on the host, for the recovery
 seealso:
   - module: pgcloud.backup.backup_info
   - module: pgcloud.backup.base_backup
@@ -298,6 +364,13 @@ signal_file:
   returned: always
   type: str
   sample: recovery.signal
+snapshot_disks:
+  description: For a snapshot backup, the disk made from each snapshot, its device on this host and its mount point.
+  returned: when O(snapshot_recovery_instance) is given
+  type: list
+  elements: dict
+  sample:
+    - {snapshot_name: pgdata-20260125t031500, disk: vol-0123456789abcdef0, device: /dev/nvme1n1, mount_point: /srv/pgdata}
 elapsed_seconds:
   description: The duration of the restore, in seconds.
   returned: always
@@ -323,9 +396,9 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.ansible_adapter imp
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.config import from_params
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.operations import restore_backup
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.restore.options import (
-    RECOVERY_TARGET_ACTIONS,
     RECOVERY_TARGETS,
     RestoreConfig,
+    restore_argument_spec,
 )
 
 
@@ -333,23 +406,7 @@ def argument_spec() -> Dict[str, Dict[str, Any]]:
     return merge_argument_specs(
         storage_argument_spec(),
         sse_customer_key_argument_spec(),
-        {
-            "backup_id": {"type": "str", "default": "latest"},
-            "target_directory": {"type": "path", "required": True},
-            "tablespaces": {"type": "dict"},
-            "jobs": {"type": "int", "default": 2},
-            "force": {"type": "bool", "default": False},
-            "verify": {"type": "bool", "default": True},
-            "restore_command": {"type": "str"},
-            "standby": {"type": "bool", "default": False},
-            "recovery_target_time": {"type": "str"},
-            "recovery_target_lsn": {"type": "str"},
-            "recovery_target_xid": {"type": "str"},
-            "recovery_target_name": {"type": "str"},
-            "recovery_target_immediate": {"type": "bool", "default": False},
-            "recovery_target_timeline": {"type": "str"},
-            "recovery_target_action": {"type": "str", "choices": list(RECOVERY_TARGET_ACTIONS)},
-        },
+        restore_argument_spec(),
     )
 
 

@@ -252,6 +252,9 @@ class FakeComputeEngine(_Server):
         attached = [{"kind": "compute#attachedDisk", "type": "PERSISTENT", "mode": "READ_WRITE", "boot": True,
                      "deviceName": "persistent-disk-0", "index": 0,
                      "source": self.link("zones/%s/disks/%s-boot" % (self.zone, name))}]
+        self.disks[name + "-boot"] = {"kind": "compute#disk", "id": "999", "name": name + "-boot", "sizeGb": "10",
+                                      "zone": self.link("zones/%s" % self.zone), "status": "READY",
+                                      "selfLink": self.link("zones/%s/disks/%s-boot" % (self.zone, name))}
         for index, (device, disk) in enumerate(disks.items(), start=1):
             self.disks[disk] = {"kind": "compute#disk", "id": str(1000 + index), "name": disk, "sizeGb": "10",
                                 "zone": self.link("zones/%s" % self.zone), "status": "READY",
@@ -351,6 +354,7 @@ class FakeAzureCompute(_Server):
         self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         self.vms: Dict[str, Dict[str, Any]] = {}
         self.snapshots: Dict[str, Dict[str, Any]] = {}
+        self.disks: Dict[str, Dict[str, Any]] = {}
         self.operations: Dict[str, str] = {}  # operation id -> snapshot name
         self.requests: List[Tuple[str, str]] = []
         self.fail_snapshots = False
@@ -359,8 +363,17 @@ class FakeAzureCompute(_Server):
     def group_path(self) -> str:
         return "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Compute" % (self.subscription, self.resource_group)
 
-    def add_vm(self, name: str, disks: Mapping[int, str]) -> None:
-        """A VM with a managed data disk per {lun: disk name}."""
+    def add_vm(self, name: str, disks: Mapping[int, str], sources: Optional[Mapping[str, str]] = None) -> None:
+        """A VM with a managed data disk per {lun: disk name}; `sources` gives the snapshot a disk
+        was made from, by disk name (the others are empty disks)."""
+        for disk in disks.values():
+            source = (sources or {}).get(disk)
+            creation = ({"createOption": "Copy", "sourceResourceId": "%s/snapshots/%s" % (self.group_path, source)}
+                        if source else {"createOption": "Empty"})
+            self.disks[disk] = {"id": "%s/disks/%s" % (self.group_path, disk), "name": disk,
+                                "type": "Microsoft.Compute/disks", "location": self.location,
+                                "properties": {"creationData": creation, "diskSizeGB": 10,
+                                               "provisioningState": "Succeeded"}}
         data_disks = [{"lun": lun, "name": disk, "createOption": "Attach", "caching": "None", "diskSizeGB": 10,
                        "managedDisk": {"id": "%s/disks/%s" % (self.group_path, disk),
                                        "storageAccountType": "Premium_LRS"}}
@@ -380,7 +393,7 @@ class FakeAzureCompute(_Server):
                                           % (kind, name, self.resource_group)}}, {}
 
     def get(self, path: str) -> Tuple[int, Dict[str, Any], Dict[str, str]]:
-        for kind, table in (("virtualMachines", self.vms), ("snapshots", self.snapshots)):
+        for kind, table in (("virtualMachines", self.vms), ("snapshots", self.snapshots), ("disks", self.disks)):
             prefix = "%s/%s/" % (self.group_path, kind)
             if path.startswith(prefix):
                 name = path[len(prefix):]

@@ -19,6 +19,8 @@ Exit status, as PostgreSQL reads it:
                end of WAL and ending recovery early.
   delete       0 done (its result, as backup_delete's, printed as JSON); 1 the store failed;
                2 a parameter is refused (no policy, a bad one, an unknown backup).
+  restore      0 restored (its result as JSON on stdout); 1 the restore failed; 2 an option
+               or the job's configuration is unusable (see restore/command.py).
 
 The fast path of each (a file stored or prefetched by an earlier call) imports no SDK.
 """
@@ -95,6 +97,9 @@ def parser() -> argparse.ArgumentParser:
     which.add_argument("--retention-policy", help="apply this policy instead of the job's")
     delete.add_argument("--minimum-redundancy", type=int, help="instead of the job's minimum_redundancy")
     delete.add_argument("--dry-run", action="store_true", help="delete nothing, abort nothing: print what would go")
+    from .restore.command import add_restore_parser
+
+    add_restore_parser(commands)
     return top
 
 
@@ -248,6 +253,14 @@ def delete(arguments: argparse.Namespace, config: Dict[str, Any]) -> int:
         return EXIT_FAILED
     print(json.dumps(result, indent=2, sort_keys=True))
     return EXIT_OK
+def host_restore(arguments: argparse.Namespace, config: Dict[str, Any], config_file: str) -> int:
+    """`restore`: the job's store and credentials, the restore's options from the flags."""
+    from .restore.command import run_restore
+
+    credentials = _prepare(config)
+    storage = engine_sections(config, credentials)["storage"]
+    install_dir = os.path.dirname(library_root())
+    return run_restore(arguments, config_file, storage, install_dir, Redactor(list(credentials.values())))
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -270,6 +283,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return wal_archive_worker(arguments.path, config)
         if arguments.command == "delete":
             return delete(arguments, config)
+        if arguments.command == "restore":
+            return host_restore(arguments, config, config_file)
         return wal_restore(arguments.name, arguments.destination, config, store_error)
     except Exception as error:  # pylint: disable=broad-except  # PostgreSQL needs an exit status, not a traceback
         LOG.exception("unexpected error: %s", error)

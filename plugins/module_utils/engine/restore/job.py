@@ -33,7 +33,8 @@ from ..storage.factory import open_store
 from .download import PrefetchReader
 from .extract import Extracted, Folder, RestoreError, extract_stream, finish_directories
 from .options import RestoreConfig, lsn_value, parse_target_time
-from .recovery import default_restore_command, recovery_settings, signal_file, write_recovery
+from .recovery import recovery_settings, restore_command, signal_file, write_recovery
+from .snapshot import check_snapshot_request, recover_snapshot_backup
 from .verify import verify_copy
 
 LOG = logging.getLogger("pgcloud.backup")
@@ -67,16 +68,20 @@ class RestoreJob:
 
     def run(self, check_mode: bool = False) -> Dict[str, Any]:
         started = time.monotonic()
+        # Local files only (the jobs' configs): refused before the store is asked anything.
+        command = restore_command(self.storage, self.options)
         self.store = open_store(self.storage)
         catalog = Catalog(self.store)
         fields = catalog.resolve(self.options.backup_id)
         check_backup(fields, self.options)
+        if fields.get("snapshots_info"):
+            return recover_snapshot_backup(self.store, self.storage, self.options, fields,
+                                           recovery_settings(self.options, command), check_mode)
         archives = backup_archives(catalog, fields)
         destinations = plan_destinations(fields, self.options)
         for destination in destinations:
             check_folder(destination, self.options.force)
-        settings = recovery_settings(self.options, self.options.restore_command
-                                     or default_restore_command(self.storage))
+        settings = recovery_settings(self.options, command)
         result = self._result(fields, archives, destinations, settings)
         if check_mode:
             result.update(changed=True, msg="would restore backup %s (%d archives, %s stored) into %s" % (
@@ -196,10 +201,7 @@ def check_backup(fields: Dict[str, Any], options: RestoreConfig) -> None:
         raise ConfigurationError(
             "backup %s is %s, not DONE: it cannot be restored; choose a DONE backup (pgcloud.backup.backup_info "
             "lists them)" % (backup_id, fields.get("status")), "backup_id")
-    if fields.get("snapshots_info"):
-        raise ConfigurationError(
-            "backup %s is a snapshot backup: its data is in the disks' snapshots, which this module does not "
-            "restore; choose a base backup" % backup_id, "backup_id")
+    check_snapshot_request(fields, options)
     version = fields.get("version") or 0
     if version and version < FIRST_VERSION_WITH_SIGNAL_FILES:
         raise ConfigurationError("backup %s is of PostgreSQL %s, which has no recovery signal files; this module "

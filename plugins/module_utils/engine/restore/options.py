@@ -9,7 +9,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import ConfigurationError
 
@@ -20,6 +20,75 @@ _LSN = re.compile(r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$")
 _TIMELINE = re.compile(r"^(current|latest|[1-9]\d*)$")
 # A numeric offset at the end of a time: +02, +0200, +02:00 (and Z).
 _OFFSET = re.compile(r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$")
+# Where the scheduled_backup role puts the host command (<install dir>/bin/pgcloud-backup) and
+# the jobs' config.json (<config root>/<job>/config.json), by default.
+DEFAULT_INSTALL_DIR = "/opt/pgcloud-backup-job"
+DEFAULT_JOB_CONFIG_ROOT = "/etc/pgcloud-backup"
+
+
+@dataclass(frozen=True)
+class RestoreOption:
+    """One option of a restore, declared once for the module's argument spec and the host
+    command's flags (cli.py): its Ansible type (str, path, int, bool, dict), default, choices."""
+
+    name: str
+    kind: str
+    help: str
+    default: Any = None
+    choices: Tuple[str, ...] = ()
+    required: bool = False
+    # The flag of a dict option, given once per item as KEY=VALUE (--tablespace NAME=PATH).
+    item_flag: Optional[str] = None
+    item_metavar: str = "KEY=VALUE"
+
+    def argument_spec(self) -> Dict[str, Any]:
+        spec: Dict[str, Any] = {"type": self.kind}
+        if self.required:
+            spec["required"] = True
+        if self.default is not None:
+            spec["default"] = self.default
+        if self.choices:
+            spec["choices"] = list(self.choices)
+        return spec
+
+
+RESTORE_OPTIONS: Tuple[RestoreOption, ...] = (
+    RestoreOption("backup_id", "str", "the backup: an id, a name, latest or oldest", default="latest"),
+    RestoreOption("target_directory", "path", "the data directory to restore into (absolute)", required=True),
+    RestoreOption("tablespaces", "dict", "a new location of a tablespace, NAME=PATH (repeatable)",
+                  item_flag="tablespace", item_metavar="NAME=PATH"),
+    RestoreOption("jobs", "int", "archives fetched, decoded and extracted at the same time", default=2),
+    RestoreOption("force", "bool", "replace the contents of non-empty folders", default=False),
+    RestoreOption("verify", "bool", "check the copy with pg_verifybackup when the backup has a manifest",
+                  default=True),
+    RestoreOption("restore_command", "str", "the restore_command of the recovery (default: see the docs)"),
+    RestoreOption("wal_restore_job", "str", "the job whose wal-restore the default restore_command runs"),
+    RestoreOption("install_dir", "path", "where the scheduled_backup role installed bin/pgcloud-backup",
+                  default=DEFAULT_INSTALL_DIR),
+    RestoreOption("job_config_root", "path", "the folder of the jobs' JOB/config.json",
+                  default=DEFAULT_JOB_CONFIG_ROOT),
+    RestoreOption("snapshot_recovery_instance", "str", "for a snapshot backup: the instance its disks are "
+                  "attached to"),
+    RestoreOption("aws_region", "str", "the region of the recovery instance (default: the backup's)"),
+    RestoreOption("azure_subscription_id", "str", "the subscription of the recovery VM (default: the backup's)"),
+    RestoreOption("azure_resource_group", "str", "the resource group of the recovery VM (default: the backup's)"),
+    RestoreOption("gcp_project", "str", "the project of the recovery instance (default: the backup's)"),
+    RestoreOption("gcp_zone", "str", "the zone of the recovery instance"),
+    RestoreOption("standby", "bool", "write standby.signal instead of recovery.signal", default=False),
+    RestoreOption("recovery_target_time", "str", "recover up to this time, with its UTC offset"),
+    RestoreOption("recovery_target_lsn", "str", "recover up to this WAL location"),
+    RestoreOption("recovery_target_xid", "str", "recover up to this transaction id"),
+    RestoreOption("recovery_target_name", "str", "recover up to this restore point"),
+    RestoreOption("recovery_target_immediate", "bool", "end recovery at the end of the backup", default=False),
+    RestoreOption("recovery_target_timeline", "str", "current, latest or a timeline number"),
+    RestoreOption("recovery_target_action", "str", "what the server does at the target",
+                  choices=RECOVERY_TARGET_ACTIONS),
+)
+
+
+def restore_argument_spec() -> Dict[str, Dict[str, Any]]:
+    """The Ansible argument spec of RESTORE_OPTIONS (the restore module adds the storage's)."""
+    return {option.name: option.argument_spec() for option in RESTORE_OPTIONS}
 
 
 def parse_target_time(text: str) -> datetime:
@@ -60,6 +129,15 @@ class RestoreConfig:
     verify: bool = True
     standby: bool = False
     restore_command: Optional[str] = None
+    wal_restore_job: Optional[str] = None
+    install_dir: str = DEFAULT_INSTALL_DIR
+    job_config_root: str = DEFAULT_JOB_CONFIG_ROOT
+    snapshot_recovery_instance: Optional[str] = None
+    aws_region: Optional[str] = None
+    azure_subscription_id: Optional[str] = None
+    azure_resource_group: Optional[str] = None
+    gcp_project: Optional[str] = None
+    gcp_zone: Optional[str] = None
     recovery_target_time: Optional[str] = None
     recovery_target_lsn: Optional[str] = None
     recovery_target_xid: Optional[str] = None
@@ -77,6 +155,11 @@ class RestoreConfig:
         if self.restore_command is not None and not self.restore_command.strip():
             raise ConfigurationError("restore_command must not be empty: leave it unset for the default",
                                      "restore_command")
+        self.install_dir = _absolute(self.install_dir, "install_dir")
+        self.job_config_root = _absolute(self.job_config_root, "job_config_root")
+        if self.wal_restore_job is not None and not re.match(r"^[A-Za-z0-9_-]+$", self.wal_restore_job):
+            raise ConfigurationError("wal_restore_job=%r is not a job name (letters, digits, _ and -, as "
+                                     "pgcloud_backup_job_name)" % self.wal_restore_job, "wal_restore_job")
         self._check_targets()
 
     def _check_targets(self) -> None:

@@ -39,6 +39,8 @@ ROOT_DEVICES = ("/dev/sda1", "/dev/xvda")
 
 class AwsSnapshots(SnapshotProvider):
     name = "aws"
+    # The option that named the instance, for messages (snapshot_recovery_instance in a restore).
+    instance_option = "snapshot_instance"
     snapshot_fields = ("device_name", "snapshot_id", "snapshot_name", "snapshot_lock_mode")
 
     def __init__(self, config: SnapshotConfig, storage: StorageConfig, host: HostView) -> None:
@@ -83,8 +85,8 @@ class AwsSnapshots(SnapshotProvider):
                  for item in reservation.get("Instances", [])]
         if not found:
             raise SnapshotPreconditionError(
-                "cannot find compute instance %s in region %s: check snapshot_instance (an instance id or Name tag) "
-                "and aws_region" % (instance, self.region))
+                "cannot find compute instance %s in region %s: check %s (an instance id or Name tag) "
+                "and aws_region" % (instance, self.region, self.instance_option))
         if len(found) > 1:
             raise SnapshotPreconditionError(
                 "snapshot_instance=%s names %d instances (%s): use the instance id"
@@ -123,6 +125,23 @@ class AwsSnapshots(SnapshotProvider):
                 "cannot find disks attached to compute instance %s: %s; name data volumes attached to it in "
                 "snapshot_disks, by volume id or Name tag" % (instance, ", ".join(missing)))
         return disks
+
+    def disks_from_snapshots(self, instance: str, snapshots: List[Dict[str, Any]]) -> Dict[str, Disk]:
+        self.instance_option = "snapshot_recovery_instance"
+        instance_id = self._instance(instance)["InstanceId"]
+        response = self._call("list the volumes of %s" % instance_id, self.client.describe_volumes,
+                              Filters=[{"Name": "attachment.instance-id", "Values": [instance_id]}])
+        names = {item.get("snapshot_id"): item.get("snapshot_name") for item in snapshots}
+        found: Dict[str, Disk] = {}
+        for volume in response.get("Volumes", []):
+            attachment = _attachment(volume, instance_id)
+            name = names.get(volume.get("SnapshotId"))
+            if attachment is None or name is None or name in found:
+                continue
+            device_name = attachment["Device"]
+            found[name] = Disk(volume["VolumeId"], self._host_device(volume["VolumeId"], device_name),
+                               {"volume_id": volume["VolumeId"], "device_name": device_name})
+        return found
 
     def _host_device(self, volume_id: str, device_name: str) -> str:
         """The block device of the volume: NVMe volumes report their id as serial, others keep or

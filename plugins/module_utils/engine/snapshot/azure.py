@@ -86,6 +86,31 @@ class AzureSnapshots(SnapshotProvider):
         return [Disk(name, DEVICE_PATTERN % attached[name].lun,
                      {"lun": attached[name].lun, "disk_id": attached[name].managed_disk.id}) for name in names]
 
+    def disks_from_snapshots(self, instance: str, snapshots: List[Dict[str, Any]]) -> Dict[str, Disk]:
+        try:
+            vm = self.client.virtual_machines.get(self.resource_group, instance)
+        except ResourceNotFoundError:
+            raise SnapshotPreconditionError(
+                "cannot find compute instance %s in resource group %s: check snapshot_recovery_instance and "
+                "azure_resource_group" % (instance, self.resource_group))
+        except AzureError as error:
+            raise _snapshot_error("get VM %s" % instance, error)
+        wanted = {str(item.get("snapshot_name")) for item in snapshots}
+        disks: Dict[str, Disk] = {}
+        for attached in vm.storage_profile.data_disks or []:
+            if attached.managed_disk is None:
+                continue
+            # The disk's own resource group, from its id (.../resourceGroups/<group>/.../disks/<name>).
+            parts = str(attached.managed_disk.id).split("/")
+            group = parts[parts.index("resourceGroups") + 1] if "resourceGroups" in parts else self.resource_group
+            disk = self._call("get disk %s" % attached.name, self.client.disks.get, group, parts[-1])
+            source = getattr(getattr(disk, "creation_data", None), "source_resource_id", None) or ""
+            snapshot = source.rsplit("/", 1)[-1]
+            if snapshot in wanted and snapshot not in disks:
+                disks[snapshot] = Disk(attached.name, DEVICE_PATTERN % attached.lun,
+                                       {"lun": attached.lun, "disk_id": attached.managed_disk.id})
+        return disks
+
     def take(self, disks: List[Disk], backup_id: str) -> List[Dict[str, Any]]:
         pollers = []
         for disk in disks:

@@ -190,6 +190,15 @@ class SnapshotProvider:
     def provider_info(self) -> Dict[str, Any]:
         raise NotImplementedError
 
+    def disks_from_snapshots(self, instance: str, snapshots: List[Dict[str, Any]]) -> Dict[str, Disk]:
+        """The disks attached to the instance that were made from these snapshots (the provider
+        fields of backup.info), by snapshot name; a snapshot without such a disk is left out.
+
+        Raise SnapshotPreconditionError when the instance is missing.
+        """
+        raise SnapshotPreconditionError("recovery from %s snapshots is not available in this collection yet: use "
+                                        "barman-cloud-restore --snapshot-recovery-instance" % self.name)
+
 
 def snapshots_info(provider: SnapshotProvider, disks: List[Disk], taken: List[Dict[str, Any]]) -> Dict[str, Any]:
     """The snapshots_info field of backup.info, as the reference readers load it."""

@@ -87,6 +87,28 @@ class GcpSnapshots(SnapshotProvider):
             disks.append(Disk(name, "/dev/disk/by-id/google-%s" % device_name, {"device_name": device_name}))
         return disks
 
+    def disks_from_snapshots(self, instance: str, snapshots: List[Dict[str, Any]]) -> Dict[str, Disk]:
+        try:
+            found = self.instances.get(project=self.project, zone=self.zone, instance=instance)
+        except google_exceptions.NotFound:
+            raise SnapshotPreconditionError(
+                "cannot find compute instance %s in project %s, zone %s: check snapshot_recovery_instance, "
+                "gcp_project and gcp_zone" % (instance, self.project, self.zone))
+        except (google_exceptions.GoogleAPICallError, auth_exceptions.GoogleAuthError) as error:
+            raise SnapshotError("Compute Engine refused to get instance %s (%s)" % (instance, error))
+        wanted = {str(item.get("snapshot_name")) for item in snapshots}
+        disks: Dict[str, Disk] = {}
+        for attached in found.disks:
+            if not attached.source:
+                continue
+            name = attached.source.rsplit("/", 1)[-1]
+            disk = self._call("get disk %s" % name, self.disks.get, project=self.project, zone=self.zone, disk=name)
+            snapshot = (disk.source_snapshot or "").rsplit("/", 1)[-1]
+            if snapshot in wanted and snapshot not in disks:
+                disks[snapshot] = Disk(name, "/dev/disk/by-id/google-%s" % attached.device_name,
+                                       {"device_name": attached.device_name})
+        return disks
+
     def take(self, disks: List[Disk], backup_id: str) -> List[Dict[str, Any]]:
         operations = []
         for disk in disks:

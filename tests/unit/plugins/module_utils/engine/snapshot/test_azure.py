@@ -116,3 +116,15 @@ def test_snapshot_backup_on_azure(azure, store, facts, tmp_path):  # noqa: F811
     assert [item["provider"] for item in info["snapshots"]] == [
         {"location": "westeurope", "lun": 0, "snapshot_name": "db1-pgdata-%s" % lower},
         {"location": "westeurope", "lun": 1, "snapshot_name": "db1-ts-%s" % lower}]
+
+
+def test_recovery_finds_the_disks_made_from_the_snapshots(azure, tmp_path):
+    azure.add_vm("recovery-vm", {0: "plain", 2: "restored-pgdata", 3: "restored-ts"},
+                 sources={"restored-pgdata": "db1-pgdata-20260125t031500", "restored-ts": "other-snapshot"})
+    found = provider(azure, HostView(str(tmp_path))).disks_from_snapshots(
+        "recovery-vm", [{"snapshot_name": "db1-pgdata-20260125t031500", "lun": 0},
+                        {"snapshot_name": "db1-ts-20260125t031500", "lun": 1}])
+    assert {name: (disk.name, disk.device) for name, disk in found.items()} == {
+        "db1-pgdata-20260125t031500": ("restored-pgdata", "/dev/disk/azure/scsi1/lun2")}
+    with pytest.raises(SnapshotPreconditionError, match="cannot find compute instance nope"):
+        provider(azure, HostView(str(tmp_path))).disks_from_snapshots("nope", [])

@@ -109,3 +109,15 @@ def test_snapshot_backup_on_gcp(compute, store, facts, tmp_path):  # noqa: F811
          "snapshot_project": PROJECT}]
     assert [item["mount"]["mount_point"] for item in info["snapshots"]] == [facts.data_directory,
                                                                             facts.tablespaces[0][2]]
+
+
+def test_recovery_finds_the_disks_made_from_the_snapshots(compute, tmp_path):
+    compute.add_instance("recovery", {"data": "restored-pgdata", "other": "restored-other"})
+    compute.disks["restored-pgdata"]["sourceSnapshot"] = compute.link("global/snapshots/db1-pgdata-20260125t031500")
+    compute.disks["restored-other"]["sourceSnapshot"] = compute.link("global/snapshots/unrelated")
+    found = provider(compute, HostView(str(tmp_path))).disks_from_snapshots(
+        "recovery", [{"snapshot_name": "db1-pgdata-20260125t031500"}, {"snapshot_name": "db1-ts-20260125t031500"}])
+    assert {name: (disk.name, disk.device) for name, disk in found.items()} == {
+        "db1-pgdata-20260125t031500": ("restored-pgdata", "/dev/disk/by-id/google-data")}
+    with pytest.raises(SnapshotPreconditionError, match="cannot find compute instance nope"):
+        provider(compute, HostView(str(tmp_path))).disks_from_snapshots("nope", [])
