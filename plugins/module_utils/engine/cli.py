@@ -3,6 +3,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """`pgcloud-backup`, the command on the database host, over the engine.
 
+    ExecStart=<venv python> /opt/pgcloud-backup-job/bin/pgcloud-backup --config /etc/pgcloud-backup/NAME/config.json backup
+
     archive_command = '/opt/pgcloud-backup-job/bin/pgcloud-backup wal-archive %p'
     restore_command = '/opt/pgcloud-backup-job/bin/pgcloud-backup wal-restore %f %p'
 
@@ -17,6 +19,8 @@ Exit status, as PostgreSQL reads it:
                255 (or --store-error-exit-code) the store failed or the configuration is
                unusable: above 125, PostgreSQL aborts recovery instead of taking it for the
                end of WAL and ending recovery early.
+  backup       as the scheduled job (host/job.py): 0 DONE, 1 failed, 2 configuration, 75 skipped
+               (another run holds the lock), 128+N stopped by signal N.
 
 The fast path of each (a file stored or prefetched by an earlier call) imports no SDK.
 """
@@ -32,7 +36,8 @@ from typing import Any, Dict, List, Optional
 
 from . import layout
 from .errors import PgCloudError
-from .host_config import JobConfigError, Redactor, config_path, engine_sections, read_config, read_credentials
+from .host_config import (JobConfigError, Redactor, config_path, engine_sections, read_config, read_credentials,
+                          setup_logging)
 from .wal.settings import WalSettings, wal_settings
 from .wal.spool import ArchiveState, RestoreSpool, fast_path, target_id
 
@@ -44,29 +49,6 @@ EXIT_NOT_FOUND = 1
 EXIT_CONFIG = 2
 EXIT_STORE_ERROR = 255
 WORKER_START_SECONDS = 60.0
-
-
-class _RedactingFilter(logging.Filter):
-    def __init__(self, redact: Redactor) -> None:
-        super().__init__()
-        self.redact = redact
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self.redact(record.getMessage())
-        record.args = None
-        return True
-
-
-def setup_logging(redact: Redactor, level: Any = "INFO") -> None:
-    # No timestamp: PostgreSQL's log and the journal stamp every line themselves.
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s pgcloud-backup: %(message)s"))
-    handler.addFilter(_RedactingFilter(redact))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(getattr(logging, str(level).upper(), logging.INFO))
-    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "azure", "google"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -86,6 +68,8 @@ def parser() -> argparse.ArgumentParser:
     restore.add_argument("--store-error-exit-code", type=int, default=EXIT_STORE_ERROR,
                          help="exit status when the store fails (default %(default)s: above 125, PostgreSQL "
                               "aborts recovery rather than end it early)")
+    commands.add_parser("backup", help="take one base backup as the scheduled job does (lock, status file, "
+                                         "metrics, ping; exit status as in the role's README)")
     return top
 
 
@@ -221,6 +205,13 @@ def wal_restore(name: str, destination: str, config: Dict[str, Any], error_code:
     return EXIT_OK
 
 
+def exit_now(code: int) -> None:
+    """sys.exit(code); after a stop signal, without waiting for threads (see host/job.py)."""
+    from .host.job import exit_now as exit_job
+
+    exit_job(code)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if fast_path(argv):
@@ -229,6 +220,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     setup_logging(Redactor([]))
     store_error = getattr(arguments, "store_error_exit_code", EXIT_STORE_ERROR)
     config_file = config_path(arguments.job, arguments.config)
+    if arguments.command == "backup":
+        from .host.job import run_job
+
+        # It reports every outcome itself (status file, metrics, exit status).
+        return run_job(config_file)
     try:
         config = read_config(config_file)
     except JobConfigError as error:
