@@ -21,6 +21,8 @@ Exit status, as PostgreSQL reads it:
                end of WAL and ending recovery early.
   backup       as the scheduled job (host/job.py): 0 DONE, 1 failed, 2 configuration, 75 skipped
                (another run holds the lock), 128+N stopped by signal N.
+  check        0 every check passed; 1 one failed (the findings on stdout, as text or --json);
+               2 the job's configuration is unusable.
 
 The fast path of each (a file stored or prefetched by an earlier call) imports no SDK.
 """
@@ -28,6 +30,7 @@ The fast path of each (a file stored or prefetched by an earlier call) imports n
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -69,7 +72,11 @@ def parser() -> argparse.ArgumentParser:
                          help="exit status when the store fails (default %(default)s: above 125, PostgreSQL "
                               "aborts recovery rather than end it early)")
     commands.add_parser("backup", help="take one base backup as the scheduled job does (lock, status file, "
-                                         "metrics, ping; exit status as in the role's README)")
+                                       "metrics, ping; exit status as in the role's README)")
+    check = commands.add_parser("check", help="check the store, the server and that WAL reaches the store")
+    check.add_argument("--wal", action=argparse.BooleanOptionalAction, default=None,
+                       help="check WAL archiving (default: where archive_mode is on)")
+    check.add_argument("--json", action="store_true", help="print the findings as JSON")
     return top
 
 
@@ -205,6 +212,25 @@ def wal_restore(name: str, destination: str, config: Dict[str, Any], error_code:
     return EXIT_OK
 
 
+def check(config: Dict[str, Any], wal: Optional[bool], as_json: bool) -> int:
+    """`pgcloud-backup check`: the check module's findings on stdout; 0 when all pass, 1 if not."""
+    from .config import PostgresConfig, StorageConfig, from_params
+    from .host.checks import check_text
+    from .operations import check_destination
+
+    credentials = _prepare(config)
+    sections = engine_sections(config, credentials)
+    try:
+        report = check_destination(from_params(StorageConfig, sections["storage"]),
+                                   from_params(PostgresConfig, sections["postgres"]), wal)
+    except PgCloudError as error:
+        LOG.error("%s", error)
+        return EXIT_CONFIG
+    redact = Redactor(list(credentials.values()))
+    print(redact(json.dumps(report, indent=2, sort_keys=True) if as_json else check_text(report)))
+    return EXIT_OK if report["ok"] else EXIT_FAILED
+
+
 def exit_now(code: int) -> None:
     """sys.exit(code); after a stop signal, without waiting for threads (see host/job.py)."""
     from .host.job import exit_now as exit_job
@@ -235,6 +261,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return wal_archive(arguments.path, config, os.path.abspath(config_file))
         if arguments.command == "wal-archive-worker":
             return wal_archive_worker(arguments.path, config)
+        if arguments.command == "check":
+            return check(config, arguments.wal, arguments.json)
         return wal_restore(arguments.name, arguments.destination, config, store_error)
     except Exception as error:  # pylint: disable=broad-except  # PostgreSQL needs an exit status, not a traceback
         LOG.exception("unexpected error: %s", error)

@@ -50,6 +50,7 @@ def test_check_destination_good(s3_config, s3_bucket):
         "storage": {"cloud_provider": "aws-s3", "destination_url": "s3://%s/backups/pg" % bucket, "bucket": bucket,
                     "prefix": "backups/pg", "reachable": True, "bucket_exists": True, "error": None},
         "postgres": None,
+        "wal": None,
     }
 
 
