@@ -15,7 +15,8 @@ description:
     and a backup by this OS user and role.
   - Fails, with the findings in the result, when any of these does not hold, so that a play
     stops before it relies on backups that cannot be taken.
-  - Changes nothing, in check mode or not.
+  - Changes nothing, in check mode or not, but for the WAL segment switch of O(check_wal),
+    which PostgreSQL also makes on its own (C(archive_timeout)) and which changes no data.
   - The storage part is the equivalent of C(barman-cloud-backup --test); the PostgreSQL part
     goes beyond it.
 author:
@@ -45,7 +46,9 @@ options:
         age of the C(.ready) files (RV(wal.archiver.ready_count)) need C(pg_monitor).
       - Unset, V(true) where the server archives WAL (C(archive_mode) V(on) or V(always)),
         else V(false). V(true) on a server whose C(archive_mode) is V(off) fails.
-      - Needs O(check_postgres=true).
+      - Needs O(check_postgres=true). Skipped when the store itself fails its check.
+      - The check looks for the segment under O(server_name), which must therefore be the one
+        the server's C(archive_command) archives under.
     type: bool
   wal_archive_timeout:
     description:
@@ -238,7 +241,8 @@ wal:
   description:
     - What the WAL check (O(check_wal)) found.
     - Null when it did not run (O(check_wal=false), V(archive_mode=off) with O(check_wal)
-      unset, no connection to the server, or a parameter refused before any check ran).
+      unset, no connection to the server, a store that failed its own check, or a parameter
+      refused before any check ran).
   returned: always
   type: dict
   contains:

@@ -41,7 +41,9 @@ def check_destination(storage: StorageConfig, postgres: Optional[PostgresConfig]
         store_report["reachable"] = isinstance(error, (BucketNotFoundError, StorageAccessDeniedError))
         store_report["bucket_exists"] = False if isinstance(error, BucketNotFoundError) else None
         store_report["error"] = str(error)
-    postgres_report = None if postgres is None else _check_postgres(postgres, storage, check_wal)
+    # No WAL check (nor its segment switch) against a store that does not answer.
+    wal_wanted = check_wal if store_report["error"] is None else False
+    postgres_report = None if postgres is None else _check_postgres(postgres, storage, wal_wanted)
     wal_report = (postgres_report or {}).pop("wal", None)
     ok = store_report["error"] is None and all(
         report is None or report["error"] is None for report in (postgres_report, wal_report))
