@@ -130,3 +130,12 @@ def test_base_backup_reports_the_archiver(working: WalCluster) -> None:
     assert archiver["failing"] is False and archiver["failed_count"] == 0, archiver
     # The backup waited for its last WAL file: the archiver is at least there.
     assert archiver["last_archived_wal"][:24] >= result["end_wal"], (archiver, result["end_wal"])
+
+
+def test_check_wal_by_default_finds_what_barman_archived(playbook: Any, storage: StorageTarget) -> None:
+    """The source archives with barman-cloud-wal-archive: check_wal, unset, runs (archive_mode is
+    on) and finds the segment in the layout that tool writes."""
+    run = playbook("check", storage.module_params())
+    assert run.rc == 0, run.output
+    wal = run.task("Check the store and the server")["wal"]
+    assert wal["switched"] is True and wal["in_store"] is True and wal["error"] is None, wal
