@@ -15,7 +15,8 @@ import json
 from typing import Any, Dict, Iterator
 
 import pytest
-from testbed import INTEGRATION_DIR, MotoServer, StorageTarget, barman_cloud, postgres_dir, run_playbook
+from testbed import (INTEGRATION_DIR, MotoServer, StandbyCluster, StorageTarget, barman_cloud, postgres_dir,
+                     run_playbook)
 from wal_host import WalCluster
 
 PLAYBOOK = INTEGRATION_DIR / "playbooks" / "check_wal.yml"
@@ -139,3 +140,13 @@ def test_check_wal_by_default_finds_what_barman_archived(playbook: Any, storage:
     assert run.rc == 0, run.output
     wal = run.task("Check the store and the server")["wal"]
     assert wal["switched"] is True and wal["in_store"] is True and wal["error"] is None, wal
+
+
+def test_check_wal_on_a_standby_skips_the_switch_and_says_so(working: WalCluster) -> None:
+    with StandbyCluster(working, "checkwalstandby") as standby:
+        result = check(standby, working.target)
+    assert result["ok"] is True, result
+    wal = result["wal"]
+    assert wal["switched"] is False and wal["segment"] is None and wal["in_store"] is None, wal
+    assert "standby" in wal["warnings"][0] and "pg_switch_wal runs only on a primary" in wal["warnings"][0]
+    assert any("WAL segment switch is skipped" in str(warning) for warning in result["warnings"]), result
