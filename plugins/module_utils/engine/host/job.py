@@ -226,13 +226,13 @@ def run_and_report(config: Dict[str, Any], credentials: Dict[str, str], redact: 
     return code
 
 
-def report_stuck(config: Dict[str, Any], error: StuckRunError) -> int:
+def report_stuck(config: Dict[str, Any], credentials: Dict[str, str], error: StuckRunError) -> int:
     """A stuck earlier run is this run's failure: in the status file, the metrics and the ping."""
     status_file = (config.get("report") or {}).get("status_file")
     previous = previous_status(status_file) if status_file else {}
     now = time.time()
     LOG.error("%s", error)
-    report(config, build_status(config, previous, now, now, None, str(error)))
+    report(config, build_status(config, previous, now, now, None, str(error), read_wal_health(config, credentials)))
     return EXIT_FAILED
 
 
@@ -250,7 +250,7 @@ def locked_run(config: Dict[str, Any], credentials: Dict[str, str], redact: Reda
             try:
                 check_lock_holder(lock_file, int(config.get("max_runtime") or 0))
             except StuckRunError as stuck:
-                return report_stuck(config, stuck)
+                return report_stuck(config, credentials, stuck)
             return EXIT_LOCKED
     handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     try:

@@ -296,6 +296,7 @@ def test_exit_1_when_an_earlier_run_is_stuck(job, tmp_path, monkeypatch, restore
     assert ("pid 4242" in status["error"]) == bool(content)
     assert "max_runtime (3600 s)" in status["error"]
     assert "pgcloud_backup_last_status{" in (tmp_path / "job.prom").read_text()
+    assert status["wal_archiving"] == WAL_HEALTH
     assert [line for line in (tmp_path / "job.prom").read_text().splitlines()
             if line.startswith("pgcloud_backup_last_status{")][0].endswith(" 0")
 
