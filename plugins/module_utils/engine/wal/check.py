@@ -17,6 +17,7 @@ from typing import Any, Dict, Optional
 
 from .. import layout
 from ..catalog import Catalog
+from ..config import StorageConfig
 from ..errors import PgCloudError, PostgresError
 from ..postgres.session import PostgresSession
 from .health import archiver_state, session_wal_health
@@ -99,7 +100,7 @@ def check_wal_arrives(catalog: Catalog, session: PostgresSession, timeout: int) 
     return report
 
 
-def check_wal_report(storage: Any, session: PostgresSession, timeout: int) -> Dict[str, Any]:
+def check_wal_report(storage: StorageConfig, session: PostgresSession, timeout: int) -> Dict[str, Any]:
     """check_wal_arrives over the store of storage; a store or server error is the report's error."""
     from ..storage.factory import open_store
 
