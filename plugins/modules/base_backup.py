@@ -276,6 +276,22 @@ tablespaces:
       type: str
       returned: always
       sample: /srv/tablespaces/fast
+wal_archiver:
+  description:
+    - The server's WAL archiver (C(pg_stat_archiver)) once the backup's last WAL file was
+      archived, so that a play sees archiving trouble next to the backup; null when the
+      server could not tell.
+    - V(failing) is true when the archiver's last failure is more recent than its last success.
+  returned: when this run took a backup
+  type: dict
+  sample:
+    archived_count: 66
+    last_archived_wal: "000000010000000000000042"
+    last_archived_time: "2026-01-25T03:15:43.012345+00:00"
+    failed_count: 0
+    last_failed_wal: null
+    last_failed_time: null
+    failing: false
 destination:
   description: The URL of the folder that holds the backup (of C(base/) in check mode).
   returned: always

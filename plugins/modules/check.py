@@ -15,7 +15,8 @@ description:
     and a backup by this OS user and role.
   - Fails, with the findings in the result, when any of these does not hold, so that a play
     stops before it relies on backups that cannot be taken.
-  - Changes nothing, in check mode or not.
+  - Changes nothing, in check mode or not, but for the WAL segment switch of O(check_wal),
+    which PostgreSQL also makes on its own (C(archive_timeout)) and which changes no data.
   - The storage part is the equivalent of C(barman-cloud-backup --test); the PostgreSQL part
     goes beyond it.
 author:
@@ -30,6 +31,32 @@ options:
         reads or prunes backups.
     type: bool
     default: true
+  check_wal:
+    description:
+      - Also check that the server's WAL reaches O(destination_url), since a base backup
+        restores only with the WAL written during it.
+      - On a primary, closes the current WAL segment (C(pg_switch_wal())), waits at most
+        O(wal_archive_timeout) seconds for that segment to be in the store (in the
+        barman-cloud layout, C(<server_name>/wals/)), and reports C(pg_stat_archiver) in
+        RV(wal). Fails when the segment does not arrive in time, or when the archiver is
+        failing (its last failure is more recent than its last success).
+      - On a standby, which cannot switch segments, the switch is skipped with a warning and
+        only the archiver's state is checked.
+      - The role needs to be a superuser or have EXECUTE on C(pg_switch_wal()); the count and
+        age of the C(.ready) files (RV(wal.archiver.ready_count)) need C(pg_monitor).
+      - Unset, V(true) where the server archives WAL (C(archive_mode) V(on) or V(always)),
+        else V(false). V(true) on a server whose C(archive_mode) is V(off) fails.
+      - Needs O(check_postgres=true). Skipped when the store itself fails its check.
+      - The check looks for the segment under O(server_name), which must therefore be the one
+        the server's C(archive_command) archives under.
+    type: bool
+  wal_archive_timeout:
+    description:
+      - With O(check_wal), the seconds to wait for the switched WAL segment to reach
+        O(destination_url). V(0) looks once, without waiting.
+      - The same option as the backups' (M(pgcloud.backup.base_backup)), at most 86400.
+    type: int
+    default: 300
 extends_documentation_fragment:
   - pgcloud.backup.storage
   - pgcloud.backup.postgres
@@ -210,6 +237,104 @@ postgres:
       elements: str
       returned: when the server was checked
       sample: []
+wal:
+  description:
+    - What the WAL check (O(check_wal)) found.
+    - Null when it did not run (O(check_wal=false), V(archive_mode=off) with O(check_wal)
+      unset, no connection to the server, a store that failed its own check, or a parameter
+      refused before any check ran).
+  returned: always
+  type: dict
+  contains:
+    archive_mode:
+      description: The server's C(archive_mode) setting.
+      type: str
+      returned: always
+      sample: "on"
+    segment:
+      description: The WAL segment closed by C(pg_switch_wal()), or null on a standby.
+      type: str
+      returned: always
+      sample: "000000010000000000000042"
+    switched:
+      description: Whether the check closed a segment (false on a standby).
+      type: bool
+      returned: always
+      sample: true
+    in_store:
+      description: Whether RV(wal.segment) reached O(destination_url); null when no segment was closed.
+      type: bool
+      returned: always
+      sample: true
+    waited_seconds:
+      description: How long the check waited for RV(wal.segment), or null.
+      type: float
+      returned: always
+      sample: 1.5
+    archiver:
+      description:
+        - C(pg_stat_archiver) after the wait, and the WAL files waiting to be archived.
+      type: dict
+      returned: always
+      contains:
+        archived_count:
+          description: WAL files archived since the statistics were reset.
+          type: int
+          returned: always
+          sample: 66
+        last_archived_wal:
+          description: The last WAL file archived, or null.
+          type: str
+          returned: always
+          sample: "000000010000000000000042"
+        last_archived_time:
+          description: When it was archived (ISO 8601), or null.
+          type: str
+          returned: always
+          sample: "2026-01-25T03:15:01.234567+00:00"
+        failed_count:
+          description: Failed C(archive_command) calls since the statistics were reset.
+          type: int
+          returned: always
+          sample: 0
+        last_failed_wal:
+          description: The WAL file of the last failure, or null.
+          type: str
+          returned: always
+          sample: null
+        last_failed_time:
+          description: When the last failure happened (ISO 8601), or null.
+          type: str
+          returned: always
+          sample: null
+        failing:
+          description: Whether the last failure is more recent than the last success.
+          type: bool
+          returned: always
+          sample: false
+        ready_count:
+          description:
+            - WAL files waiting to be archived (C(.ready) in C(pg_wal/archive_status)); null
+              when the role may not list them (it needs C(pg_monitor) or superuser).
+          type: int
+          returned: always
+          sample: 0
+        oldest_ready_age_seconds:
+          description: The age of the oldest of them in seconds, 0 when none waits, or null as RV(wal.archiver.ready_count).
+          type: float
+          returned: always
+          sample: 0.0
+    error:
+      description: Why WAL archiving does not work, or null.
+      type: str
+      returned: always
+      sample: null
+    warnings:
+      description: Findings that do not fail the check (a standby's skipped switch).
+      type: list
+      elements: str
+      returned: always
+      sample: []
 """
 
 from typing import Any, Dict, Optional
@@ -221,6 +346,7 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.ansible_adapter imp
     postgres_argument_spec,
     storage_argument_spec,
     storage_rules,
+    upload_argument_spec,
 )
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.errors import ConfigurationError
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.operations import check_destination
@@ -230,7 +356,10 @@ def argument_spec() -> Dict[str, Dict[str, Any]]:
     return merge_argument_specs(
         storage_argument_spec(),
         postgres_argument_spec(),
-        {"check_postgres": {"type": "bool", "default": True}},
+        {"check_postgres": {"type": "bool", "default": True},
+         # No default: unset means "where the server archives WAL", which only the server knows.
+         "check_wal": {"type": "bool"},
+         "wal_archive_timeout": upload_argument_spec()["wal_archive_timeout"]},
     )
 
 
@@ -251,12 +380,26 @@ def summary(report: Dict[str, Any]) -> str:
         problems.append("storage: %s" % storage["error"])
     if postgres is not None and postgres["error"]:
         problems.append("postgres: %s" % postgres["error"])
+    if (report.get("wal") or {}).get("error"):
+        problems.append("wal: %s" % report["wal"]["error"])
     if problems:
         return "; ".join(problems)
     text = "%s is reachable" % storage["destination_url"]
     if postgres is not None:
         text += "; %s at %s can be backed up" % (postgres_text(postgres["server_version"]), postgres["data_directory"])
+    wal = report.get("wal")
+    if wal and wal["in_store"]:
+        text += "; WAL segment %s reached the store in %s s" % (wal["segment"], wal["waited_seconds"])
     return text
+
+
+def wal_option(params: Dict[str, Any]) -> Optional[bool]:
+    """check_wal, refused without check_postgres (the check needs the server)."""
+    if params["check_wal"] and not params["check_postgres"]:
+        raise ConfigurationError("check_wal=true needs check_postgres=true: the WAL check switches the server's "
+                                 "WAL segment and reads pg_stat_archiver; set check_postgres: true or check_wal: "
+                                 "false", "check_wal")
+    return params["check_wal"] if params["check_postgres"] else False
 
 
 def main() -> None:
@@ -264,12 +407,13 @@ def main() -> None:
     with module.engine_errors():
         try:
             storage = module.storage_config()
+            check_wal = wal_option(module.params)
             postgres = module.postgres_config() if module.params["check_postgres"] else None
-            report = check_destination(storage, postgres)
+            report = check_destination(storage, postgres, check_wal)
         except ConfigurationError as error:
             # A playbook that reads the report finds its keys even when no check could run.
-            module.fail_json(ok=False, storage=None, postgres=None, **failure_result(error))
-    for warning in (report["postgres"] or {}).get("warnings") or []:
+            module.fail_json(ok=False, storage=None, postgres=None, wal=None, **failure_result(error))
+    for warning in ((report["postgres"] or {}).get("warnings") or []) + ((report.get("wal") or {}).get("warnings") or []):
         module.warn(warning)
     if not report["ok"]:
         module.fail_json(msg=summary(report), **report)

@@ -86,6 +86,9 @@ def fleet_vars(storage: StorageTarget, source: PostgresCluster) -> Dict[str, Any
         "pgcloud_backup_scheduler": "systemd",
         "pgcloud_backup_systemd_activate": False,
         "pgcloud_backup_venv_create": False,
+        # The three hosts share the source cluster, whose WAL is archived under its own
+        # server_name, not under theirs: the WAL check would wait for it in vain.
+        "pgcloud_backup_check_wal": False,
     }
 
 

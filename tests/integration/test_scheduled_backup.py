@@ -197,7 +197,7 @@ def job_pid(parent: int) -> int:
                 cmdline = Path("/proc/%s/cmdline" % entry).read_bytes()
             except OSError:
                 continue
-            if int(stat_line.rsplit(")", 1)[1].split()[1]) == parent and b"pgcloud-backup-job.py" in cmdline:
+            if int(stat_line.rsplit(")", 1)[1].split()[1]) == parent and b"/bin/pgcloud-backup\x00" in cmdline:
                 return int(entry)
     raise AssertionError("no job process under pid %d" % parent)
 
@@ -342,8 +342,9 @@ def test_systemd_schedule_runs_backups_and_is_removed(host_root: Path, storage: 
     assert service_settings["StandardError"] == ["journal"]
     exec_start = shlex.split(service_settings["ExecStart"][0])
     # The job takes its lock itself (flock(1) would skip a stuck run silently).
-    assert exec_start[:2] == [str(VENV_PYTHON), str(host_root / "opt/pgcloud-backup-job/bin/pgcloud-backup-job.py")]
+    assert exec_start[:2] == [str(VENV_PYTHON), str(host_root / "opt/pgcloud-backup-job/bin/pgcloud-backup")]
     assert exec_start[exec_start.index("--config") + 1] == str(config_dir / "config.json")
+    assert exec_start[-1] == "backup"
     assert service_settings["TimeoutStartSec"] == ["86400"]
     assert timer_settings["OnCalendar"] == ["*-*-* 02:00:00"]
     assert timer_settings["RandomizedDelaySec"] == ["3600"]
@@ -391,6 +392,14 @@ def test_systemd_schedule_runs_backups_and_is_removed(host_root: Path, storage: 
     assert success["pgcloud_backup_last_size_bytes"] == status["size_bytes"]
     assert success["pgcloud_backup_last_success_timestamp_seconds"] > 0
     assert ping.paths == ["/ping/%s" % JOB]
+    # WAL archiving health, read from the server at the end of the run: the backup's last WAL
+    # file is archived (the backup waited for it), nothing is failing.
+    wal = status["wal_archiving"]
+    assert wal["archive_mode"] == "on" and wal["failing"] is False and wal["ready_count"] is not None, wal
+    assert wal["last_archived_wal"] and wal["archived_count"] > 0, wal
+    assert success["pgcloud_backup_wal_status_read"] == 1
+    assert success["pgcloud_backup_wal_last_archived_timestamp_seconds"] > 0
+    assert success["pgcloud_backup_wal_oldest_ready_age_seconds"] >= 0
     # The job writes by rename: no temporary file is left behind.
     assert sorted(path.name for path in textfile.parent.iterdir()) == [textfile.name]
 

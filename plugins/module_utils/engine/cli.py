@@ -3,6 +3,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """`pgcloud-backup`, the command on the database host, over the engine.
 
+    ExecStart=<venv python> /opt/pgcloud-backup-job/bin/pgcloud-backup --config /etc/pgcloud-backup/NAME/config.json backup
+
     archive_command = '/opt/pgcloud-backup-job/bin/pgcloud-backup wal-archive %p'
     restore_command = '/opt/pgcloud-backup-job/bin/pgcloud-backup wal-restore %f %p'
 
@@ -21,6 +23,10 @@ Exit status, as PostgreSQL reads it:
                2 a parameter is refused (no policy, a bad one, an unknown backup).
   restore      0 restored (its result as JSON on stdout); 1 the restore failed; 2 an option
                or the job's configuration is unusable (see restore/command.py).
+  backup       as the scheduled job (host/job.py): 0 DONE, 1 failed, 2 configuration, 75 skipped
+               (another run holds the lock), 128+N stopped by signal N.
+  check        0 every check passed; 1 one failed (the findings on stdout, as text or --json);
+               2 the job's configuration is unusable.
 
 The fast path of each (a file stored or prefetched by an earlier call) imports no SDK.
 """
@@ -28,6 +34,7 @@ The fast path of each (a file stored or prefetched by an earlier call) imports n
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -36,7 +43,8 @@ from typing import Any, Dict, List, Optional
 
 from . import layout
 from .errors import PgCloudError
-from .host_config import JobConfigError, Redactor, config_path, engine_sections, read_config, read_credentials
+from .host_config import (JobConfigError, Redactor, config_path, engine_sections, read_config, read_credentials,
+                          setup_logging)
 from .wal.settings import WalSettings, wal_settings
 from .wal.spool import ArchiveState, RestoreSpool, fast_path, target_id
 
@@ -48,29 +56,6 @@ EXIT_NOT_FOUND = 1
 EXIT_CONFIG = 2
 EXIT_STORE_ERROR = 255
 WORKER_START_SECONDS = 60.0
-
-
-class _RedactingFilter(logging.Filter):
-    def __init__(self, redact: Redactor) -> None:
-        super().__init__()
-        self.redact = redact
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self.redact(record.getMessage())
-        record.args = None
-        return True
-
-
-def setup_logging(redact: Redactor, level: Any = "INFO") -> None:
-    # No timestamp: PostgreSQL's log and the journal stamp every line themselves.
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s pgcloud-backup: %(message)s"))
-    handler.addFilter(_RedactingFilter(redact))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(getattr(logging, str(level).upper(), logging.INFO))
-    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "azure", "google"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -100,6 +85,12 @@ def parser() -> argparse.ArgumentParser:
     from .restore.command import add_restore_parser
 
     add_restore_parser(commands)
+    commands.add_parser("backup", help="take one base backup as the scheduled job does (lock, status file, "
+                                       "metrics, ping; exit status as in the role's README)")
+    check = commands.add_parser("check", help="check the store, the server and that WAL reaches the store")
+    check.add_argument("--wal", action=argparse.BooleanOptionalAction, default=None,
+                       help="check WAL archiving (default: where archive_mode is on)")
+    check.add_argument("--json", action="store_true", help="print the findings as JSON")
     return top
 
 
@@ -261,6 +252,30 @@ def host_restore(arguments: argparse.Namespace, config: Dict[str, Any], config_f
     storage = engine_sections(config, credentials)["storage"]
     install_dir = os.path.dirname(library_root())
     return run_restore(arguments, config_file, storage, install_dir, Redactor(list(credentials.values())))
+def check(config: Dict[str, Any], wal: Optional[bool], as_json: bool) -> int:
+    """`pgcloud-backup check`: the check module's findings on stdout; 0 when all pass, 1 if not."""
+    from .config import PostgresConfig, StorageConfig, from_params
+    from .host.checks import check_text
+    from .operations import check_destination
+
+    credentials = _prepare(config)
+    sections = engine_sections(config, credentials)
+    try:
+        report = check_destination(from_params(StorageConfig, sections["storage"]),
+                                   from_params(PostgresConfig, sections["postgres"]), wal)
+    except PgCloudError as error:
+        LOG.error("%s", error)
+        return EXIT_CONFIG
+    redact = Redactor(list(credentials.values()))
+    print(redact(json.dumps(report, indent=2, sort_keys=True) if as_json else check_text(report)))
+    return EXIT_OK if report["ok"] else EXIT_FAILED
+
+
+def exit_now(code: int) -> None:
+    """sys.exit(code); after a stop signal, without waiting for threads (see host/job.py)."""
+    from .host.job import exit_now as exit_job
+
+    exit_job(code)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -271,6 +286,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     setup_logging(Redactor([]))
     store_error = getattr(arguments, "store_error_exit_code", EXIT_STORE_ERROR)
     config_file = config_path(arguments.job, arguments.config)
+    if arguments.command == "backup":
+        from .host.job import run_job
+
+        # It reports every outcome itself (status file, metrics, exit status).
+        return run_job(config_file)
     try:
         config = read_config(config_file)
     except JobConfigError as error:
@@ -285,6 +305,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return delete(arguments, config)
         if arguments.command == "restore":
             return host_restore(arguments, config, config_file)
+        if arguments.command == "check":
+            return check(config, arguments.wal, arguments.json)
         return wal_restore(arguments.name, arguments.destination, config, store_error)
     except Exception as error:  # pylint: disable=broad-except  # PostgreSQL needs an exit status, not a traceback
         LOG.exception("unexpected error: %s", error)

@@ -8,17 +8,19 @@
     <config_root>/<job>/credentials.env   KEY=VALUE lines (values optionally JSON-quoted),
                                           readable by the backup user only
 
-The same format as the role's job script (files/pgcloud-backup-job.py) reads, for the host's
-commands (cli.py) that run without Ansible.
+Read by the host's command (cli.py, and the scheduled job of host/job.py) that runs without
+Ansible; its log lines go to stderr with every secret redacted (setup_logging).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 from typing import Any, Dict, List, Optional
 
-from .errors import PgCloudError
+from .errors import PgCloudError, redact
 
 CONFIG_ROOT = "/etc/pgcloud-backup"
 DEFAULT_JOB = "pgcloud-backup"
@@ -36,7 +38,6 @@ CREDENTIAL_KEYS = {
     "PGPASSWORD": ("postgres", "password"),
     "PGCLOUD_PRIMARY_CONNINFO": ("postgres", "primary_conninfo"),
 }
-REDACTED = "********"
 
 
 class JobConfigError(PgCloudError):
@@ -105,13 +106,37 @@ def engine_sections(config: Dict[str, Any], credentials: Dict[str, str]) -> Dict
 
 
 class Redactor:
-    """Replaces every secret value in a text: error messages may quote a connection string."""
+    """Replaces every secret value in a text: error messages may quote a connection string.
+
+    The engine's patterns (errors.redact) come after: they also hide secrets the job was not
+    given, a conninfo password or the password of a URL.
+    """
 
     def __init__(self, secrets: List[str]) -> None:
-        # Longest first, so that a secret containing another is replaced whole.
-        self.secrets = sorted((value for value in secrets if value), key=len, reverse=True)
+        self.secrets = [value for value in secrets if value]
 
-    def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+    def __call__(self, text: Optional[str]) -> Optional[str]:
+        return None if text is None else redact(text, self.secrets)
+
+
+class _RedactingFilter(logging.Filter):
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.redactor(record.getMessage())
+        record.args = None
+        return True
+
+
+def setup_logging(redactor: Redactor, level: Any = "INFO") -> None:
+    """Log lines to stderr, redacted. No timestamp: PostgreSQL's log and the journal stamp every line."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s pgcloud-backup: %(message)s"))
+    handler.addFilter(_RedactingFilter(redactor))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, str(level).upper(), logging.INFO))
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "azure", "google"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

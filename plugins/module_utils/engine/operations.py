@@ -17,10 +17,13 @@ from .jobs.snapshot_backup import SnapshotBackupJob
 from .restore.job import RestoreJob
 from .restore.options import RestoreConfig
 from .storage.factory import open_store, parse_destination
+from .wal.check import check_wal_report, wal_check_wanted
 
 
-def check_destination(storage: StorageConfig, postgres: Optional[PostgresConfig] = None) -> Dict[str, Any]:
-    """Test the store (and the server); problems are reported in the result, not raised."""
+def check_destination(storage: StorageConfig, postgres: Optional[PostgresConfig] = None,
+                      check_wal: Optional[bool] = False) -> Dict[str, Any]:
+    """Test the store (and the server, and with check_wal that its WAL reaches the store: None
+    where it archives); problems are reported in the result, not raised."""
     destination = parse_destination(storage)
     store_report: Dict[str, Any] = {
         "cloud_provider": destination.cloud_provider,
@@ -38,12 +41,16 @@ def check_destination(storage: StorageConfig, postgres: Optional[PostgresConfig]
         store_report["reachable"] = isinstance(error, (BucketNotFoundError, StorageAccessDeniedError))
         store_report["bucket_exists"] = False if isinstance(error, BucketNotFoundError) else None
         store_report["error"] = str(error)
-    postgres_report = None if postgres is None else _check_postgres(postgres)
-    ok = store_report["error"] is None and (postgres_report is None or postgres_report["error"] is None)
-    return {"ok": ok, "storage": store_report, "postgres": postgres_report}
+    # No WAL check (nor its segment switch) against a store that does not answer.
+    wal_wanted = check_wal if store_report["error"] is None else False
+    postgres_report = None if postgres is None else _check_postgres(postgres, storage, wal_wanted)
+    wal_report = (postgres_report or {}).pop("wal", None)
+    ok = store_report["error"] is None and all(
+        report is None or report["error"] is None for report in (postgres_report, wal_report))
+    return {"ok": ok, "storage": store_report, "postgres": postgres_report, "wal": wal_report}
 
 
-def _check_postgres(postgres: PostgresConfig) -> Dict[str, Any]:
+def _check_postgres(postgres: PostgresConfig, storage: StorageConfig, check_wal: Optional[bool]) -> Dict[str, Any]:
     report: Dict[str, Any] = {
         "connected": False, "server_version": None, "data_directory": None, "in_recovery": None,
         "backup_privileges": None, "archive_mode": None, "error": None, "warnings": [],
@@ -59,6 +66,8 @@ def _check_postgres(postgres: PostgresConfig) -> Dict[str, Any]:
         report.update(data_directory=facts.data_directory, in_recovery=facts.in_recovery,
                       backup_privileges=facts.backup_privileges, archive_mode=facts.archive_mode)
         report["warnings"].extend(facts.warnings)
+        if wal_check_wanted(check_wal, facts.archive_mode):
+            report["wal"] = check_wal_report(storage, session, postgres.wal_archive_timeout)
         check_readable(facts)
         if facts.archive_mode == "off":
             report["warnings"].append(

@@ -5,11 +5,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 
 import yaml
+
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine import host_config
 
 ROLE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "roles", "scheduled_backup")
 # Names that look like secrets and are not: identifiers of keys kept elsewhere.
@@ -24,11 +25,7 @@ def options():
 
 def credential_variables():
     """The variables the role writes to credentials.env: the job's CREDENTIAL_KEYS, prefixed."""
-    spec = importlib.util.spec_from_file_location("pgcloud_backup_job", os.path.join(ROLE, "files",
-                                                                                     "pgcloud-backup-job.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return {"pgcloud_backup_" + parameter for _section, parameter in module.CREDENTIAL_KEYS.values()}
+    return {"pgcloud_backup_" + parameter for _section, parameter in host_config.CREDENTIAL_KEYS.values()}
 
 
 def test_every_secret_variable_is_no_log():

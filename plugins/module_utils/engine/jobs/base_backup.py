@@ -37,6 +37,7 @@ from ..storage.base import ObjectStore
 from ..storage.factory import open_store
 from ..archive.tar import ArchiveGroup, TarArchive, label_header
 from ..transfer.upload import UploadPool, chunk_size_for, freeze_long_lived_objects, release_free_heap
+from ..wal.health import archiver_state_if_readable
 
 LOG = logging.getLogger("pgcloud.backup")
 PROGRESS_INTERVAL = 10.0
@@ -202,6 +203,8 @@ class BackupJob:
         self.require_wal_archiving = require_wal_archiving
         self.store = store or open_store(storage)
         self.catalog = Catalog(self.store)
+        # pg_stat_archiver once the backup's WAL is archived, for the result.
+        self.wal_archiver: Optional[Dict[str, Any]] = None
 
     def run(self, check_mode: bool = False) -> BackupResult:
         self.store.check()
@@ -265,6 +268,7 @@ class BackupJob:
                 self._await_end_wal(stop, facts)
             else:
                 self._await_archiver(session, stop, facts)
+            self.wal_archiver = archiver_state_if_readable(session)
             self._record_stop(info, stop, facts)
             self._verify_stored(backup_id)
             info.copy_stats = self._copy_stats(copy_time, time.monotonic() - started)
@@ -486,7 +490,7 @@ class BackupJob:
     def _done_result(self, backup_id: str, info: layout.BackupInfo, elapsed: float) -> BackupResult:
         result = BackupResult.of_backup(info.fields(), backup_id, self._destination(backup_id), "", elapsed=elapsed)
         result.keys = self._written_keys(backup_id)
-        result.details = self._details(info.fields(), taken=True)
+        result.details = dict(self._details(info.fields(), taken=True), wal_archiver=self.wal_archiver)
         result.msg = self._done_message(result)
         return result
 

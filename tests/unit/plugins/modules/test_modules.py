@@ -50,7 +50,7 @@ def postgres_report(error=None, warnings=()):
 def test_check_passes_and_changes_nothing(run, monkeypatch):
     calls = []
 
-    def check_destination(storage, postgres):
+    def check_destination(storage, postgres, check_wal=None):
         calls.append((storage, postgres))
         return {"ok": True, "storage": storage_report(), "postgres": postgres_report()}
 
@@ -67,7 +67,7 @@ def test_check_passes_and_changes_nothing(run, monkeypatch):
 def test_check_without_postgres_tests_the_store_only(run, monkeypatch):
     calls = []
 
-    def check_destination(storage, postgres):
+    def check_destination(storage, postgres, check_wal=None):
         calls.append(postgres)
         return {"ok": True, "storage": storage_report(), "postgres": None}
 
@@ -81,7 +81,7 @@ def test_check_without_postgres_tests_the_store_only(run, monkeypatch):
 def test_check_fails_with_the_findings(run, monkeypatch):
     report = {"ok": False, "storage": storage_report("bucket 'acme-backups' does not exist"),
               "postgres": postgres_report("the PostgreSQL role may not run backups")}
-    monkeypatch.setattr(check, "check_destination", lambda storage, postgres: report)
+    monkeypatch.setattr(check, "check_destination", lambda storage, postgres, check_wal=None: report)
     code, result = run(check, dict(REQUIRED))
     assert code == 1
     assert result["msg"] == ("storage: bucket 'acme-backups' does not exist; "
@@ -92,9 +92,58 @@ def test_check_fails_with_the_findings(run, monkeypatch):
     assert result["changed"] is False
 
 
+def wal_report(error=None, warnings=()):
+    return {"archive_mode": "on", "segment": "000000010000000000000042", "switched": True, "in_store": error is None,
+            "waited_seconds": 1.5, "archiver": {"failing": error is not None}, "error": error,
+            "warnings": list(warnings)}
+
+
+@pytest.mark.parametrize("params, expected", [({}, None), ({"check_wal": True}, True), ({"check_wal": False}, False),
+                                              ({"check_postgres": False}, False)])
+def test_check_wal_unset_is_left_to_the_server(run, monkeypatch, params, expected):
+    """Unset, check_wal reaches the engine as None: it runs where archive_mode is on."""
+    calls = []
+
+    def check_destination(storage, postgres, check_wal=None):
+        calls.append(check_wal)
+        return {"ok": True, "storage": storage_report(), "postgres": postgres_report(), "wal": None}
+
+    monkeypatch.setattr(check, "check_destination", check_destination)
+    code, _result = run(check, dict(REQUIRED, **params))
+    assert code == 0 and calls == [expected]
+
+
+def test_check_wal_needs_check_postgres(run, monkeypatch):
+    monkeypatch.setattr(check, "check_destination", lambda *args: pytest.fail("checked with a refused parameter"))
+    code, result = run(check, dict(REQUIRED, check_wal=True, check_postgres=False))
+    assert code == 1
+    assert result["parameter"] == "check_wal" and "check_postgres" in result["msg"]
+    assert result["wal"] is None
+
+
+def test_check_fails_when_wal_does_not_arrive(run, monkeypatch):
+    report = {"ok": False, "storage": storage_report(), "postgres": postgres_report(),
+              "wal": wal_report("WAL segment 000000010000000000000042 did not reach s3://b/db1/wals within 300 s")}
+    monkeypatch.setattr(check, "check_destination", lambda storage, postgres, check_wal=None: report)
+    code, result = run(check, dict(REQUIRED))
+    assert code == 1
+    assert result["msg"].startswith("wal: WAL segment 000000010000000000000042 did not reach")
+    assert result["wal"]["in_store"] is False
+
+
+def test_check_reports_the_wal_segment_and_warnings(run, monkeypatch):
+    report = {"ok": True, "storage": storage_report(), "postgres": postgres_report(),
+              "wal": wal_report(warnings=["the server is a standby: the WAL segment switch is skipped"])}
+    monkeypatch.setattr(check, "check_destination", lambda storage, postgres, check_wal=None: report)
+    code, result = run(check, dict(REQUIRED))
+    assert code == 0
+    assert result["msg"].endswith("; WAL segment 000000010000000000000042 reached the store in 1.5 s")
+    assert any("standby" in str(warning) for warning in result["warnings"])
+
+
 def test_check_passes_postgres_warnings_on(run, monkeypatch):
     report = {"ok": True, "storage": storage_report(), "postgres": postgres_report(warnings=["archive_mode is off"])}
-    monkeypatch.setattr(check, "check_destination", lambda storage, postgres: report)
+    monkeypatch.setattr(check, "check_destination", lambda storage, postgres, check_wal=None: report)
     code, result = run(check, dict(REQUIRED))
     assert code == 0
     assert any("archive_mode is off" in str(warning) for warning in result["warnings"])

@@ -50,6 +50,7 @@ def test_check_destination_good(s3_config, s3_bucket):
         "storage": {"cloud_provider": "aws-s3", "destination_url": "s3://%s/backups/pg" % bucket, "bucket": bucket,
                     "prefix": "backups/pg", "reachable": True, "bucket_exists": True, "error": None},
         "postgres": None,
+        "wal": None,
     }
 
 
@@ -182,3 +183,15 @@ def test_show_unknown_backup(backups):
         operations.show_backup(config, "nope")
     assert "server 'db1'" in str(caught.value)
     assert config.destination_url in str(caught.value)
+
+
+def test_check_destination_skips_the_wal_check_when_the_store_fails(moto_endpoint, aws_environment, monkeypatch):
+    """No segment switch on the server for a store that does not answer (the check fails anyway)."""
+    asked = []
+    monkeypatch.setattr(operations, "_check_postgres",
+                        lambda postgres, storage, check_wal: asked.append(check_wal) or {"error": None})
+    config = StorageConfig(destination_url="s3://missing-bucket-x/pg", server_name="db1", endpoint_url=moto_endpoint,
+                           aws_access_key="testing", aws_secret_key="testing")
+    result = operations.check_destination(config, PostgresConfig(), True)
+    assert result["ok"] is False and result["wal"] is None
+    assert asked == [False]

@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to the pgcloud.backup collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The job script of the scheduled_backup role, piece by piece, without a server or a store.
+"""The scheduled job (`pgcloud-backup backup`, engine/host/job.py and report.py), piece by piece,
+without a server or a store.
 
 The integration tests (tests/integration/test_scheduled_backup.py) run it for real; these
 cover what they cannot easily provoke: malformed credentials, secrets in error messages, a
@@ -11,7 +12,6 @@ failed run after a success, a ping that fails.
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import json
 import logging
 import os
@@ -21,16 +21,35 @@ import urllib.error
 
 import pytest
 
-SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "..", "roles", "scheduled_backup", "files",
-                      "pgcloud-backup-job.py")
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine import host_config
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.errors import MissingDependencyError
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.host import job as job_module
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.host import report as report_module
+
+ROLE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "..", "..", "roles", "scheduled_backup")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def job():
-    spec = importlib.util.spec_from_file_location("pgcloud_backup_job", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return job_module
+
+
+@pytest.fixture
+def report():
+    return report_module
+
+
+WAL_HEALTH = {"archive_mode": "on", "in_recovery": False, "archived_count": 66,
+              "last_archived_wal": "000000010000000000000042", "last_archived_time": "2026-01-25T03:15:01+00:00",
+              "failed_count": 2, "last_failed_wal": "000000010000000000000041",
+              "last_failed_time": "2026-01-25T03:10:00+00:00", "failing": False, "ready_count": 3,
+              "oldest_ready_age_seconds": 12.5}
+
+
+@pytest.fixture(autouse=True)
+def wal_health(monkeypatch):
+    """The job reads the WAL archiver's state after each run: no server here."""
+    monkeypatch.setattr(job_module, "read_wal_health", lambda config, credentials: dict(WAL_HEALTH))
 
 
 def write(path, text):
@@ -75,19 +94,19 @@ def test_log_lines_are_redacted(job, capsys):
 CONFIG = {"job_name": "nightly", "storage": {"destination_url": "s3://b/p", "server_name": "db1"}}
 
 
-def test_status_keeps_last_success_after_a_failure(job):
-    success = job.build_status(CONFIG, {}, 100.0, 160.0, {"backup_id": "20260101T020000", "bytes_written": 42}, None)
+def test_status_keeps_last_success_after_a_failure(job, report):
+    success = report.build_status(CONFIG, {}, 100.0, 160.0, {"backup_id": "20260101T020000", "bytes_written": 42}, None)
     assert success["result"] == "success" and success["size_bytes"] == 42
     assert success["last_success"]["timestamp"] == 160.0
-    failure = job.build_status(CONFIG, success, 200.0, 201.5, {"backup_id": None}, "bucket gone")
+    failure = report.build_status(CONFIG, success, 200.0, 201.5, {"backup_id": None}, "bucket gone")
     assert failure["result"] == "failure" and failure["error"] == "bucket gone" and failure["size_bytes"] is None
     assert failure["last_success"] == success["last_success"]
 
 
-def test_metrics_text(job):
-    status = job.build_status(CONFIG, {}, 100.0, 160.0, {"backup_id": "20260101T020000", "bytes_written": 42}, None)
+def test_metrics_text(job, report):
+    status = report.build_status(CONFIG, {}, 100.0, 160.0, {"backup_id": "20260101T020000", "bytes_written": 42}, None)
     values = {}
-    for line in job.metrics_text(status).splitlines():
+    for line in report.metrics_text(status).splitlines():
         if not line.startswith("#"):
             name, value = line.rsplit(" ", 1)
             values[name] = float(value)
@@ -98,10 +117,10 @@ def test_metrics_text(job):
     assert values["pgcloud_backup_last_size_bytes" + labels] == 42
 
 
-def test_write_atomically_leaves_only_the_file(job, tmp_path):
+def test_write_atomically_leaves_only_the_file(job, report, tmp_path):
     target = tmp_path / "job.prom"
-    job.write_atomically(str(target), "one\n")
-    job.write_atomically(str(target), "two\n", 0o640)
+    report.write_atomically(str(target), "one\n")
+    report.write_atomically(str(target), "two\n", 0o640)
     assert target.read_text() == "two\n"
     assert os.listdir(str(tmp_path)) == ["job.prom"]
     assert target.stat().st_mode & 0o777 == 0o640
@@ -117,26 +136,26 @@ class FakeResponse:
         return False
 
 
-def test_ping_success_and_failure_urls(job, monkeypatch):
+def test_ping_success_and_failure_urls(job, report, monkeypatch):
     called = []
-    monkeypatch.setattr(job.urllib.request, "urlopen", lambda url, timeout: called.append(url) or FakeResponse())
-    job.ping("https://hc.example/ping/abc/", True, 5)
-    job.ping("https://hc.example/ping/abc", False, 5)
+    monkeypatch.setattr(report.urllib.request, "urlopen", lambda url, timeout: called.append(url) or FakeResponse())
+    report.ping("https://hc.example/ping/abc/", True, 5)
+    report.ping("https://hc.example/ping/abc", False, 5)
     assert called == ["https://hc.example/ping/abc", "https://hc.example/ping/abc/fail"]
 
 
-def test_ping_that_fails_does_not_raise(job, monkeypatch, caplog):
+def test_ping_that_fails_does_not_raise(job, report, monkeypatch, caplog):
     def refuse(url, timeout):
         raise urllib.error.URLError("connection refused")
 
-    monkeypatch.setattr(job.urllib.request, "urlopen", refuse)
-    job.ping("https://hc.example/ping/abc", True, 5)
+    monkeypatch.setattr(report.urllib.request, "urlopen", refuse)
+    report.ping("https://hc.example/ping/abc", True, 5)
     assert "could not ping" in caplog.text
 
 
 def test_unusable_config_exits_2(job, tmp_path):
-    assert job.main(["--config", write(tmp_path / "config.json", "{}")]) == 2
-    assert job.main(["--config", str(tmp_path / "missing.json")]) == 2
+    assert job.run_job(write(tmp_path / "config.json", "{}")) == 2
+    assert job.run_job(str(tmp_path / "missing.json")) == 2
 
 
 def test_failed_backup_is_reported(job, tmp_path, monkeypatch):
@@ -152,7 +171,7 @@ def test_failed_backup_is_reported(job, tmp_path, monkeypatch):
 
     monkeypatch.setattr(job, "run_backup", fail)
     try:
-        assert job.main(["--config", write(tmp_path / "config.json", json.dumps(config))]) == 1
+        assert job.run_job(write(tmp_path / "config.json", json.dumps(config))) == 1
     finally:
         logging.getLogger().handlers[:] = []
     assert seen == {"AWS_SECRET_ACCESS_KEY": "hunter2"}
@@ -167,7 +186,7 @@ def test_every_credential_key_names_an_engine_parameter(job):
 
     names = {"storage": {item.name for item in fields(StorageConfig)},
              "postgres": {item.name for item in fields(PostgresConfig)}}
-    for key, (section, parameter) in job.CREDENTIAL_KEYS.items():
+    for key, (section, parameter) in host_config.CREDENTIAL_KEYS.items():
         assert parameter in names[section], key
 
 
@@ -181,7 +200,7 @@ def test_azure_and_gcp_secrets_are_read_whole(job, tmp_path):
 
 # --- exit status: one test per code of the README's table --------------------------------------
 
-README = os.path.join(os.path.dirname(SCRIPT), "..", "README.md")
+README = os.path.join(ROLE, "README.md")
 
 
 def readme_exit_codes():
@@ -220,7 +239,7 @@ def status_of(tmp_path):
 def test_exit_0_when_done(job, tmp_path, monkeypatch, restore_logging):
     monkeypatch.setattr(job, "run_backup", lambda config, credentials: {"backup_id": "20260101T020000",
                                                                         "bytes_written": 1})
-    assert job.main(["--config", job_config(tmp_path)]) == 0
+    assert job.run_job(job_config(tmp_path)) == 0
     assert status_of(tmp_path)["result"] == "success"
     # The lock is released and emptied: no start time outlives its run.
     assert (tmp_path / "job.lock").read_text() == ""
@@ -229,26 +248,23 @@ def test_exit_0_when_done(job, tmp_path, monkeypatch, restore_logging):
 def test_exit_2_when_the_engine_refuses_a_parameter(job, tmp_path, restore_logging):
     """A ConfigurationError of the engine is a configuration error: exit 2, recorded as a failure."""
     config = job_config(tmp_path, backup={"compression": "rar"})
-    assert job.main(["--config", config]) == 2
+    assert job.run_job(config) == 2
     status = status_of(tmp_path)
     assert status["result"] == "failure" and "compression" in status["error"]
 
 
 def test_exit_2_when_a_library_is_missing(job, tmp_path, monkeypatch, restore_logging):
-    class MissingDependencyError(Exception):
-        """Named as the engine's: the job knows engine errors by class name."""
-
     def fail(config, credentials):
-        raise MissingDependencyError("the Python library zstandard is required for compression: zstd")
+        raise MissingDependencyError("zstandard", "compression: zstd")
 
     monkeypatch.setattr(job, "run_backup", fail)
-    assert job.main(["--config", job_config(tmp_path)]) == 2
+    assert job.run_job(job_config(tmp_path)) == 2
     assert "zstandard" in status_of(tmp_path)["error"]
 
 
 def test_exit_2_when_the_lock_file_cannot_be_opened(job, tmp_path, monkeypatch, restore_logging):
     monkeypatch.setattr(job, "run_backup", lambda *args: pytest.fail("ran without its lock"))
-    assert job.main(["--config", job_config(tmp_path, lock_file=str(tmp_path / "gone" / "job.lock"))]) == 2
+    assert job.run_job(job_config(tmp_path, lock_file=str(tmp_path / "gone" / "job.lock"))) == 2
 
 
 def test_exit_75_while_another_run_holds_the_lock(job, tmp_path, monkeypatch, restore_logging):
@@ -257,7 +273,7 @@ def test_exit_75_while_another_run_holds_the_lock(job, tmp_path, monkeypatch, re
     lock.write_text(json.dumps({"pid": 4242, "started": job.time.time() - 60}))
     with open(lock) as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        assert job.main(["--config", job_config(tmp_path)]) == 75
+        assert job.run_job(job_config(tmp_path)) == 75
     assert not (tmp_path / "status.json").exists()
 
 
@@ -274,12 +290,13 @@ def test_exit_1_when_an_earlier_run_is_stuck(job, tmp_path, monkeypatch, restore
     os.utime(lock, (started, started))
     with open(lock) as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        assert job.main(["--config", job_config(tmp_path)]) == 1
+        assert job.run_job(job_config(tmp_path)) == 1
     status = status_of(tmp_path)
     assert status["result"] == "failure" and status["error"].startswith("previous run stuck since")
     assert ("pid 4242" in status["error"]) == bool(content)
     assert "max_runtime (3600 s)" in status["error"]
     assert "pgcloud_backup_last_status{" in (tmp_path / "job.prom").read_text()
+    assert status["wal_archiving"] == WAL_HEALTH
     assert [line for line in (tmp_path / "job.prom").read_text().splitlines()
             if line.startswith("pgcloud_backup_last_status{")][0].endswith(" 0")
 
@@ -289,7 +306,7 @@ def test_no_bound_means_a_held_lock_is_always_a_skip(job, tmp_path, restore_logg
     lock.write_text(json.dumps({"pid": 4242, "started": 0}))
     with open(lock) as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        assert job.main(["--config", job_config(tmp_path, max_runtime=0)]) == 75
+        assert job.run_job(job_config(tmp_path, max_runtime=0)) == 75
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
@@ -313,7 +330,7 @@ def test_exit_128_plus_n_when_a_signal_stops_the_backup(job, tmp_path, monkeypat
         pytest.fail("the signal did not stop the backup")
 
     monkeypatch.setattr(job, "run_backup", interrupted)
-    assert job.main(["--config", job_config(tmp_path)]) == code
+    assert job.run_job(job_config(tmp_path)) == code
     assert len(cleaned) == 1
     status = status_of(tmp_path)
     assert status["result"] == "failure" and "stopped by %s" % signal.Signals(signum).name in status["error"]
@@ -327,7 +344,7 @@ def test_signal_at_max_runtime_says_so(job, tmp_path, monkeypatch, restore_loggi
         time.sleep(10)
 
     monkeypatch.setattr(job, "run_backup", interrupted)
-    assert job.main(["--config", job_config(tmp_path, max_runtime=3)]) == 143
+    assert job.run_job(job_config(tmp_path, max_runtime=3)) == 143
     assert "at the job's max_runtime (3 s)" in status_of(tmp_path)["error"]
 
 
@@ -340,7 +357,7 @@ def test_secrets_the_job_was_not_given_are_redacted_too(job, tmp_path, monkeypat
         raise RuntimeError("cannot connect with 'host=db password=pg-s3cret' to http://key:url-s3cret@store:9000/b")
 
     monkeypatch.setattr(job, "run_backup", fail)
-    assert job.main(["--config", job_config(tmp_path)]) == 1
+    assert job.run_job(job_config(tmp_path)) == 1
     text = (tmp_path / "status.json").read_text() + capsys.readouterr().err
     assert "pg-s3cret" not in text and "url-s3cret" not in text
     assert "password=********" in status_of(tmp_path)["error"]
@@ -349,39 +366,39 @@ def test_secrets_the_job_was_not_given_are_redacted_too(job, tmp_path, monkeypat
 def test_destination_url_echoes_hide_userinfo(job, tmp_path, monkeypatch, capsys, restore_logging):
     monkeypatch.setattr(job, "run_backup", lambda *args: {"backup_id": "20260101T020000", "bytes_written": 1})
     config = job_config(tmp_path, storage={"destination_url": "s3://user:dest-s3cret@bucket/pg", "server_name": "db1"})
-    job.main(["--config", config])
+    job.run_job(config)
     assert "dest-s3cret" not in (tmp_path / "status.json").read_text() + capsys.readouterr().err
     assert status_of(tmp_path)["destination_url"] == "s3://********@bucket/pg"
 
 
-def test_ping_url_is_never_logged(job, tmp_path, monkeypatch, caplog, restore_logging):
+def test_ping_url_is_never_logged(job, report, tmp_path, monkeypatch, caplog, restore_logging):
     token = "ping-token-1234"
-    monkeypatch.setattr(job.urllib.request, "urlopen", lambda url, timeout: FakeResponse())
-    job.ping("https://hc.example/ping/%s" % token, True, 5)
+    monkeypatch.setattr(report.urllib.request, "urlopen", lambda url, timeout: FakeResponse())
+    report.ping("https://hc.example/ping/%s" % token, True, 5)
 
     def refuse(url, timeout):
         raise ValueError("unknown url type: %r" % url)
 
-    monkeypatch.setattr(job.urllib.request, "urlopen", refuse)
-    job.ping("https://hc.example/ping/%s" % token, False, 5)
+    monkeypatch.setattr(report.urllib.request, "urlopen", refuse)
+    report.ping("https://hc.example/ping/%s" % token, False, 5)
     assert "hc.example" in caplog.text and token not in caplog.text
 
 
-def test_ping_url_is_redacted_from_every_log_line(job, tmp_path, monkeypatch, capsys, restore_logging):
+def test_ping_url_is_redacted_from_every_log_line(job, report, tmp_path, monkeypatch, capsys, restore_logging):
     token = "ping-token-5678"
     monkeypatch.setattr(job, "run_backup", lambda *args: job.LOG.info("an SDK quoting http://hc/%s", token) or {
         "backup_id": "20260101T020000", "bytes_written": 1})
-    monkeypatch.setattr(job.urllib.request, "urlopen", lambda url, timeout: FakeResponse())
+    monkeypatch.setattr(report.urllib.request, "urlopen", lambda url, timeout: FakeResponse())
     config = job_config(tmp_path, report={"status_file": str(tmp_path / "status.json"),
                                           "ping_url": "http://hc/%s" % token})
-    assert job.main(["--config", config]) == 0
+    assert job.run_job(config) == 0
     assert token not in capsys.readouterr().err
 
 
 # --- metrics file -----------------------------------------------------------------------------
 
 
-def test_metrics_rewritten_in_place_where_the_folder_is_not_writable(job, tmp_path, monkeypatch):
+def test_metrics_rewritten_in_place_where_the_folder_is_not_writable(job, report, tmp_path, monkeypatch):
     """A textfile folder the role did not create: the job rewrites the file the role created."""
     target = tmp_path / "job.prom"
     target.write_text("old content that is longer than the new one\n")
@@ -389,8 +406,8 @@ def test_metrics_rewritten_in_place_where_the_folder_is_not_writable(job, tmp_pa
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(job.tempfile, "mkstemp", refuse)
-    job.write_metrics(str(target), "new\n")
+    monkeypatch.setattr(report.tempfile, "mkstemp", refuse)
+    report.write_metrics(str(target), "new\n")
     assert target.read_text() == "new\n"
 
 
@@ -408,7 +425,7 @@ def test_retention_after_a_done_backup_is_in_status_and_metrics(job, tmp_path, m
     monkeypatch.setattr(scheduled, "run_retention", lambda config, credentials: seen.append(config["retention"]) or {
         "deleted": [{"backup_id": "20251201T020000", "wals": ["a", "b"]}], "aborted_uploads": [{"key": "k"}]})
     retention = {"retention_policy": "REDUNDANCY 7", "minimum_redundancy": 1, "abort_uploads_older_than": 86400}
-    assert job.main(["--config", job_config(tmp_path, retention=retention)]) == 0
+    assert job.run_job(job_config(tmp_path, retention=retention)) == 0
     assert seen == [retention]
     assert status_of(tmp_path)["retention"] == {
         "result": "success", "policy": "REDUNDANCY 7", "error": None, "deleted_backups": ["20251201T020000"],
@@ -432,14 +449,14 @@ def test_a_failed_retention_leaves_the_run_a_success(job, tmp_path, monkeypatch,
     monkeypatch.setattr(scheduled, "run_retention", refuse)
     credentials = write(tmp_path / "credentials.env", "AWS_SECRET_ACCESS_KEY=hunter2-secret-key\n")
     config = job_config(tmp_path, retention={"retention_policy": "REDUNDANCY 7"}, credentials_file=credentials)
-    assert job.main(["--config", config]) == 0
+    assert job.run_job(config) == 0
     status = status_of(tmp_path)
     assert status["result"] == "success" and status["error"] is None
     assert status["retention"]["result"] == "failure" and "S3 refused to delete" in status["retention"]["error"]
     assert "hunter2" not in (tmp_path / "status.json").read_text()
     values = prom_values(tmp_path / "job.prom")
     assert values["pgcloud_backup_last_status"] == 1 and values["pgcloud_backup_retention_last_status"] == 0
-    assert "ERROR pgcloud.backup: retention REDUNDANCY 7 FAILED" in capsys.readouterr().err
+    assert "ERROR pgcloud-backup: retention REDUNDANCY 7 FAILED" in capsys.readouterr().err
 
 
 def test_no_retention_without_a_policy_nor_after_a_failed_backup(job, tmp_path, monkeypatch, restore_logging):
@@ -448,7 +465,7 @@ def test_no_retention_without_a_policy_nor_after_a_failed_backup(job, tmp_path, 
     monkeypatch.setattr(scheduled, "run_retention", lambda *args: pytest.fail("retention ran"))
     monkeypatch.setattr(job, "run_backup", lambda config, credentials: {"backup_id": "20260101T020000",
                                                                         "bytes_written": 1})
-    assert job.main(["--config", job_config(tmp_path, retention={"retention_policy": ""})]) == 0
+    assert job.run_job(job_config(tmp_path, retention={"retention_policy": ""})) == 0
     assert status_of(tmp_path)["retention"] is None
     assert "retention" not in (tmp_path / "job.prom").read_text()
 
@@ -456,5 +473,75 @@ def test_no_retention_without_a_policy_nor_after_a_failed_backup(job, tmp_path, 
         raise RuntimeError("the backup failed")
 
     monkeypatch.setattr(job, "run_backup", fail)
-    assert job.main(["--config", job_config(tmp_path, retention={"retention_policy": "REDUNDANCY 1"})]) == 1
+    assert job.run_job(job_config(tmp_path, retention={"retention_policy": "REDUNDANCY 1"})) == 1
     assert "retention" not in status_of(tmp_path)
+# --- WAL archiving health ---------------------------------------------------------------------
+
+
+def metric_values(text):
+    values = {}
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name.split("{")[0]] = float(value)
+    return values
+
+
+def test_status_and_metrics_carry_wal_health(job, tmp_path, monkeypatch, restore_logging):
+    monkeypatch.setattr(job, "run_backup", lambda *args: {"backup_id": "20260101T020000", "bytes_written": 1})
+    assert job.run_job(job_config(tmp_path)) == 0
+    assert status_of(tmp_path)["wal_archiving"] == WAL_HEALTH
+    values = metric_values((tmp_path / "job.prom").read_text())
+    assert values["pgcloud_backup_wal_status_read"] == 1
+    assert values["pgcloud_backup_wal_archived_count"] == 66
+    assert values["pgcloud_backup_wal_failed_count"] == 2
+    assert values["pgcloud_backup_wal_ready_count"] == 3
+    assert values["pgcloud_backup_wal_oldest_ready_age_seconds"] == 12.5
+    assert values["pgcloud_backup_wal_last_archived_timestamp_seconds"] == 1769310901
+    assert values["pgcloud_backup_wal_last_failed_timestamp_seconds"] == 1769310600
+
+
+@pytest.mark.parametrize("outcome", ["done", "failed"])
+def test_wal_health_read_after_every_run(job, tmp_path, monkeypatch, restore_logging, outcome):
+    def backup(*args):
+        if outcome == "failed":
+            raise RuntimeError("store gone")
+        return {"backup_id": "20260101T020000", "bytes_written": 1}
+
+    monkeypatch.setattr(job, "run_backup", backup)
+    job.run_job(job_config(tmp_path))
+    assert status_of(tmp_path)["wal_archiving"]["last_archived_wal"] == "000000010000000000000042"
+
+
+def test_unreadable_wal_health_does_not_fail_the_backup(job, tmp_path, monkeypatch, restore_logging):
+    """The real reader against a server that does not answer: DONE, exit 0, the error in the status."""
+    monkeypatch.undo()
+    monkeypatch.setattr(job, "run_backup", lambda *args: {"backup_id": "20260101T020000", "bytes_written": 1})
+    config = job_config(tmp_path, postgres={"host": "127.0.0.1", "port": 1, "password": "pg-s3cret"})
+    assert job.run_job(config) == 0
+    status = status_of(tmp_path)
+    assert status["result"] == "success" and "cannot connect to PostgreSQL" in status["wal_archiving"]["error"]
+    values = metric_values((tmp_path / "job.prom").read_text())
+    assert values["pgcloud_backup_wal_status_read"] == 0 and values["pgcloud_backup_last_status"] == 1
+    assert "pgcloud_backup_wal_ready_count" not in values
+
+
+def test_metrics_without_ready_files_listing(report):
+    """A role without pg_monitor: the ready count and age are NaN, not 0 (which would look healthy)."""
+    status = report.build_status(CONFIG, {}, 100.0, 160.0, {"backup_id": "x", "bytes_written": 1}, None,
+                                 dict(WAL_HEALTH, ready_count=None, oldest_ready_age_seconds=None))
+    text = report.metrics_text(status)
+    assert 'pgcloud_backup_wal_ready_count{job_name="nightly",server_name="db1"} NaN' in text
+    assert 'pgcloud_backup_wal_oldest_ready_age_seconds{job_name="nightly",server_name="db1"} NaN' in text
+
+
+# --- the host command -------------------------------------------------------------------------
+
+
+def test_pgcloud_backup_backup_is_the_job(job, tmp_path, monkeypatch, restore_logging):
+    from ansible_collections.pgcloud.backup.plugins.module_utils.engine import cli
+
+    monkeypatch.setattr(job, "run_backup", lambda *args: {"backup_id": "20260101T020000", "bytes_written": 1})
+    assert cli.main(["--config", job_config(tmp_path), "backup"]) == 0
+    assert status_of(tmp_path)["backup_id"] == "20260101T020000"
+    assert cli.main(["--config", str(tmp_path / "missing.json"), "backup"]) == 2
