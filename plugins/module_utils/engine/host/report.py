@@ -130,11 +130,10 @@ def backup_gauges(status: Dict[str, Any]) -> List[Tuple[str, str, Any]]:
 
 def wal_gauges(wal: Optional[Dict[str, Any]]) -> List[Tuple[str, str, Any]]:
     """WAL archiving health as the job saw it at the end of its run; all but the first only when read."""
-    read = bool(wal) and not wal.get("error")
     gauges: List[Tuple[str, str, Any]] = [
         ("wal_status_read", "1 if the job could read the WAL archiver's state at the end of its run, else 0.",
-         1 if read else 0)]
-    if not read:
+         1 if wal and not wal.get("error") else 0)]
+    if not wal or wal.get("error"):
         return gauges
     age = wal.get("oldest_ready_age_seconds")
     return gauges + [

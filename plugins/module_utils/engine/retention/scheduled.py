@@ -71,7 +71,7 @@ def summary(policy: str, result: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def apply_retention(config: Dict[str, Any], credentials: Dict[str, str],
-                    redact: Callable[[str], str] = str) -> Optional[Dict[str, Any]]:
+                    redact: Callable[[str], Optional[str]] = str) -> Optional[Dict[str, Any]]:
     """The job's retention pass: its "retention" status section, None when the job has no policy.
 
     Never raises: a failure is reported in the section (its error redacted) and logged at ERROR.
