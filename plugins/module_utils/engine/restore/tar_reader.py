@@ -38,6 +38,8 @@ _KINDS = {b"0": REGULAR, b"\x00": REGULAR, b"7": REGULAR, b"1": HARDLINK, b"2": 
           b"4": DEVICE, b"5": DIRECTORY, b"6": FIFO}
 _EXTENSIONS = (b"x", b"g", b"L", b"K")
 _SIGNED = struct.Struct("148b8x356b")
+# pax records and GNU long names of a backup take a few hundred bytes; a larger one is forged.
+MAX_EXTENSION_SIZE = 1 << 20
 
 
 class TarFormatError(ValueError):
@@ -202,6 +204,8 @@ class TarReader:
                 return
             kind = block[156:157]
             size = number(block[124:136])
+            if size < 0:
+                raise TarFormatError("a header gives a negative size")
             if kind in _EXTENSIONS:
                 self._extension(kind, self._extension_data(size), extended)
                 continue
@@ -226,6 +230,8 @@ class TarReader:
         return block
 
     def _extension_data(self, size: int) -> bytes:
+        if size > MAX_EXTENSION_SIZE:
+            raise TarFormatError("an extended header of %d bytes, more than a backup's ever are" % size)
         data = self.stream.exactly(size)
         if len(data) < size:
             raise TarFormatError("the stream ends inside an extended header")

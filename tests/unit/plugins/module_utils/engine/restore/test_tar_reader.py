@@ -116,6 +116,29 @@ def test_a_big_size_in_base_256_and_in_a_pax_record():
     assert tar_reader.pax_records(b"19 size=9663676416\n") == {"size": "9663676416"}
 
 
+def with_size(header, size_field):
+    header = bytearray(header[:512])
+    header[124:136] = size_field
+    header[148:156] = b"%06o\x00 " % (sum(header[:148]) + sum(header[156:]) + 256)
+    return bytes(header)
+
+
+@pytest.mark.parametrize("kind, size_field, words", [
+    (tarfile.XHDTYPE, b"\xff" * 12, "negative size"),
+    (tarfile.XHDTYPE, b"\x80" + (1 << 40).to_bytes(11, "big"), "extended header of"),
+    (tarfile.GNUTYPE_LONGNAME, b"%011o\x00" % (2 << 20), "extended header of"),
+])
+def test_refuses_forged_sizes(kind, size_field, words):
+    """A negative size, or an extended header larger than any backup's, which would be held in
+    memory whole."""
+    header = archive([("a", tarfile.REGTYPE, b"", "", 1700000000)], tarfile.USTAR_FORMAT)[:512]
+    header = bytearray(header)
+    header[156:157] = kind
+    data = with_size(header, size_field) + bytes(3 << 20)
+    with pytest.raises(tar_reader.TarFormatError, match=words):
+        read_members(data)
+
+
 @pytest.mark.parametrize("records", [b"5 a=b\n", b"x path=a\n", b"9 patha\n\n", b"30 path=a\n"])
 def test_malformed_pax_records_are_refused(records):
     with pytest.raises(tar_reader.TarFormatError):
