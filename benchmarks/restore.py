@@ -7,8 +7,9 @@ For each data set (pgbench, the mixed table of run.py) and compression, takes on
 each tool (the engine and `barman-cloud-backup`) into moto, then restores each backup with
 both restore tools in turn, `--repeat` times, alternating their order, into an empty folder
 (tmpfs when it has room), and checks that every byte of PGDATA came back. Prints the median
-wall times, their ratio, and the store's read floor: the time the engine's S3 client takes
-to read the backup's objects, `--jobs` at a time, with nothing decoded or written.
+wall times, their ratio, the median CPU times (user and system: on a loaded machine the wall
+times follow them), and the store's read floor: the time the engine's S3 client takes to read
+the backup's objects, `--jobs` at a time, with nothing decoded or written.
 
     source /opt/pgcloud-backup/env.sh
     python benchmarks/restore.py --scale 10 --datasets pgbench,mixed --compressions lz4,zstd
@@ -91,7 +92,7 @@ class RestoreBench:
             "--endpoint-url", target.endpoint_url, "--jobs", str(self.args.jobs), "--destination", target.url,
             "--server-name", target.server_name, "latest", str(folder)]))
 
-    def restore_once(self, tool: str, target: testbed.StorageTarget, name: str) -> Tuple[float, int]:
+    def restore_once(self, tool: str, target: testbed.StorageTarget, name: str) -> Tuple[float, int, float]:
         folder = bench.restore_folder(self.cluster.pgdata)
         try:
             bench.os.sync()
@@ -101,7 +102,7 @@ class RestoreBench:
             if not result.ok or abs(size - expected) > expected // 100:
                 raise RuntimeError("%s restore: exit %d, %d of %d bytes: %s" % (
                     tool, result.returncode, size, expected, (self.logs / name).with_suffix(".err").read_text()[-2000:]))
-            return result.wall, result.peak_rss
+            return result.wall, result.peak_rss, result.cpu
         finally:
             testbed.remove_tree(folder)
 
@@ -138,28 +139,31 @@ class RestoreBench:
         self.backup(backup_tool, compression, target)
         stored = sum(self.moto.list_objects(bucket).values())
         walls: Dict[str, List[float]] = {tool: [] for tool in self.tools}
+        cpus: Dict[str, List[float]] = {tool: [] for tool in self.tools}
         peaks: Dict[str, int] = dict.fromkeys(self.tools, 0)
         for repetition in range(self.args.repeat):
             for tool in self.tools if repetition % 2 == 0 else reversed(self.tools):
-                wall, peak = self.restore_once(tool, target, "%s-%s-%s-%s-%d" % (
+                wall, peak, cpu = self.restore_once(tool, target, "%s-%s-%s-%s-%d" % (
                     dataset, compression, backup_tool, tool, repetition))
                 walls[tool].append(wall)
+                cpus[tool].append(cpu)
                 peaks[tool] = max(peaks[tool], peak)
-                log("  %s restore: %.2f s, peak RSS %.0f MiB" % (tool, wall, peak / MIB))
+                log("  %s restore: %.2f s, %.2f s of CPU, peak RSS %.0f MiB" % (tool, wall, cpu, peak / MIB))
         floor = statistics.median(self.read_floor(target) for _repetition in range(self.args.repeat))
         self.moto.delete_bucket(bucket)
         reference, engine = (statistics.median(walls[tool]) for tool in TOOLS)
         row = [dataset, compression, "barman-cloud-backup" if backup_tool == "reference" else "engine",
                "%.0f" % (stored / MIB), "%.2f" % reference, "%.2f" % engine, "%.2f" % (reference / engine),
-               "%.2f" % floor, "%.0f" % (peaks["reference"] / MIB), "%.0f" % (peaks["engine"] / MIB)]
+               "%.2f" % floor, "%.0f" % (peaks["reference"] / MIB), "%.0f" % (peaks["engine"] / MIB),
+               "%.2f" % statistics.median(cpus["reference"]), "%.2f" % statistics.median(cpus["engine"])]
         if self.baseline:
             baseline = statistics.median(walls["baseline"])
-            row += ["%.2f" % baseline, "%.2f" % (reference / baseline)]
+            row += ["%.2f" % baseline, "%.2f" % (reference / baseline), "%.2f" % statistics.median(cpus["baseline"])]
         return row
 
 
 HEADERS = ["data set", "compression", "backup by", "stored MiB", "barman-cloud-restore s", "engine s", "x faster",
-           "read floor s", "ref RSS MiB", "engine RSS MiB"]
+           "read floor s", "ref RSS MiB", "engine RSS MiB", "ref CPU s", "engine CPU s"]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -178,7 +182,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 log("data: %.0f MiB of PGDATA" % (bench.data_size(cluster.pgdata) / MIB))
     print(bench.machine_facts())
     print("scale %d, jobs %d, medians of %d restores each" % (args.scale, args.jobs, args.repeat))
-    headers = HEADERS + (["baseline s", "baseline x faster"] if args.baseline else [])
+    headers = HEADERS + (["baseline s", "baseline x faster", "baseline CPU s"] if args.baseline else [])
     widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
     for line in [headers, ["-" * width for width in widths]] + rows:
         print("  ".join(cell.rjust(width) for cell, width in zip(line, widths)))
