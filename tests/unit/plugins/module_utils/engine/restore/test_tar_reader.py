@@ -155,8 +155,8 @@ def extract(tmp_path, data, size=1 << 20):
 def test_extracts_long_names(tmp_path, tar_format):
     root, counts = extract(tmp_path, archive(MEMBERS[:4], tar_format), 333)
     assert (root / LONG_NAME).read_bytes() == b"long" * 100
-    assert (root / "base/1/1259").stat().st_mtime == (1700000001.25 if tar_format == tarfile.PAX_FORMAT
-                                                     else 1700000001)
+    expected_mtime = 1700000001.25 if tar_format == tarfile.PAX_FORMAT else 1700000001
+    assert (root / "base/1/1259").stat().st_mtime == expected_mtime
     assert counts.files == 3 and counts.bytes == 8192 * 3 + 17 + 400
 
 
