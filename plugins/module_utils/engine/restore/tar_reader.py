@@ -128,7 +128,8 @@ class TarStream:
         if not self._view and not self.ended:
             piece = self._read(READ_SIZE)
             if piece:
-                self._view = memoryview(piece)
+                # Views of it are written later by another thread: a buffer its source reuses is copied.
+                self._view = memoryview(piece if isinstance(piece, bytes) else bytes(piece))
             else:
                 self.ended = True
         return bool(self._view)
