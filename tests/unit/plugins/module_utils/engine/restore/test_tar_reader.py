@@ -208,3 +208,19 @@ def test_a_stream_cut_anywhere_is_refused(tmp_path, tar_format):
             extract(tmp_path / str(cut), whole[:cut], 200)
     root, counts = extract(tmp_path, whole[:end + 1024], 200)
     assert counts.files == 2 and (root / LONG_NAME).read_bytes() == b"y" * 10
+
+
+def test_a_source_that_reuses_its_buffer_does_not_corrupt_the_files(tmp_path):
+    """The writing thread writes views of the pieces after the reader has moved on."""
+    data = archive([("a", tarfile.REGTYPE, b"a" * 3000, "", 1700000000),
+                    ("b", tarfile.REGTYPE, b"b" * 3000, "", 1700000000)], tarfile.GNU_FORMAT)
+    stream, buffer = io.BytesIO(data), bytearray(4096)
+
+    def read(_size):
+        count = stream.readinto(buffer)
+        return buffer if count == len(buffer) else buffer[:count]
+
+    root = tmp_path / "root"
+    root.mkdir()
+    extract_stream(read, Folder(str(root)), "data.tar")
+    assert (root / "a").read_bytes() == b"a" * 3000 and (root / "b").read_bytes() == b"b" * 3000
