@@ -7,8 +7,9 @@ For each data set (pgbench, the mixed table of run.py) and compression, takes on
 each tool (the engine and `barman-cloud-backup`) into moto, then restores each backup with
 both restore tools in turn, `--repeat` times, alternating their order, into an empty folder
 (tmpfs when it has room), and checks that every byte of PGDATA came back. Prints the median
-wall times, their ratio, and the store's read floor: the time the engine's S3 client takes
-to read the backup's objects, `--jobs` at a time, with nothing decoded or written.
+wall times, their ratio, the median CPU times (user and system: on a loaded machine the wall
+times follow them), and the store's read floor: the time the engine's S3 client takes to read
+the backup's objects, `--jobs` at a time, with nothing decoded or written.
 
     source /opt/pgcloud-backup/env.sh
     python benchmarks/restore.py --scale 10 --datasets pgbench,mixed --compressions lz4,zstd
@@ -40,6 +41,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--compressions", default="lz4,zstd")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--baseline", type=Path,
+                        help="another checkout of the collection (for example `git archive` of an older commit): "
+                             "its engine restores each backup too, in the same alternation, in column 'baseline s'")
     return parser.parse_args(argv)
 
 
@@ -49,14 +53,20 @@ class RestoreBench:
         self.args = args
         self.moto = moto
         self.cluster = cluster
-        self.collections = workdir / "collections"
-        link = self.collections / "ansible_collections" / "pgcloud" / "backup"
-        link.parent.mkdir(parents=True)
-        link.symlink_to(bench.REPO)
-        # The engine runs as postgres, who may not write __pycache__ in the checkout (see run.py).
-        bench.compileall.compile_dir(str(bench.REPO / "plugins"), quiet=1)
+        self.tools = TOOLS + (("baseline",) if args.baseline else ())
+        self.collections = self._link(workdir / "collections", bench.REPO)
+        self.baseline = self._link(workdir / "baseline", args.baseline.resolve()) if args.baseline else None
         self.logs = workdir / "logs"
         self.logs.mkdir()
+
+    @staticmethod
+    def _link(collections: Path, checkout: Path) -> Path:
+        link = collections / "ansible_collections" / "pgcloud" / "backup"
+        link.parent.mkdir(parents=True)
+        link.symlink_to(checkout)
+        # The engine runs as postgres, who may not write __pycache__ in the checkout (see run.py).
+        bench.compileall.compile_dir(str(checkout / "plugins"), quiet=1)
+        return collections
 
     def backup(self, tool: str, compression: str, target: testbed.StorageTarget) -> None:
         connection = ["--host", str(self.cluster.socket_dir), "--port", str(self.cluster.port),
@@ -76,12 +86,13 @@ class RestoreBench:
         if tool == "reference":
             return testbed.as_postgres(testbed.barman_cloud_command(
                 "restore", target, target.url, target.server_name, "latest", str(folder)))
+        collections = self.baseline if tool == "baseline" else self.collections
         return testbed.as_postgres(testbed.env_command({**testbed.tool_env(), **dict(target.tool_env)}, [
-            str(testbed.VENV_PYTHON), str(HERE / "restore_runner.py"), "--collections-path", str(self.collections),
+            str(testbed.VENV_PYTHON), str(HERE / "restore_runner.py"), "--collections-path", str(collections),
             "--endpoint-url", target.endpoint_url, "--jobs", str(self.args.jobs), "--destination", target.url,
             "--server-name", target.server_name, "latest", str(folder)]))
 
-    def restore_once(self, tool: str, target: testbed.StorageTarget, name: str) -> Tuple[float, int]:
+    def restore_once(self, tool: str, target: testbed.StorageTarget, name: str) -> Tuple[float, int, float]:
         folder = bench.restore_folder(self.cluster.pgdata)
         try:
             bench.os.sync()
@@ -91,7 +102,7 @@ class RestoreBench:
             if not result.ok or abs(size - expected) > expected // 100:
                 raise RuntimeError("%s restore: exit %d, %d of %d bytes: %s" % (
                     tool, result.returncode, size, expected, (self.logs / name).with_suffix(".err").read_text()[-2000:]))
-            return result.wall, result.peak_rss
+            return result.wall, result.peak_rss, result.cpu
         finally:
             testbed.remove_tree(folder)
 
@@ -127,25 +138,32 @@ class RestoreBench:
         log("%s, %s: backup by %s" % (dataset, compression, backup_tool))
         self.backup(backup_tool, compression, target)
         stored = sum(self.moto.list_objects(bucket).values())
-        walls: Dict[str, List[float]] = {tool: [] for tool in TOOLS}
-        peaks: Dict[str, int] = dict.fromkeys(TOOLS, 0)
+        walls: Dict[str, List[float]] = {tool: [] for tool in self.tools}
+        cpus: Dict[str, List[float]] = {tool: [] for tool in self.tools}
+        peaks: Dict[str, int] = dict.fromkeys(self.tools, 0)
         for repetition in range(self.args.repeat):
-            for tool in TOOLS if repetition % 2 == 0 else reversed(TOOLS):
-                wall, peak = self.restore_once(tool, target, "%s-%s-%s-%s-%d" % (
+            for tool in self.tools if repetition % 2 == 0 else reversed(self.tools):
+                wall, peak, cpu = self.restore_once(tool, target, "%s-%s-%s-%s-%d" % (
                     dataset, compression, backup_tool, tool, repetition))
                 walls[tool].append(wall)
+                cpus[tool].append(cpu)
                 peaks[tool] = max(peaks[tool], peak)
-                log("  %s restore: %.2f s, peak RSS %.0f MiB" % (tool, wall, peak / MIB))
+                log("  %s restore: %.2f s, %.2f s of CPU, peak RSS %.0f MiB" % (tool, wall, cpu, peak / MIB))
         floor = statistics.median(self.read_floor(target) for _repetition in range(self.args.repeat))
         self.moto.delete_bucket(bucket)
         reference, engine = (statistics.median(walls[tool]) for tool in TOOLS)
-        return [dataset, compression, "barman-cloud-backup" if backup_tool == "reference" else "engine",
-                "%.0f" % (stored / MIB), "%.2f" % reference, "%.2f" % engine, "%.2f" % (reference / engine),
-                "%.2f" % floor, "%.0f" % (peaks["reference"] / MIB), "%.0f" % (peaks["engine"] / MIB)]
+        row = [dataset, compression, "barman-cloud-backup" if backup_tool == "reference" else "engine",
+               "%.0f" % (stored / MIB), "%.2f" % reference, "%.2f" % engine, "%.2f" % (reference / engine),
+               "%.2f" % floor, "%.0f" % (peaks["reference"] / MIB), "%.0f" % (peaks["engine"] / MIB),
+               "%.2f" % statistics.median(cpus["reference"]), "%.2f" % statistics.median(cpus["engine"])]
+        if self.baseline:
+            baseline = statistics.median(walls["baseline"])
+            row += ["%.2f" % baseline, "%.2f" % (reference / baseline), "%.2f" % statistics.median(cpus["baseline"])]
+        return row
 
 
 HEADERS = ["data set", "compression", "backup by", "stored MiB", "barman-cloud-restore s", "engine s", "x faster",
-           "read floor s", "ref RSS MiB", "engine RSS MiB"]
+           "read floor s", "ref RSS MiB", "engine RSS MiB", "ref CPU s", "engine CPU s"]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -164,8 +182,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 log("data: %.0f MiB of PGDATA" % (bench.data_size(cluster.pgdata) / MIB))
     print(bench.machine_facts())
     print("scale %d, jobs %d, medians of %d restores each" % (args.scale, args.jobs, args.repeat))
-    widths = [max(len(cell) for cell in column) for column in zip(HEADERS, *rows)]
-    for line in [HEADERS, ["-" * width for width in widths]] + rows:
+    headers = HEADERS + (["baseline s", "baseline x faster", "baseline CPU s"] if args.baseline else [])
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
+    for line in [headers, ["-" * width for width in widths]] + rows:
         print("  ".join(cell.rjust(width) for cell, width in zip(line, widths)))
     testbed.remove_tree(workdir)
     return 0

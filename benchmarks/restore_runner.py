@@ -37,15 +37,18 @@ def main() -> int:
         sys.path.insert(0, args.collections_path)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
 
-    from ansible_collections.pgcloud.backup.plugins.module_utils.engine import operations
     from ansible_collections.pgcloud.backup.plugins.module_utils.engine.config import StorageConfig
+    try:
+        from ansible_collections.pgcloud.backup.plugins.module_utils.engine.restore import restore_backup
+    except ImportError:  # a checkout from before the restore's own entry point (restore.py --baseline)
+        from ansible_collections.pgcloud.backup.plugins.module_utils.engine.operations import restore_backup
     from ansible_collections.pgcloud.backup.plugins.module_utils.engine.restore.options import RestoreConfig
 
     storage = StorageConfig(destination_url=args.destination, server_name=args.server_name,
                             cloud_provider=args.cloud_provider, endpoint_url=args.endpoint_url, jobs=args.jobs)
     options = RestoreConfig(target_directory=os.path.abspath(args.target_directory), backup_id=args.backup_id,
                             verify=args.verify, restore_command="false")
-    result = operations.restore_backup(storage, options)
+    result = restore_backup(storage, options)
     result.pop("archives", None)
     print(json.dumps(result, default=str))
     return 0

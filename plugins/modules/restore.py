@@ -394,7 +394,7 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.ansible_adapter imp
     storage_rules,
 )
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.config import from_params
-from ansible_collections.pgcloud.backup.plugins.module_utils.engine.operations import restore_backup
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.restore import restore_backup
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.restore.options import (
     RECOVERY_TARGETS,
     RestoreConfig,

@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import os
 import queue
-import tarfile
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Set, Tuple
 
 from ..errors import PgCloudError
+from .tar_reader import (DEVICE, DIRECTORY, FIFO, REGULAR, SYMLINK, Member, TarFormatError, TarReader,
+                         TarStream, TruncatedError, UnknownMemberError)
 
-# Bytes of a member copied per write; tarfile's stream buffer is as large.
-COPY_SIZE = 1 << 20
-# tarfile copies what its stream buffer holds at every read, of a 512-byte header too.
-TAR_BUFFER = 64 << 10
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+# Pieces (up to tar_reader.READ_SIZE each) waiting for the writing thread.
+WRITE_DEPTH = 16
+_UTIME_OF_DESCRIPTOR = os.utime in os.supports_fd
 
 
 class RestoreError(PgCloudError):
@@ -59,19 +59,6 @@ class Extracted:
     bytes: int = 0
 
 
-class _CountingSource:
-    """The decoded stream, counting its bytes: the tar end marker check needs the total."""
-
-    def __init__(self, read: Callable[[int], bytes]) -> None:
-        self._read = read
-        self.total = 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._read(size if size and size > 0 else COPY_SIZE)
-        self.total += len(data)
-        return data
-
-
 def member_path(folder: Folder, name: str) -> str:
     parts = [part for part in name.split("/") if part not in ("", ".")]
     if name.startswith("/") or ".." in parts:
@@ -95,12 +82,16 @@ def _parent_checked(folder: Folder, path: str, name: str) -> None:
 class FileWriter:
     """Writes the files of one archive on a thread of its own, so that writing overlaps the
     decoding and parsing of what follows (both release the GIL only in part); at most `depth`
-    pieces wait. An error while writing is raised by the next call after it."""
+    pieces wait. An error while writing is raised by the next call after it.
 
-    def __init__(self, depth: int = 16) -> None:
+    Items: ("file", path, data, mode, mtime) for a file whose data is at hand, or ("open",
+    path), ("data", data)..., ("close", mode, mtime) for a larger one."""
+
+    def __init__(self, depth: int = WRITE_DEPTH) -> None:
         self._queue: "queue.Queue[Optional[Tuple[Any, ...]]]" = queue.Queue(maxsize=depth)
         self._error: Optional[BaseException] = None
         self._descriptor: Optional[int] = None
+        self._path = ""
         self._thread = threading.Thread(target=self._run, name="pgcloud-write", daemon=True)
         self._thread.start()
 
@@ -119,17 +110,35 @@ class FileWriter:
                 self._queue.task_done()
 
     def _apply(self, item: Tuple[Any, ...]) -> None:
-        if item[0] == "open":
-            self._descriptor = os.open(item[1], _WRITE_FLAGS, 0o600)
-        elif item[0] == "data":
-            view = memoryview(item[1])
-            while view:
-                view = view[os.write(self._descriptor, view):]  # type: ignore[arg-type]
+        kind = item[0]
+        if kind == "data":
+            self._write(item[1])
+        elif kind == "file":
+            self._open(item[1])
+            self._write(item[2])
+            self._close(item[3], item[4])
+        elif kind == "open":
+            self._open(item[1])
+        else:
+            self._close(item[1], item[2])
+
+    def _open(self, path: str) -> None:
+        self._descriptor = os.open(path, _WRITE_FLAGS, 0o600)
+        self._path = path
+
+    def _write(self, data: memoryview) -> None:
+        while data:
+            data = data[os.write(self._descriptor, data):]  # type: ignore[arg-type]
+
+    def _close(self, mode: int, mtime: float) -> None:
+        descriptor = self._descriptor
+        os.fchmod(descriptor, mode)  # type: ignore[arg-type]
+        if _UTIME_OF_DESCRIPTOR:
+            os.utime(descriptor, (mtime, mtime))  # type: ignore[arg-type]
+            self._close_descriptor()
         else:
             self._close_descriptor()
-            _path, path, mode, mtime = item
-            os.chmod(path, mode)
-            os.utime(path, (mtime, mtime))
+            os.utime(self._path, (mtime, mtime))
 
     def _close_descriptor(self) -> None:
         if self._descriptor is not None:
@@ -154,24 +163,25 @@ class FileWriter:
             raise self._error
 
 
-def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, counts: Extracted,
-                writer: FileWriter) -> None:
-    source = tar.extractfile(member)
-    if source is None:
-        raise UnsafeArchiveError("archive member %r has no data" % member.name)
-    writer.put("open", path)
-    while True:
-        chunk = source.read(COPY_SIZE)
-        if not chunk:
-            break
-        writer.put("data", chunk)
-        counts.bytes += len(chunk)
-    writer.put("close", path, member.mode & 0o7777, member.mtime)
+def _write_file(tar: TarReader, member: Member, path: str, counts: Extracted, writer: FileWriter) -> None:
+    pieces = tar.data(member)
+    first = next(pieces, memoryview(b""))
+    if len(first) == member.size:  # the whole file is in one decoded piece: one item
+        writer.put("file", path, first, member.mode, member.mtime)
+        for _padding in pieces:
+            pass
+    else:
+        writer.put("open", path)
+        writer.put("data", first)
+        for piece in pieces:
+            writer.put("data", piece)
+        writer.put("close", member.mode, member.mtime)
+    counts.bytes += member.size
     counts.files += 1
 
 
-def _write_link(folder: Folder, member: tarfile.TarInfo, path: str, writer: FileWriter) -> None:
-    if member.issym():
+def _write_link(folder: Folder, member: Member, path: str, writer: FileWriter) -> None:
+    if member.kind == SYMLINK:
         if os.path.isabs(member.linkname):
             raise UnsafeArchiveError("archive member %r is a link to the absolute path %r, outside the restore: "
                                      "refused" % (member.name, member.linkname))
@@ -189,30 +199,29 @@ def _write_link(folder: Folder, member: tarfile.TarInfo, path: str, writer: File
     os.link(source, path, follow_symlinks=False)
 
 
-def _is_tablespace_link(member: tarfile.TarInfo) -> bool:
+def _is_tablespace_link(member: Member) -> bool:
     parts = [part for part in member.name.split("/") if part not in ("", ".")]
-    return member.issym() and len(parts) == 2 and parts[0] == "pg_tblspc"
+    return member.kind == SYMLINK and len(parts) == 2 and parts[0] == "pg_tblspc"
 
 
-def _extract_member(tar: tarfile.TarFile, folder: Folder, member: tarfile.TarInfo, counts: Extracted,
-                    writer: FileWriter) -> None:
+def _extract_member(tar: TarReader, folder: Folder, member: Member, counts: Extracted, writer: FileWriter) -> None:
     path = member_path(folder, member.name)
-    if member.isdir():
+    if member.kind == DIRECTORY:
         if path != folder.root:
             _parent_checked(folder, path, member.name)
             os.makedirs(path, mode=0o700, exist_ok=True)
         with folder.lock:
-            folder.directories.append((path, member.mode & 0o7777, member.mtime))
+            folder.directories.append((path, member.mode, member.mtime))
         return
     if path == folder.root:
         raise UnsafeArchiveError("archive member %r would replace the restore's folder itself" % member.name)
     if _is_tablespace_link(member):
         return
-    if not (member.isreg() or member.issym() or member.islnk()):
+    if member.kind in (DEVICE, FIFO):
         raise UnsafeArchiveError("archive member %r is a device or a FIFO, which a backup never holds: refused"
                                  % member.name)
     _parent_checked(folder, path, member.name)
-    if member.isreg():
+    if member.kind == REGULAR:
         _write_file(tar, member, path, counts, writer)
     else:
         _write_link(folder, member, path, writer)
@@ -221,25 +230,22 @@ def _extract_member(tar: tarfile.TarFile, folder: Folder, member: tarfile.TarInf
 
 def extract_stream(read: Callable[[int], bytes], folder: Folder, label: str) -> Extracted:
     """Extract the tar stream that read(n) decodes into folder; `label` names it in errors."""
-    source = _CountingSource(read)
     counts = Extracted()
     writer = FileWriter()
+    stream = TarStream(read)
+    tar = TarReader(stream)
     try:
-        with tarfile.open(fileobj=source, mode="r|", bufsize=TAR_BUFFER) as tar:  # type: ignore[call-overload]
-            for member in tar:
-                _extract_member(tar, folder, member, counts, writer)
-            end = tar.offset
-    except (tarfile.TarError, ValueError, EOFError) as error:
+        for member in tar.members():
+            _extract_member(tar, folder, member, counts, writer)
+        stream.drain()  # the padding after the end marker, so that the whole object is read
+    except TruncatedError:
+        raise RestoreError("%s ends without the tar end marker: the archive is truncated" % label) from None
+    except UnknownMemberError as error:
+        raise UnsafeArchiveError("%s: refused" % error) from None
+    except (TarFormatError, ValueError, EOFError) as error:
         raise RestoreError("%s is not a whole tar archive (%s): the backup is damaged" % (label, error)) from error
     finally:
         writer.finish()
-    # tarfile ends quietly at a missing header: a stream cut between two members reads as
-    # whole. Two zero blocks follow the last member of a whole archive; tarfile has read the
-    # first, and the second may still be in the stream with the padding after it.
-    while source.read(COPY_SIZE):
-        pass
-    if source.total < end + 2 * tarfile.BLOCKSIZE:
-        raise RestoreError("%s ends without the tar end marker: the archive is truncated" % label)
     return counts
 
 
