@@ -131,7 +131,7 @@ def test_a_failed_retention_leaves_the_run_a_success(host_root: Path, storage: S
     assert SECRET not in paths["status"].read_text() + second.stderr
     values = metrics(paths["textfile"])
     assert values["pgcloud_backup_last_status"] == 1 and values["pgcloud_backup_retention_last_status"] == 0
-    assert "ERROR pgcloud.backup: retention REDUNDANCY 1 FAILED" in second.stderr, second.stderr
+    assert "ERROR pgcloud-backup: retention REDUNDANCY 1 FAILED" in second.stderr, second.stderr
     # Nothing DONE is lost: the older backup is at worst FAILED, the new one DONE.
     statuses = [backup["status"] for backup in backup_list(storage)]
     assert statuses[-1] == "DONE" and statuses.count("DONE") == 1 and len(statuses) == 2, statuses
