@@ -112,7 +112,7 @@ def run_restore(arguments: argparse.Namespace, config_file: str, storage_params:
                 install_dir: str, redact: Any) -> int:
     """Run the restore; print its result (or the error) as JSON; the exit status."""
     from ..config import StorageConfig, from_params
-    from ..operations import restore_backup
+    from . import restore_backup
     from .options import RestoreConfig
 
     status = EXIT_OK

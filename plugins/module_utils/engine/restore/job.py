@@ -3,8 +3,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """One restore, from the backup's resolution to a data directory ready to recover.
 
-    resolve the backup (catalog) -> check it, the targets, the folders -> archives fetched in
-    ranges (download), decoded and extracted (extract), `jobs` at a time -> pg_tblspc links,
+    resolve the backup (catalog) -> check it, the targets, the folders -> archives read as one
+    stream each (download), decoded and extracted (extract), `jobs` at a time -> pg_tblspc links,
     pg_wal -> pg_verifybackup when the backup has a manifest -> recovery settings (recovery)
 
 Everything that can be refused is refused before the first folder is touched. Once writing

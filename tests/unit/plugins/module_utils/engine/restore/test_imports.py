@@ -11,9 +11,12 @@ import sys
 import pytest
 
 COLLECTION = "ansible_collections.pgcloud.backup.plugins."
-# Loaded only by backups, snapshots and other stores; an S3 restore needs botocore alone.
+# Loaded only by backups, snapshots and other stores; an S3 restore needs botocore alone (and the
+# snapshot recovery's plain data classes, snapshot.base, but no provider).
 NOT_FOR_A_RESTORE = ("psycopg2", "boto3", "s3transfer", "azure", "google", COLLECTION + "module_utils.engine.jobs",
-                     COLLECTION + "module_utils.engine.postgres", COLLECTION + "module_utils.engine.snapshot",
+                     COLLECTION + "module_utils.engine.postgres", COLLECTION + "module_utils.engine.snapshot.aws",
+                     COLLECTION + "module_utils.engine.snapshot.gcp", COLLECTION + "module_utils.engine.snapshot.factory",
+                     COLLECTION + "module_utils.engine.snapshot.azure",
                      COLLECTION + "module_utils.engine.operations", COLLECTION + "module_utils.engine.storage.azure",
                      COLLECTION + "module_utils.engine.storage.gcs")
 

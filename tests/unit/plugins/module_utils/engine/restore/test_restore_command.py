@@ -140,13 +140,13 @@ def test_the_host_command_recovers_through_its_own_job(host):
 
 
 def test_the_result_is_json_on_stdout_whatever_happens(monkeypatch, capsys):
-    from ansible_collections.pgcloud.backup.plugins.module_utils.engine import operations
+    from ansible_collections.pgcloud.backup.plugins.module_utils.engine import restore
     from ansible_collections.pgcloud.backup.plugins.module_utils.engine.restore.command import run_restore
 
     def broken(*_arguments, **_keywords):
         raise RuntimeError("boom with s3cr3t")
 
-    monkeypatch.setattr(operations, "restore_backup", broken)
+    monkeypatch.setattr(restore, "restore_backup", broken)
     arguments = cli.parser().parse_args(["restore", "--target-directory", "/srv/r"])
     storage = dict(SOURCE)
     status = run_restore(arguments, "/etc/pgcloud-backup/db1/config.json", storage, "/nothing",
