@@ -138,6 +138,9 @@ def role_vars(root: Path, storage: StorageTarget, cluster: PostgresCluster, **ex
         "pgcloud_backup_unit_dir": str(root / "etc/systemd/system"),
         "pgcloud_backup_cron_dir": str(root / "etc/cron.d"),
         "pgcloud_backup_textfile_dir": str(root / "var/lib/prometheus/node-exporter"),
+        # The source cluster archives with barman-cloud-wal-archive (conftest.py): test_wal_archiving_role.py
+        # sets archiving up on clusters of its own.
+        "pgcloud_backup_wal_archiving": False,
     }
     variables.update(extra)
     return variables

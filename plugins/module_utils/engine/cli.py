@@ -86,6 +86,12 @@ def parser() -> argparse.ArgumentParser:
     restore.add_argument("--store-error-exit-code", type=int, default=EXIT_STORE_ERROR,
                          help="exit status when the store fails (default %(default)s: above 125, PostgreSQL "
                               "aborts recovery rather than end it early)")
+    setup = commands.add_parser("archiving", help="set the server's archive_mode and archive_command (JSON on stdout)")
+    setup.add_argument("action", choices=("enable", "disable"))
+    setup.add_argument("--archive-command", help="enable: the archive_command to set")
+    setup.add_argument("--replace", action="store_true", help="enable: replace another archive_command")
+    setup.add_argument("--record", help="disable: the JSON record of what enable found, to put back")
+    setup.add_argument("--check", action="store_true", help="report what would change, change nothing")
     return top
 
 
@@ -221,6 +227,34 @@ def wal_restore(name: str, destination: str, config: Dict[str, Any], error_code:
     return EXIT_OK
 
 
+def archiving(arguments: argparse.Namespace, config: Dict[str, Any]) -> int:
+    """`archiving enable|disable`: the outcome as one JSON document on stdout (wal/archiving.py)."""
+    import json
+
+    from .config import PostgresConfig, from_params
+    from .wal import archiving as server_archiving
+
+    credentials: Dict[str, str] = {}
+    try:
+        credentials = _prepare(config)
+        postgres = from_params(PostgresConfig, engine_sections(config, credentials)["postgres"])
+        if arguments.action == "enable":
+            if not arguments.archive_command:
+                raise JobConfigError("archiving enable needs --archive-command")
+            result = server_archiving.enable(postgres, arguments.archive_command, arguments.replace, arguments.check)
+        else:
+            with open(arguments.record or "", encoding="utf-8") as handle:
+                record = json.load(handle)
+            result = server_archiving.disable(postgres, record, arguments.check)
+    except (PgCloudError, OSError, ValueError) as error:
+        message = Redactor(list(credentials.values()))(str(error))
+        LOG.error("archiving %s: %s", arguments.action, message)
+        print(json.dumps({"failed": True, "msg": message}))
+        return EXIT_FAILED
+    print(json.dumps(result, sort_keys=True))
+    return EXIT_OK
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if fast_path(argv):
@@ -239,6 +273,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return wal_archive(arguments.path, config, os.path.abspath(config_file))
         if arguments.command == "wal-archive-worker":
             return wal_archive_worker(arguments.path, config)
+        if arguments.command == "archiving":
+            return archiving(arguments, config)
         return wal_restore(arguments.name, arguments.destination, config, store_error)
     except Exception as error:  # pylint: disable=broad-except  # PostgreSQL needs an exit status, not a traceback
         LOG.exception("unexpected error: %s", error)
