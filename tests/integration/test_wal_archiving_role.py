@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
-from test_scheduled_backup import JOB, apply, changed, host_root, role_vars, run_service  # noqa: F401  (a fixture)
-from testbed import (INTEGRATION_DIR, MotoServer, PlaybookResult, PostgresCluster, StorageTarget, backup_list,
-                     restore_and_verify, run_playbook)
+# host_root is a fixture of test_scheduled_backup.py, used here by name.
+from test_scheduled_backup import JOB, apply, changed, host_root, role_vars, run_service  # noqa: F401  pylint: disable=unused-import
+from testbed import (INTEGRATION_DIR, MotoServer, PlaybookResult, PostgresCluster, StorageTarget, TaskResult,
+                     backup_list, restore_and_verify, run_playbook)
 
 PLAYBOOK = INTEGRATION_DIR / "playbooks" / "scheduled_backup.yml"
 FOREIGN_COMMAND = "/bin/true %p"
@@ -90,17 +91,21 @@ def archiving_vars(root: Path, target: StorageTarget, cluster: PostgresCluster, 
 
 
 def expected_command(root: Path) -> str:
-    return "%s --config %s wal-archive %%p" % (root / "opt/pgcloud-backup-job/bin/pgcloud-backup",
-                                                root / "etc/pgcloud-backup" / JOB / "config.json")
+    launcher = root / "opt/pgcloud-backup-job/bin/pgcloud-backup"
+    return "%s --config %s wal-archive %%p" % (launcher, root / "etc/pgcloud-backup" / JOB / "config.json")
+
+
+def ran(result: PlaybookResult, name: str) -> List[TaskResult]:
+    """The results of the role's tasks of that name that ran (not skipped)."""
+    return [task for task in result.tasks if task.name.endswith(" : " + name) and task.status != "skipped"]
 
 
 def warnings(result: PlaybookResult) -> List[str]:
-    return [task.result.get("msg", "") for task in result.tasks if task.name == WARNING_TASK
-            and task.status != "skipped"]
+    return [task.result.get("msg", "") for task in ran(result, WARNING_TASK)]
 
 
 def wal_keys(moto: MotoServer, target: StorageTarget) -> List[str]:
-    return [key for key in moto.list_keys(target.bucket, target.server_prefix + "wals/")]
+    return list(moto.list_keys(target.bucket, target.server_prefix + "wals/"))
 
 
 def moment_between_writes(cluster: PostgresCluster) -> Tuple[str, Dict[str, Any]]:
@@ -134,7 +139,8 @@ def test_role_sets_archiving_up_and_recovery_reaches_a_point_in_time(
     assert cluster.archiving() == before and "archive" not in cluster.auto_conf()
 
     first = apply(variables)
-    assert first.task("Set archive_mode and archive_command (ALTER SYSTEM, then reload)")["changed"] is True
+    assert [task.status for task in ran(first, "Set archive_mode and archive_command (ALTER SYSTEM, then reload)")] \
+        == ["changed"]
     assert cluster.archiving() == {"archive_mode": ("on", "postgresql.auto.conf"),
                                    "archive_command": (command, "postgresql.auto.conf")}
     assert cluster.running_mode() == "off"
@@ -164,8 +170,8 @@ def test_role_sets_archiving_up_and_recovery_reaches_a_point_in_time(
 
     # WAL written during and after the job's base backup, archived by the command, replayed to a moment.
     with cluster.pgbench_running(clients=1, rate=50):
-        ran = run_service(service)
-    assert ran.returncode == 0, ran.stderr
+        backed_up = run_service(service)
+    assert backed_up.returncode == 0, backed_up.stderr
     backups = backup_list(target)
     assert [backup["status"] for backup in backups] == ["DONE"]
     moment, fingerprint_then = moment_between_writes(cluster)

@@ -249,9 +249,9 @@ def archiving(arguments: argparse.Namespace, config: Dict[str, Any]) -> int:
     except (PgCloudError, OSError, ValueError) as error:
         message = Redactor(list(credentials.values()))(str(error))
         LOG.error("archiving %s: %s", arguments.action, message)
-        print(json.dumps({"failed": True, "msg": message}))
+        sys.stdout.write(json.dumps({"failed": True, "msg": message}) + "\n")
         return EXIT_FAILED
-    print(json.dumps(result, sort_keys=True))
+    sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
     return EXIT_OK
 
 

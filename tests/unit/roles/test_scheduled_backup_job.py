@@ -392,3 +392,11 @@ def test_metrics_rewritten_in_place_where_the_folder_is_not_writable(job, tmp_pa
     monkeypatch.setattr(job.tempfile, "mkstemp", refuse)
     job.write_metrics(str(target), "new\n")
     assert target.read_text() == "new\n"
+
+
+def test_status_carries_the_archiving_setup_the_role_recorded(job, tmp_path):
+    config = dict(CONFIG, report={"status_file": str(tmp_path / "status.json")})
+    assert job.build_status(config, {}, 100.0, 160.0, {"backup_id": None}, "x")["wal_archiving_setup"] is None
+    write(tmp_path / "wal-archiving.json", json.dumps({"restart_required": True, "reason": "archive_mode"}))
+    status = job.build_status(config, {}, 100.0, 160.0, {"backup_id": None}, "x")
+    assert status["wal_archiving_setup"] == {"restart_required": True, "reason": "archive_mode"}
