@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
-# host_root is a fixture of test_scheduled_backup.py, used here by name.
-from test_scheduled_backup import JOB, apply, changed, host_root, role_vars, run_service  # noqa: F401  pylint: disable=unused-import
+import test_scheduled_backup
+from test_scheduled_backup import JOB, apply, changed, role_vars, run_service
 from testbed import (INTEGRATION_DIR, MotoServer, PlaybookResult, PostgresCluster, StorageTarget, TaskResult,
                      backup_list, restore_and_verify, run_playbook)
 
 PLAYBOOK = INTEGRATION_DIR / "playbooks" / "scheduled_backup.yml"
+# The scratch stand-in for the host's / of test_scheduled_backup.py, as a fixture of this file too.
+host_root = test_scheduled_backup.host_root
 FOREIGN_COMMAND = "/bin/true %p"
 WARNING_TASK = "Warn that PostgreSQL must restart"
 
