@@ -232,6 +232,7 @@ def archiving(arguments: argparse.Namespace, config: Dict[str, Any]) -> int:
     import json
 
     from .config import PostgresConfig, from_params
+    from .errors import redact
     from .wal import archiving as server_archiving
 
     credentials: Dict[str, str] = {}
@@ -247,7 +248,8 @@ def archiving(arguments: argparse.Namespace, config: Dict[str, Any]) -> int:
                 record = json.load(handle)
             result = server_archiving.disable(postgres, record, arguments.check)
     except (PgCloudError, OSError, ValueError) as error:
-        message = Redactor(list(credentials.values()))(str(error))
+        # A foreign archive_command quoted in the message may hold a password or a URL's user information.
+        message = redact(str(error), credentials.values())
         LOG.error("archiving %s: %s", arguments.action, message)
         sys.stdout.write(json.dumps({"failed": True, "msg": message}) + "\n")
         return EXIT_FAILED

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 from ..config import PostgresConfig
-from ..errors import ConfigurationError, MissingDependencyError, PostgresError
+from ..errors import ConfigurationError, MissingDependencyError, PostgresError, first_line
 from ..postgres.session import PSYCOPG2_IMPORT_ERROR, connection_arguments, psycopg2
 
 SETTINGS = ("archive_mode", "archive_command", "archive_library")
@@ -59,7 +59,7 @@ def read_settings(cursor: Any) -> Dict[str, Setting]:
         files = _configured(cursor)
     except psycopg2.Error as error:
         raise PostgresError("cannot read pg_file_settings (%s): ALTER SYSTEM needs a superuser: connect as one "
-                            "(pgcloud_backup_user)" % str(error).strip().splitlines()[0]) from error
+                            "(pgcloud_backup_user)" % first_line(error)) from error
     settings = {}
     for name, (value, boot) in running.items():
         configured, sourcefile = files.get(name, (boot, ""))
@@ -133,7 +133,7 @@ def apply_changes(cursor: Any, changes: Dict[str, Optional[str]]) -> None:
         except psycopg2.Error as error:
             raise PostgresError("ALTER SYSTEM SET %s failed: %s; it needs a superuser (or, from PostgreSQL 15, "
                                 "GRANT ALTER SYSTEM ON PARAMETER %s): connect as one (pgcloud_backup_user)"
-                                % (name, str(error).strip().splitlines()[0], name)) from error
+                                % (name, first_line(error), name)) from error
     cursor.execute("SELECT pg_reload_conf()")
 
 
@@ -168,7 +168,7 @@ def _connect(config: PostgresConfig) -> Any:
     try:
         connection = psycopg2.connect(**connection_arguments(config))
     except psycopg2.Error as error:
-        raise PostgresError("cannot connect to PostgreSQL: %s" % str(error).strip().splitlines()[0]) from error
+        raise PostgresError("cannot connect to PostgreSQL: %s" % first_line(error)) from error
     # ALTER SYSTEM cannot run in a transaction block.
     connection.autocommit = True
     return connection
