@@ -89,6 +89,8 @@ def fleet_vars(storage: StorageTarget, source: PostgresCluster) -> Dict[str, Any
         # The three hosts share the source cluster, whose WAL is archived under its own
         # server_name, not under theirs: the WAL check would wait for it in vain.
         "pgcloud_backup_check_wal": False,
+        # ... and barman-cloud-wal-archive archives it (conftest.py): the role is not to rewire it.
+        "pgcloud_backup_wal_archiving": False,
     }
 
 

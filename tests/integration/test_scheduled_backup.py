@@ -138,6 +138,9 @@ def role_vars(root: Path, storage: StorageTarget, cluster: PostgresCluster, **ex
         "pgcloud_backup_unit_dir": str(root / "etc/systemd/system"),
         "pgcloud_backup_cron_dir": str(root / "etc/cron.d"),
         "pgcloud_backup_textfile_dir": str(root / "var/lib/prometheus/node-exporter"),
+        # The source cluster archives with barman-cloud-wal-archive (conftest.py): test_wal_archiving_role.py
+        # sets archiving up on clusters of its own.
+        "pgcloud_backup_wal_archiving": False,
     }
     variables.update(extra)
     return variables
@@ -197,7 +200,7 @@ def job_pid(parent: int) -> int:
                 cmdline = Path("/proc/%s/cmdline" % entry).read_bytes()
             except OSError:
                 continue
-            if int(stat_line.rsplit(")", 1)[1].split()[1]) == parent and b"/bin/pgcloud-backup\x00" in cmdline:
+            if int(stat_line.rsplit(")", 1)[1].split()[1]) == parent and b"/bin/pgcloud-backup.py\x00" in cmdline:
                 return int(entry)
     raise AssertionError("no job process under pid %d" % parent)
 
@@ -342,7 +345,7 @@ def test_systemd_schedule_runs_backups_and_is_removed(host_root: Path, storage: 
     assert service_settings["StandardError"] == ["journal"]
     exec_start = shlex.split(service_settings["ExecStart"][0])
     # The job takes its lock itself (flock(1) would skip a stuck run silently).
-    assert exec_start[:2] == [str(VENV_PYTHON), str(host_root / "opt/pgcloud-backup-job/bin/pgcloud-backup")]
+    assert exec_start[:2] == [str(VENV_PYTHON), str(host_root / "opt/pgcloud-backup-job/bin/pgcloud-backup.py")]
     assert exec_start[exec_start.index("--config") + 1] == str(config_dir / "config.json")
     assert exec_start[-1] == "backup"
     assert service_settings["TimeoutStartSec"] == ["86400"]

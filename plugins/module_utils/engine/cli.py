@@ -91,6 +91,12 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--wal", action=argparse.BooleanOptionalAction, default=None,
                        help="check WAL archiving (default: where archive_mode is on)")
     check.add_argument("--json", action="store_true", help="print the findings as JSON")
+    setup = commands.add_parser("archiving", help="set the server's archive_mode and archive_command (JSON on stdout)")
+    setup.add_argument("action", choices=("enable", "disable"))
+    setup.add_argument("--archive-command", help="enable: the archive_command to set")
+    setup.add_argument("--replace", action="store_true", help="enable: replace another archive_command")
+    setup.add_argument("--record", help="disable: the JSON record of what enable found, to put back")
+    setup.add_argument("--check", action="store_true", help="report what would change, change nothing")
     return top
 
 
@@ -244,6 +250,8 @@ def delete(arguments: argparse.Namespace, config: Dict[str, Any]) -> int:
         return EXIT_FAILED
     print(json.dumps(result, indent=2, sort_keys=True))
     return EXIT_OK
+
+
 def host_restore(arguments: argparse.Namespace, config: Dict[str, Any], config_file: str) -> int:
     """`restore`: the job's store and credentials, the restore's options from the flags."""
     from .restore.command import run_restore
@@ -252,6 +260,8 @@ def host_restore(arguments: argparse.Namespace, config: Dict[str, Any], config_f
     storage = engine_sections(config, credentials)["storage"]
     install_dir = os.path.dirname(library_root())
     return run_restore(arguments, config_file, storage, install_dir, Redactor(list(credentials.values())))
+
+
 def check(config: Dict[str, Any], wal: Optional[bool], as_json: bool) -> int:
     """`pgcloud-backup check`: the check module's findings on stdout; 0 when all pass, 1 if not."""
     from .config import PostgresConfig, StorageConfig, from_params
@@ -276,6 +286,36 @@ def exit_now(code: int) -> None:
     from .host.job import exit_now as exit_job
 
     exit_job(code)
+
+
+def archiving(arguments: argparse.Namespace, config: Dict[str, Any]) -> int:
+    """`archiving enable|disable`: the outcome as one JSON document on stdout (wal/archiving.py)."""
+    import json
+
+    from .config import PostgresConfig, from_params
+    from .errors import redact
+    from .wal import archiving as server_archiving
+
+    credentials: Dict[str, str] = {}
+    try:
+        credentials = _prepare(config)
+        postgres = from_params(PostgresConfig, engine_sections(config, credentials)["postgres"])
+        if arguments.action == "enable":
+            if not arguments.archive_command:
+                raise JobConfigError("archiving enable needs --archive-command")
+            result = server_archiving.enable(postgres, arguments.archive_command, arguments.replace, arguments.check)
+        else:
+            with open(arguments.record or "", encoding="utf-8") as handle:
+                record = json.load(handle)
+            result = server_archiving.disable(postgres, record, arguments.check)
+    except (PgCloudError, OSError, ValueError) as error:
+        # A foreign archive_command quoted in the message may hold a password or a URL's user information.
+        message = redact(str(error), credentials.values())
+        LOG.error("archiving %s: %s", arguments.action, message)
+        sys.stdout.write(json.dumps({"failed": True, "msg": message}) + "\n")
+        return EXIT_FAILED
+    sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
+    return EXIT_OK
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -307,6 +347,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return host_restore(arguments, config, config_file)
         if arguments.command == "check":
             return check(config, arguments.wal, arguments.json)
+        if arguments.command == "archiving":
+            return archiving(arguments, config)
         return wal_restore(arguments.name, arguments.destination, config, store_error)
     except Exception as error:  # pylint: disable=broad-except  # PostgreSQL needs an exit status, not a traceback
         LOG.exception("unexpected error: %s", error)

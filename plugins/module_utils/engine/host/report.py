@@ -77,6 +77,15 @@ def previous_status(path: str) -> Dict[str, Any]:
         return {}
 
 
+def archiving_setup(config: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """What the role recorded when it set WAL archiving up (wal-archiving.json beside the status
+    file): whether PostgreSQL must restart for archive_mode to take effect."""
+    status_file = (config.get("report") or {}).get("status_file")
+    if not status_file:
+        return None
+    return previous_status(os.path.join(os.path.dirname(status_file), "wal-archiving.json")) or None
+
+
 def build_status(config: Dict[str, Any], previous: Dict[str, Any], started: float, finished: float,
                  result: Optional[Dict[str, Any]], error: Optional[str],
                  wal: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
@@ -95,6 +104,7 @@ def build_status(config: Dict[str, Any], previous: Dict[str, Any], started: floa
         "size_bytes": (result or {}).get("bytes_written") if success else None,
         "error": error,
         "wal_archiving": wal,
+        "wal_archiving_setup": archiving_setup(config),
     }
     if success:
         status["last_success"] = {key: status[key] for key in ("backup_id", "finished_at", "size_bytes",

@@ -545,3 +545,9 @@ def test_pgcloud_backup_backup_is_the_job(job, tmp_path, monkeypatch, restore_lo
     assert cli.main(["--config", job_config(tmp_path), "backup"]) == 0
     assert status_of(tmp_path)["backup_id"] == "20260101T020000"
     assert cli.main(["--config", str(tmp_path / "missing.json"), "backup"]) == 2
+def test_status_carries_the_archiving_setup_the_role_recorded(report, tmp_path):
+    config = dict(CONFIG, report={"status_file": str(tmp_path / "status.json")})
+    assert report.build_status(config, {}, 100.0, 160.0, {"backup_id": None}, "x")["wal_archiving_setup"] is None
+    write(tmp_path / "wal-archiving.json", json.dumps({"restart_required": True, "reason": "archive_mode"}))
+    status = report.build_status(config, {}, 100.0, 160.0, {"backup_id": None}, "x")
+    assert status["wal_archiving_setup"] == {"restart_required": True, "reason": "archive_mode"}
