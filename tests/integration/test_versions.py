@@ -4,21 +4,21 @@
 """Every PostgreSQL major still in use (13 to 18), as a real server, backed up and restored.
 
 Each major gets a cluster of its own (with a tablespace, pgbench data and WAL archived next
-to the backup), is backed up by base_backup while pgbench writes, and is restored by
-barman-cloud-restore; pg_verifybackup checks the restored files against the backup's
+to the backup by the collection's `pgcloud-backup wal-archive`), is backed up by base_backup while pgbench writes, and is restored by
+barman-cloud-restore (its WAL by barman-cloud-wal-restore); pg_verifybackup checks the restored files against the backup's
 backup_manifest; then the copy is started with the same major's binaries, checked with
 pg_amcheck and compared with the source. 15 is Debian's; the others come from scripts/setup.sh.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Iterator
 
 import pytest
 
 from testbed import (
     MotoServer,
-    PostgresCluster,
     StorageTarget,
     backup_module_args,
     backup_show,
@@ -28,6 +28,7 @@ from testbed import (
     server_major,
     verify_backup,
 )
+from wal_host import CollectionArchivedCluster
 
 MAJORS = (13, 14, 15, 16, 17, 18)
 TABLESPACE = "testbed_space"
@@ -43,8 +44,9 @@ def archived_bucket(moto: MotoServer, request: pytest.FixtureRequest) -> Iterato
 
 @pytest.mark.parametrize("major", MAJORS, ids=["pg%d" % major for major in MAJORS])
 def test_each_major_backs_up_and_restores(archived_bucket, major):
-    with PostgresCluster("pg%d" % major, tablespace=TABLESPACE, archive_target=archived_bucket,
-                         pg_bin=pg_bin_of(major)) as cluster:
+    # WAL archived by the collection's own command, replayed by barman-cloud-wal-restore.
+    with CollectionArchivedCluster("pg%d" % major, archived_bucket, tablespace=TABLESPACE,
+                                   pg_bin=pg_bin_of(major)) as cluster:
         assert int(cluster.scalar("SHOW server_version_num")) // 10000 == major
         cluster.load_data(1)
         with cluster.pgbench_running(clients=2, rate=100):
@@ -53,7 +55,9 @@ def test_each_major_backs_up_and_restores(archived_bucket, major):
         backup_id = run.result["backup_id"]
         assert backup_show(archived_bucket, backup_id)["version"] == int(cluster.scalar("SHOW server_version_num"))
 
-        cluster.switch_wal_and_wait()
+        archived = cluster.switch_wal_and_wait()
+        # The command logs each file it stores to stderr, which is the server's log.
+        assert re.search(r"pgcloud-backup: %s (stored|present)" % archived, cluster.log_file.read_text()), archived
         expected = cluster.fingerprint()
         checked = []
 

@@ -126,3 +126,23 @@ class WalCluster(PostgresCluster):
         settings = super()._settings()
         settings.update({"archive_mode": "on", "archive_command": "'%s %%p'" % self._wal_script})
         return settings
+
+
+class CollectionArchivedCluster(PostgresCluster):
+    """A cluster (any major, with its tablespace) whose archive_command is this checkout's
+    `pgcloud-backup wal-archive %p` to `target`, as the scheduled_backup role sets it: the WAL
+    that barman's restore tools replay in the tests is then the collection's."""
+
+    def __init__(self, name: str, target: StorageTarget, **options: Any) -> None:
+        super().__init__(name, **options)
+        self.host = HostCommand(self.root / "host")
+        self.host.configure(target)
+        self._wal_script = self.root / "archive-with-pgcloud-backup.sh"
+        self._wal_script.write_text("#!/bin/sh\nexec %s wal-archive \"$1\"\n" % shlex.join(self.host.command()))
+        self._wal_script.chmod(0o755)
+
+    def _settings(self) -> Dict[str, str]:
+        settings = super()._settings()
+        settings.update({"archive_mode": "on", "archive_command": "'%s %%p'" % self._wal_script})
+        return settings
+
