@@ -25,7 +25,7 @@ import pytest
 
 from fault_proxy import FaultProxy, FaultRule
 from test_retention import engine_of_this_checkout, make_backups
-from test_scheduled_backup import JOB, SECRET, apply, host_root, metrics, role_vars, run_service  # noqa: F401
+from test_scheduled_backup import JOB, SECRET, apply, host_root, metrics, role_vars, run_service  # noqa: F401  # pylint: disable=unused-import
 from testbed import COLLECTION_ROOT, POSTGRES_USER, PYTHON_LIB, VENV_PYTHON, MotoServer, PostgresCluster, \
     StorageTarget, backup_list, barman_cloud, run_module
 

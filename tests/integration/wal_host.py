@@ -145,4 +145,3 @@ class CollectionArchivedCluster(PostgresCluster):
         settings = super()._settings()
         settings.update({"archive_mode": "on", "archive_command": "'%s %%p'" % self._wal_script})
         return settings
-

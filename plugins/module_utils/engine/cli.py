@@ -248,7 +248,7 @@ def delete(arguments: argparse.Namespace, config: Dict[str, Any]) -> int:
     except PgCloudError as error:
         LOG.error("delete failed: %s", error)
         return EXIT_FAILED
-    print(json.dumps(result, indent=2, sort_keys=True))
+    sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
     return EXIT_OK
 
 
@@ -277,7 +277,7 @@ def check(config: Dict[str, Any], wal: Optional[bool], as_json: bool) -> int:
         LOG.error("%s", error)
         return EXIT_CONFIG
     redact = Redactor(list(credentials.values()))
-    print(redact(json.dumps(report, indent=2, sort_keys=True) if as_json else check_text(report)))
+    sys.stdout.write("%s\n" % redact(json.dumps(report, indent=2, sort_keys=True) if as_json else check_text(report)))
     return EXIT_OK if report["ok"] else EXIT_FAILED
 
 

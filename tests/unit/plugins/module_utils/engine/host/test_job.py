@@ -138,7 +138,7 @@ class FakeResponse:
 
 def test_ping_success_and_failure_urls(job, report, monkeypatch):
     called = []
-    monkeypatch.setattr(report.urllib.request, "urlopen", lambda url, timeout: called.append(url) or FakeResponse())
+    monkeypatch.setattr(report, "http_get", lambda url, timeout: called.append(url) or FakeResponse())
     report.ping("https://hc.example/ping/abc/", True, 5)
     report.ping("https://hc.example/ping/abc", False, 5)
     assert called == ["https://hc.example/ping/abc", "https://hc.example/ping/abc/fail"]
@@ -148,7 +148,7 @@ def test_ping_that_fails_does_not_raise(job, report, monkeypatch, caplog):
     def refuse(url, timeout):
         raise urllib.error.URLError("connection refused")
 
-    monkeypatch.setattr(report.urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(report, "http_get", refuse)
     report.ping("https://hc.example/ping/abc", True, 5)
     assert "could not ping" in caplog.text
 
@@ -373,13 +373,13 @@ def test_destination_url_echoes_hide_userinfo(job, tmp_path, monkeypatch, capsys
 
 def test_ping_url_is_never_logged(job, report, tmp_path, monkeypatch, caplog, restore_logging):
     token = "ping-token-1234"
-    monkeypatch.setattr(report.urllib.request, "urlopen", lambda url, timeout: FakeResponse())
+    monkeypatch.setattr(report, "http_get", lambda url, timeout: FakeResponse())
     report.ping("https://hc.example/ping/%s" % token, True, 5)
 
     def refuse(url, timeout):
         raise ValueError("unknown url type: %r" % url)
 
-    monkeypatch.setattr(report.urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(report, "http_get", refuse)
     report.ping("https://hc.example/ping/%s" % token, False, 5)
     assert "hc.example" in caplog.text and token not in caplog.text
 
@@ -388,7 +388,7 @@ def test_ping_url_is_redacted_from_every_log_line(job, report, tmp_path, monkeyp
     token = "ping-token-5678"
     monkeypatch.setattr(job, "run_backup", lambda *args: job.LOG.info("an SDK quoting http://hc/%s", token) or {
         "backup_id": "20260101T020000", "bytes_written": 1})
-    monkeypatch.setattr(report.urllib.request, "urlopen", lambda url, timeout: FakeResponse())
+    monkeypatch.setattr(report, "http_get", lambda url, timeout: FakeResponse())
     config = job_config(tmp_path, report={"status_file": str(tmp_path / "status.json"),
                                           "ping_url": "http://hc/%s" % token})
     assert job.run_job(config) == 0
@@ -545,6 +545,8 @@ def test_pgcloud_backup_backup_is_the_job(job, tmp_path, monkeypatch, restore_lo
     assert cli.main(["--config", job_config(tmp_path), "backup"]) == 0
     assert status_of(tmp_path)["backup_id"] == "20260101T020000"
     assert cli.main(["--config", str(tmp_path / "missing.json"), "backup"]) == 2
+
+
 def test_status_carries_the_archiving_setup_the_role_recorded(report, tmp_path):
     config = dict(CONFIG, report={"status_file": str(tmp_path / "status.json")})
     assert report.build_status(config, {}, 100.0, 160.0, {"backup_id": None}, "x")["wal_archiving_setup"] is None
