@@ -5,12 +5,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.wal import spool
 
@@ -70,11 +73,41 @@ def test_the_fast_path_loads_no_sdk(tmp_path: Path) -> None:
               "from ansible_collections.pgcloud.backup.plugins.module_utils.engine.wal.spool import fast_path\n"
               "assert fast_path(sys.argv[1:])\n"
               "print(sorted(name for name in sys.modules if name.split('.')[0] in "
-              "('botocore', 'boto3', 'azure', 'google', 'argparse', 'logging', 'typing', 'zstandard', 'lz4')))\n")
+              "('botocore', 'boto3', 'azure', 'google', 'argparse', 'logging', 'typing', 'zstandard', 'lz4', "
+              "'json', 're', 'hashlib', '_hashlib', 'pathlib')))\n")
     result = subprocess.run([sys.executable, "-c", script, "--config", str(config), "wal-archive", str(wal)],
                             capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
                             check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("text", [
+    '{"storage": {"server_name": "db1", "port": 5432, "ratio": 1.5e3, "on": true, "off": null}}',
+    '\n  [1, -2, "\\u00e9\\n", {"a": [false]}, NaN, -Infinity]  \n', '"x"', "0", '{"a": "\u00e9"}'])
+def test_the_fast_json_reads_as_json_does(text: str) -> None:
+    assert json.dumps(spool.load_json(text)) == json.dumps(json.loads(text))
+
+
+@pytest.mark.parametrize("text", ["", "   ", "{", '{"a": 1} x', '{"a": 1}{}', "[1,]", "{'a': 1}", "\ufeff{}", "01"])
+def test_the_fast_json_refuses_what_json_refuses(text: str) -> None:
+    with pytest.raises(ValueError):
+        json.loads(text)
+    with pytest.raises(ValueError):
+        spool.load_json(text)
+
+
+def test_a_marker_is_json(tmp_path: Path) -> None:
+    wal = tmp_path / SEGMENT
+    wal.write_bytes(b"wal")
+    state = spool.ArchiveState(str(tmp_path / "spool"), spool.target_id(STORAGE))
+    state.record(str(wal), spool.file_identity(str(wal)))
+    assert json.loads((Path(state.folder) / SEGMENT).read_text()) == {"file": spool.file_identity(str(wal))}
+
+
+def test_the_target_id_is_the_sha256_of_the_storage_section() -> None:
+    expected = hashlib.sha256("\n".join(["", STORAGE["endpoint_url"], STORAGE["destination_url"],
+                                         STORAGE["server_name"]]).encode()).hexdigest()[:16]
+    assert spool.target_id(STORAGE) == expected
 
 
 def test_a_claim_is_held_by_a_live_process_only(tmp_path: Path) -> None:
