@@ -179,7 +179,7 @@ Figures = Dict[str, Tuple[float, Tally]]
 
 
 def measure(moto: MotoServer, scratch: Path, names: List[str], compression: str, parallel: int,
-            data: str) -> Figures:
+            data: str, restore: bool = True) -> Figures:
     originals = postgres_dir(scratch / "originals", 0o755)
     (real_segments if data == "real" else synthetic_segments)(originals, names)
     run(["chown", "-R", "postgres:postgres", str(originals)])
@@ -205,6 +205,8 @@ def measure(moto: MotoServer, scratch: Path, names: List[str], compression: str,
     tally = Tally(store)
     seconds = archive_all(prepare(scratch / "eng", names, originals), lambda path: host.command("wal-archive", path), tally)
     figures["engine archive"] = (seconds, tally.close())
+    if not restore:
+        return figures
     destination = scratch / "RECOVERYXLOG"
     tally = Tally(store)
     seconds = restore_all(names, destination, reference_restore, originals, tally)
@@ -225,6 +227,8 @@ def report(figures: Figures, count: int) -> None:
             label, seconds, seconds / count, count / seconds, mib / seconds, tally.cpu, tally.rss_kib // 1024,
             tally.store_cpu))
     for action in ("archive", "restore"):
+        if "engine %s" % action not in figures:
+            continue
         print("engine/reference %s rate: %.1fx" % (
             action, figures["reference %s" % action][0] / figures["engine %s" % action][0]))
 
@@ -236,13 +240,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--parallel", type=int, default=8, help="wal.archive_parallel and wal.restore_prefetch")
     parser.add_argument("--data", choices=("real", "synthetic"), default="real",
                         help="WAL of pgbench on a fresh cluster, or half-random pages")
+    parser.add_argument("--archive-only", action="store_true", help="measure archiving, not restore")
     arguments = parser.parse_args(argv)
     names = segment_names(arguments.segments)
     print("load average before: %.2f %.2f %.2f" % os.getloadavg())
     scratch = scratch_dir("pgcloud-bench-wal-")
     try:
         with MotoServer() as moto:
-            figures = measure(moto, scratch, names, arguments.compression, arguments.parallel, arguments.data)
+            figures = measure(moto, scratch, names, arguments.compression, arguments.parallel, arguments.data,
+                              restore=not arguments.archive_only)
     finally:
         remove_tree(scratch)
     print("%d segments of %s WAL, compression %s, parallel %d"
