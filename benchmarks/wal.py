@@ -38,6 +38,8 @@ from testbed import as_postgres, scratch_dir  # noqa: E402
 from wal_host import HostCommand  # noqa: E402
 
 SEGMENT = 16 << 20
+FLAGS = {"none": [], "gzip": ["--gzip"], "bzip2": ["--bzip2"], "xz": ["--xz"], "snappy": ["--snappy"],
+         "zstd": ["--zstd"], "lz4": ["--lz4"]}
 PR_SET_CHILD_SUBREAPER = 36
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -84,8 +86,6 @@ def become_subreaper() -> None:
     exits, so that their CPU and memory are counted (Tally.close)."""
     if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
-FLAGS = {"none": [], "gzip": ["--gzip"], "bzip2": ["--bzip2"], "xz": ["--xz"], "snappy": ["--snappy"],
-         "zstd": ["--zstd"], "lz4": ["--lz4"]}
 
 
 def segment_names(count: int) -> List[str]:
