@@ -77,7 +77,7 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True)
     archive = commands.add_parser("wal-archive", help="store one WAL file (archive_command ... wal-archive %%p)")
     archive.add_argument("path", help="the WAL file, as PostgreSQL's %%p gives it")
-    # Started by wal-archive itself (see start_worker), not by users.
+    # The archive worker in the foreground; wal-archive forks it instead (see start_worker).
     worker = commands.add_parser("wal-archive-worker")
     worker.add_argument("path")
     restore = commands.add_parser("wal-restore", help="fetch one WAL file (restore_command ... wal-restore %%f %%p)")
