@@ -26,6 +26,9 @@ if TYPE_CHECKING:  # pragma: no cover - for the type checkers only
 
 # A prefetched file older than this is fetched again rather than trusted.
 SPOOL_MAX_AGE = 3600
+# How long a call waits for the archive worker to store its file before it stores the file itself.
+WORKER_WAIT_SECONDS = 900.0
+WAIT_POLL_SECONDS = 0.025
 TEMPORARY_SUFFIX = ".tmp"
 
 
@@ -202,6 +205,48 @@ def holder_alive(path: str) -> bool:
     return True
 
 
+def worker_running(state: ArchiveState) -> bool:
+    """Whether an archive worker (wal/worker.py) holds this destination's lock."""
+    import fcntl
+
+    try:
+        os.makedirs(state.folder, mode=0o700, exist_ok=True)
+        with open(state.lock_path(), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def wait_for_worker(state: ArchiveState, path: str) -> bool:
+    """True once the worker has stored path (its marker taken); False if the call must store it:
+    no worker runs and no one is storing the file, or the wait is over."""
+    name = os.path.basename(path)
+    started = time.monotonic()
+    while time.monotonic() - started < WORKER_WAIT_SECONDS:
+        if state.take(path):
+            return True
+        if not state.claimed(name) and not worker_running(state):
+            return state.take(path)
+        time.sleep(WAIT_POLL_SECONDS)
+    return False
+
+
+def _archived(state: ArchiveState, path: str) -> bool:
+    """The fast path of wal-archive: the file's marker, now or once the running worker writes it.
+
+    PostgreSQL asks for a segment as soon as it is ready, most often before the worker (which
+    looks every 50 ms) has stored it: the call waits here rather than after loading the rest of
+    the command. Only for a file marked ready, the only kind the worker stores.
+    """
+    if state.take(path):
+        return True
+    status = os.path.join(os.path.dirname(os.path.abspath(path)), "archive_status", os.path.basename(path) + ".ready")
+    return os.path.exists(status) and worker_running(state) and wait_for_worker(state, path)
+
+
 class RestoreSpool:
     """Prefetched WAL files, each delivered only for its exact name."""
 
@@ -314,7 +359,7 @@ def fast_path(argv: Sequence[str]) -> bool:
     if not name or name.startswith(".") or (arguments[1] == "wal-restore" and name != arguments[2]):
         return False
     if arguments[1] == "wal-archive":
-        done = ArchiveState(spool_dir, target).take(arguments[2])
+        done = _archived(ArchiveState(spool_dir, target), arguments[2])
     else:
         done = RestoreSpool(spool_dir, target).deliver(name, arguments[3])
     if done and str(config.get("log_level", "INFO")).upper() == "DEBUG":

@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -108,6 +110,42 @@ def test_the_target_id_is_the_sha256_of_the_storage_section() -> None:
     expected = hashlib.sha256("\n".join(["", STORAGE["endpoint_url"], STORAGE["destination_url"],
                                          STORAGE["server_name"]]).encode()).hexdigest()[:16]
     assert spool.target_id(STORAGE) == expected
+
+
+def ready_segment(tmp_path: Path) -> Path:
+    wal = tmp_path / "pg_wal" / SEGMENT
+    (wal.parent / "archive_status").mkdir(parents=True)
+    wal.write_bytes(b"wal")
+    (wal.parent / "archive_status" / (SEGMENT + ".ready")).touch()
+    return wal
+
+
+def test_the_fast_path_waits_for_the_running_worker_to_store_a_ready_file(tmp_path: Path) -> None:
+    """PostgreSQL asks as soon as a segment is ready, before the worker has stored it: the fast
+    path waits for the marker while a worker holds the lock, and falls through once it leaves."""
+    config, wal = job(tmp_path), ready_segment(tmp_path)
+    state = spool.ArchiveState(str(tmp_path / "spool"), spool.target_id(STORAGE))
+    arguments = ["--config", str(config), "wal-archive", str(wal)]
+    os.makedirs(state.folder)
+    with open(state.lock_path(), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a worker runs
+        worker = threading.Timer(0.3, lambda: state.record(str(wal), spool.file_identity(str(wal))))
+        worker.start()
+        started = time.monotonic()
+        assert spool.fast_path(arguments)
+        assert time.monotonic() - started >= 0.3
+        worker.join()
+        # Not marked ready: nothing to wait for, the full path decides.
+        (wal.parent / "archive_status" / (SEGMENT + ".ready")).rename(wal.parent / "archive_status" / (SEGMENT + ".done"))
+        started = time.monotonic()
+        assert not spool.fast_path(arguments)
+        assert time.monotonic() - started < 0.2
+        (wal.parent / "archive_status" / (SEGMENT + ".done")).rename(wal.parent / "archive_status" / (SEGMENT + ".ready"))
+        # The worker leaves without storing it: the call goes on to store it itself.
+        threading.Timer(0.2, lambda: fcntl.flock(lock, fcntl.LOCK_UN)).start()
+        assert not spool.fast_path(arguments)
+    # No worker: no wait.
+    assert not spool.fast_path(arguments)
 
 
 def test_a_claim_is_held_by_a_live_process_only(tmp_path: Path) -> None:
