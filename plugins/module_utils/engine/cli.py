@@ -34,7 +34,7 @@ from . import layout
 from .errors import PgCloudError
 from .host_config import JobConfigError, Redactor, config_path, engine_sections, read_config, read_credentials
 from .wal.settings import WalSettings, wal_settings
-from .wal.spool import ArchiveState, RestoreSpool, fast_path, target_id
+from .wal.spool import ArchiveState, RestoreSpool, fast_path, target_id, wait_for_worker, worker_running
 
 LOG = logging.getLogger("pgcloud-backup")
 
@@ -109,8 +109,6 @@ def _prepare(config: Dict[str, Any]) -> Dict[str, str]:
 def start_worker(path: str, config: Dict[str, Any], state: ArchiveState) -> None:
     """Start the archive worker of this destination (wal/worker.py), unless one runs: a fork of
     this call, which has the engine loaded already (a new interpreter would load it again)."""
-    from .wal.worker import worker_running
-
     status_folder = os.path.join(os.path.dirname(os.path.abspath(path)), "archive_status")
     if worker_running(state) or not os.path.isdir(status_folder):
         return
@@ -187,8 +185,6 @@ def wal_archive(path: str, config: Dict[str, Any]) -> int:
     except (ValueError, PgCloudError) as error:
         LOG.error("wal-archive %s: %s", path, error)
         return EXIT_CONFIG
-    from .wal.worker import wait_for_worker
-
     state = ArchiveState(settings.spool_dir, target_id(config["storage"]))
     if state.take(path):
         return EXIT_OK

@@ -29,8 +29,6 @@ from ..errors import PgCloudError
 from ..storage.base import ObjectStore
 from .archive import store_wal
 from .spool import ArchiveState, file_identity, ready_files
-# Where they were first: the call's side of the worker, which the spool's fast path uses too.
-from .spool import WORKER_WAIT_SECONDS, wait_for_worker, worker_running  # noqa: F401  # pylint: disable=unused-import
 
 LOG = logging.getLogger("pgcloud.backup.wal")
 
