@@ -9,6 +9,10 @@ is called for the oldest ready file, which is then marked .done (as PostgreSQL's
 does), until none is left. Then each tool restores every segment in order, one call each.
 Every call runs as the postgres user from the venv's interpreter. See benchmarks/README.md.
 
+CPU and peak RSS count every process of a tool: the calls, and the archive worker a call leaves
+behind (this process is their subreaper, and waits for the worker to leave before the next
+phase); "store CPU" is moto's, for the same phase.
+
     source /opt/pgcloud-backup/env.sh
     python benchmarks/wal.py --segments 16 --compression none --parallel 8
 """
@@ -16,22 +20,72 @@ Every call runs as the postgres user from the venv's interpreter. See benchmarks
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
+import resource
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 from testbed import MotoServer, PostgresCluster, barman_cloud_command, postgres_dir, remove_tree, run  # noqa: E402
 from testbed import as_postgres, scratch_dir  # noqa: E402
-from wal_host import HostCommand, run_detached  # noqa: E402
+from wal_host import HostCommand  # noqa: E402
 
 SEGMENT = 16 << 20
 FLAGS = {"none": [], "gzip": ["--gzip"], "bzip2": ["--bzip2"], "xz": ["--xz"], "snappy": ["--snappy"],
          "zstd": ["--zstd"], "lz4": ["--lz4"]}
+PR_SET_CHILD_SUBREAPER = 36
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class Tally:
+    """CPU seconds and peak RSS of a tool's processes, and the store's CPU, over one phase."""
+
+    def __init__(self, store_pid: int) -> None:
+        self.store_pid = store_pid
+        self.cpu = 0.0
+        self.rss_kib = 0
+        self.store_cpu = -store_cpu(store_pid)
+
+    def add(self, usage: resource.struct_rusage) -> None:
+        self.cpu += usage.ru_utime + usage.ru_stime
+        self.rss_kib = max(self.rss_kib, usage.ru_maxrss)
+
+    def close(self) -> "Tally":
+        """Wait for what the tool left running (the archive worker), then read the store's CPU."""
+        for pid in orphans(self.store_pid):
+            _pid, _status, usage = os.wait4(pid, 0)
+            self.add(usage)
+        self.store_cpu += store_cpu(self.store_pid)
+        return self
+
+
+def store_cpu(pid: int) -> float:
+    with open("/proc/%d/stat" % pid, encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def orphans(store_pid: int) -> List[int]:
+    """The children of this process but the store: the detached processes of the tool just run."""
+    pids = set()
+    for task in os.listdir("/proc/self/task"):
+        with open("/proc/self/task/%s/children" % task, encoding="ascii") as children:
+            pids.update(int(pid) for pid in children.read().split())
+    return sorted(pids - {store_pid})
+
+
+def become_subreaper() -> None:
+    """Processes that a tool's call leaves behind become this process's children when the call
+    exits, so that their CPU and memory are counted (Tally.close)."""
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
 def segment_names(count: int) -> List[str]:
@@ -66,13 +120,20 @@ def real_segments(folder: Path, names: List[str]) -> None:
             (folder / name).write_bytes((cluster.pgdata / "pg_wal" / source).read_bytes())
 
 
-def call_tool(command: List[str]) -> None:
-    result = run_detached(command)
-    if result.returncode != 0:
-        raise SystemExit("exit %d: %s\n%s" % (result.returncode, " ".join(command), result.stderr))
+def call_tool(command: List[str], tally: Tally) -> None:
+    """Run one call to its end (output through files: a worker it starts keeps stderr open)."""
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(command, stdout=output, stderr=output)  # pylint: disable=consider-using-with
+        _pid, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        tally.add(usage)
+        if process.returncode != 0:
+            output.seek(0)
+            raise SystemExit("exit %d: %s\n%s" % (process.returncode, " ".join(command),
+                                                  output.read().decode(errors="replace")))
 
 
-def archive_all(folder: Path, command: Callable[[str], List[str]]) -> float:
+def archive_all(folder: Path, command: Callable[[str], List[str]], tally: Tally) -> float:
     """Call command for the oldest .ready file until none is left (as the archiver); seconds taken."""
     status = folder / "archive_status"
     started = time.monotonic()
@@ -83,18 +144,18 @@ def archive_all(folder: Path, command: Callable[[str], List[str]]) -> float:
             print("  calls (s): %s" % " ".join("%.2f" % call for call in calls))
             return time.monotonic() - started
         call = time.monotonic()
-        call_tool(as_postgres(command(str(folder / ready[0]))))
+        call_tool(as_postgres(command(str(folder / ready[0]))), tally)
         calls.append(time.monotonic() - call)
         (status / (ready[0] + ".ready")).rename(status / (ready[0] + ".done"))
 
 
 def restore_all(names: List[str], destination: Path, command: Callable[[str, str], List[str]],
-                originals: Path) -> float:
+                originals: Path, tally: Tally) -> float:
     started = time.monotonic()
     calls = []
     for name in names:
         call = time.monotonic()
-        call_tool(as_postgres(command(name, str(destination))))
+        call_tool(as_postgres(command(name, str(destination))), tally)
         calls.append(time.monotonic() - call)
     elapsed = time.monotonic() - started
     print("  calls (s): %s" % " ".join("%.2f" % call for call in calls))
@@ -114,8 +175,11 @@ def prepare(root: Path, names: List[str], originals: Path) -> Path:
     return folder
 
 
+Figures = Dict[str, Tuple[float, Tally]]
+
+
 def measure(moto: MotoServer, scratch: Path, names: List[str], compression: str, parallel: int,
-            data: str) -> Dict[str, float]:
+            data: str, restore: bool = True) -> Figures:
     originals = postgres_dir(scratch / "originals", 0o755)
     (real_segments if data == "real" else synthetic_segments)(originals, names)
     run(["chown", "-R", "postgres:postgres", str(originals)])
@@ -132,25 +196,41 @@ def measure(moto: MotoServer, scratch: Path, names: List[str], compression: str,
     def reference_restore(name: str, destination: str) -> List[str]:
         return barman_cloud_command("wal-restore", reference, reference.url, reference.server_name, name, destination)
 
-    figures = {
-        "reference archive": archive_all(prepare(scratch / "ref", names, originals), reference_archive),
-        "engine archive": archive_all(prepare(scratch / "eng", names, originals),
-                                      lambda path: host.command("wal-archive", path)),
-    }
+    become_subreaper()
+    store = moto._process.pid  # pylint: disable=protected-access  # the testbed keeps the server's process
+    figures: Figures = {}
+    tally = Tally(store)
+    seconds = archive_all(prepare(scratch / "ref", names, originals), reference_archive, tally)
+    figures["reference archive"] = (seconds, tally.close())
+    tally = Tally(store)
+    seconds = archive_all(prepare(scratch / "eng", names, originals), lambda path: host.command("wal-archive", path), tally)
+    figures["engine archive"] = (seconds, tally.close())
+    if not restore:
+        return figures
     destination = scratch / "RECOVERYXLOG"
-    figures["reference restore"] = restore_all(names, destination, reference_restore, originals)
-    figures["engine restore"] = restore_all(names, destination, lambda name, dest: host.command("wal-restore", name, dest),
-                                            originals)
+    tally = Tally(store)
+    seconds = restore_all(names, destination, reference_restore, originals, tally)
+    figures["reference restore"] = (seconds, tally.close())
+    tally = Tally(store)
+    seconds = restore_all(names, destination, lambda name, dest: host.command("wal-restore", name, dest), originals,
+                          tally)
+    figures["engine restore"] = (seconds, tally.close())
     return figures
 
 
-def report(figures: Dict[str, float], count: int) -> None:
-    print("%-18s %9s %11s %11s" % ("", "seconds", "s/segment", "segments/s"))
-    for label, seconds in figures.items():
-        print("%-18s %9.2f %11.3f %11.1f" % (label, seconds, seconds / count, count / seconds))
+def report(figures: Figures, count: int) -> None:
+    mib = count * SEGMENT / float(1 << 20)
+    print("%-18s %8s %10s %11s %8s %8s %9s %10s" % ("", "seconds", "s/segment", "segments/s", "MiB/s", "CPU s",
+                                                    "peak RSS", "store CPU"))
+    for label, (seconds, tally) in figures.items():
+        print("%-18s %8.2f %10.3f %11.1f %8.1f %8.2f %6d MiB %9.2fs" % (
+            label, seconds, seconds / count, count / seconds, mib / seconds, tally.cpu, tally.rss_kib // 1024,
+            tally.store_cpu))
     for action in ("archive", "restore"):
+        if "engine %s" % action not in figures:
+            continue
         print("engine/reference %s rate: %.1fx" % (
-            action, figures["reference %s" % action] / figures["engine %s" % action]))
+            action, figures["reference %s" % action][0] / figures["engine %s" % action][0]))
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -160,17 +240,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--parallel", type=int, default=8, help="wal.archive_parallel and wal.restore_prefetch")
     parser.add_argument("--data", choices=("real", "synthetic"), default="real",
                         help="WAL of pgbench on a fresh cluster, or half-random pages")
+    parser.add_argument("--archive-only", action="store_true", help="measure archiving, not restore")
     arguments = parser.parse_args(argv)
     names = segment_names(arguments.segments)
+    print("load average before: %.2f %.2f %.2f" % os.getloadavg())
     scratch = scratch_dir("pgcloud-bench-wal-")
     try:
         with MotoServer() as moto:
-            figures = measure(moto, scratch, names, arguments.compression, arguments.parallel, arguments.data)
+            figures = measure(moto, scratch, names, arguments.compression, arguments.parallel, arguments.data,
+                              restore=not arguments.archive_only)
     finally:
         remove_tree(scratch)
     print("%d segments of %s WAL, compression %s, parallel %d"
           % (arguments.segments, arguments.data, arguments.compression, arguments.parallel))
     report(figures, arguments.segments)
+    print("load average after: %.2f %.2f %.2f" % os.getloadavg())
     return 0
 
 

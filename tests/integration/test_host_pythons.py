@@ -56,7 +56,7 @@ from testbed import (
     wait_for,
     TestBedError,
 )
-from wal_host import LAUNCHER, HostCommand
+from wal_host import LAUNCHER, LAUNCHER_FLAGS, HostCommand
 
 # Become (root to postgres) on a local connection: pipelining, as the module's files would
 # otherwise sit in root's home, which postgres cannot read.
@@ -106,8 +106,8 @@ class HostPythonCommand(HostCommand):
                                                  for name, value in secrets.items()))
 
     def command(self, *arguments: str) -> List[str]:
-        return env_command(self.environment(), [str(self.python), str(LAUNCHER), "--config", str(self.config_file),
-                                                *arguments])
+        return env_command(self.environment(), [str(self.python), LAUNCHER_FLAGS, str(LAUNCHER), "--config",
+                                                str(self.config_file), *arguments])
 
 
 class HostPythonCluster(PostgresCluster):

@@ -11,11 +11,14 @@ call, the spool, and a store that does not answer.
 
 from __future__ import annotations
 
+import gzip
+import importlib
 import os
 import re
 import shlex
+import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 import testbed
@@ -209,6 +212,44 @@ def test_archive_finds_the_reference_tools_object(host: HostCommand, moto: MotoS
     result = host.run("wal-archive", str(source / name))
     assert result.returncode == 0, result.stderr
     assert wal_keys(moto, target) == ["wals/0000000100000000/%s.gz" % name]
+
+
+def engine_wal_archive(tmp_path: Path, monkeypatch: Any, target: StorageTarget) -> Tuple[Any, Any]:
+    """wal/archive.py of this checkout, imported here, and an engine store of target."""
+    link = tmp_path / "lib" / "ansible_collections" / "pgcloud" / "backup"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(testbed.COLLECTION_ROOT)
+    monkeypatch.syspath_prepend(str(tmp_path / "lib"))
+    for name in [name for name in sys.modules if name.startswith("ansible_collections")]:
+        monkeypatch.delitem(sys.modules, name)
+    engine = "ansible_collections.pgcloud.backup.plugins.module_utils.engine."
+    config = importlib.import_module(engine + "config")
+    factory = importlib.import_module(engine + "storage.factory")
+    for name, value in dict(target.module_env(), **testbed.FAKE_AWS_ENV).items():
+        monkeypatch.setenv(name, value)
+    return importlib.import_module(engine + "wal.archive"), factory.open_store(config.StorageConfig(**target.module_params()))
+
+
+def test_a_file_is_looked_up_under_its_own_name_not_its_folder(
+        tmp_path: Path, monkeypatch: Any, moto: MotoServer, target: StorageTarget) -> None:
+    """A folder of wals/ grows to 256 segments: each file lists only its own keys (its compressed
+    forms), and a .backup or .partial file of the same segment is not taken for it."""
+    archive, store = engine_wal_archive(tmp_path, monkeypatch, target)
+    name = "000000010000000000000042"
+    data = wal_files(tmp_path, [name], size=1 << 16)[name]
+    folder = target.server_prefix + "wals/0000000100000000/"
+    client = moto.client()
+    for other in ("000000010000000000000041", "000000010000000000000043", name + ".00000028.backup", name + ".partial"):
+        client.put_object(Bucket=target.bucket, Key=folder + other, Body=b"another file")
+    client.put_object(Bucket=target.bucket, Key=folder + name + ".gz", Body=gzip.compress(data))
+    listed: List[str] = []
+    list_objects = store.list_objects
+    monkeypatch.setattr(store, "list_objects", lambda prefix: listed.append(prefix) or list_objects(prefix))
+    assert archive.store_wal(store, str(tmp_path / name), "lz4") == archive.PRESENT
+    assert listed == [folder + name]
+    client.delete_object(Bucket=target.bucket, Key=folder + name + ".gz")
+    assert archive.store_wal(store, str(tmp_path / name), "lz4") == archive.STORED
+    assert moto.get_object(target.bucket, folder + name + ".lz4")
 
 
 def test_ready_files_are_stored_ahead_and_answered_from_the_spool(

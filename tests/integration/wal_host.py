@@ -34,6 +34,7 @@ from testbed import (
 )
 
 LAUNCHER = COLLECTION_ROOT / "roles" / "scheduled_backup" / "files" / "pgcloud-backup"
+LAUNCHER_FLAGS = "-IS"
 
 
 def run_detached(command: List[str], timeout: float = 300) -> subprocess.CompletedProcess:
@@ -81,8 +82,9 @@ class HostCommand:
         return env
 
     def command(self, *arguments: str) -> List[str]:
-        return env_command(self.environment(), [str(VENV_PYTHON), str(LAUNCHER), "--config", str(self.config_file),
-                                                *arguments])
+        # -IS as the role's shebang line of the launcher: no site module on the fast path.
+        return env_command(self.environment(), [str(VENV_PYTHON), LAUNCHER_FLAGS, str(LAUNCHER), "--config",
+                                                str(self.config_file), *arguments])
 
     def run(self, *arguments: str, timeout: float = 300) -> subprocess.CompletedProcess:
         """Run the command; its output through files, not pipes: the archive worker it may start

@@ -46,7 +46,7 @@ from .errors import PgCloudError
 from .host_config import (JobConfigError, Redactor, config_path, engine_sections, read_config, read_credentials,
                           setup_logging)
 from .wal.settings import WalSettings, wal_settings
-from .wal.spool import ArchiveState, RestoreSpool, fast_path, target_id
+from .wal.spool import ArchiveState, RestoreSpool, fast_path, target_id, wait_for_worker, worker_running
 
 LOG = logging.getLogger("pgcloud-backup")
 
@@ -66,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True)
     archive = commands.add_parser("wal-archive", help="store one WAL file (archive_command ... wal-archive %%p)")
     archive.add_argument("path", help="the WAL file, as PostgreSQL's %%p gives it")
-    # Started by wal-archive itself (see start_worker), not by users.
+    # The archive worker in the foreground; wal-archive forks it instead (see start_worker).
     worker = commands.add_parser("wal-archive-worker")
     worker.add_argument("path")
     restore = commands.add_parser("wal-restore", help="fetch one WAL file (restore_command ... wal-restore %%f %%p)")
@@ -117,35 +117,58 @@ def _prepare(config: Dict[str, Any]) -> Dict[str, str]:
     return credentials
 
 
-def library_root() -> str:
-    """The folder that holds ansible_collections/ (this file is .../pgcloud/backup/plugins/module_utils/engine/cli.py)."""
-    root = os.path.abspath(__file__)
-    for _level in range(7):
-        root = os.path.dirname(root)
-    return root
-
-
-def start_worker(config_file: str, path: str, state: ArchiveState) -> None:
-    """Start the archive worker of this destination (wal/worker.py), detached, unless one runs."""
-    import subprocess
-
-    from .wal.worker import worker_running
-
+def start_worker(path: str, config: Dict[str, Any], state: ArchiveState) -> None:
+    """Start the archive worker of this destination (wal/worker.py), unless one runs: a fork of
+    this call, which has the engine loaded already (a new interpreter would load it again)."""
     status_folder = os.path.join(os.path.dirname(os.path.abspath(path)), "archive_status")
     if worker_running(state) or not os.path.isdir(status_folder):
         return
-    code = ("import sys; sys.path.insert(0, %r); from ansible_collections.pgcloud.backup.plugins.module_utils.engine"
-            ".cli import main; sys.exit(main())" % library_root())
-    # Its own session: PostgreSQL waits for this call only, and a signal to the call's process
-    # group (a shutdown) does not stop an upload half way; the worker leaves when idle.
-    # The engine runs without Ansible here, so AnsibleModule.run_command is not to be had.
-    command = [sys.executable, "-c", code, "--config", config_file, "wal-archive-worker", os.path.abspath(path)]
-    worker = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,  # pylint: disable=ansible-bad-function
-                              start_new_session=True, close_fds=True)
+    sys.stderr.flush()
+    worker = os.fork()
+    if worker == 0:
+        _run_forked_worker(os.path.abspath(path), config)
     # Until it holds its lock (or has left): the caller then waits for its file's marker.
     started = time.monotonic()
-    while worker.poll() is None and not worker_running(state) and time.monotonic() - started < WORKER_START_SECONDS:
+    while not worker_running(state) and time.monotonic() - started < WORKER_START_SECONDS:
+        if os.waitpid(worker, os.WNOHANG)[0] == worker:
+            return
         time.sleep(0.01)
+
+
+def _run_forked_worker(path: str, config: Dict[str, Any]) -> None:
+    """The forked worker's life; it never returns into the call's code.
+
+    Its own session: PostgreSQL waits for the call only, and a signal to the call's process group
+    (a shutdown) does not stop an upload half way; the worker leaves when idle. It keeps stderr
+    (PostgreSQL's log) and nothing else of the call's files.
+    """
+    code = EXIT_FAILED
+    try:
+        try:
+            os.setsid()
+            _keep_stderr_only()
+            code = wal_archive_worker(path, config)
+        except BaseException as error:  # pylint: disable=broad-except  # the fork must end here, whatever happens
+            LOG.warning("the archive worker stopped: %s", error)
+        sys.stderr.flush()
+    finally:
+        os._exit(code)  # pylint: disable=protected-access  # no cleanup of the call's (the parent's) state
+
+
+def _keep_stderr_only() -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    try:
+        inherited = [int(fd) for fd in os.listdir("/proc/self/fd")]
+    except OSError:
+        inherited = [null]
+    for fd in inherited:
+        if fd > 2:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def archive_here(state: ArchiveState, path: str, config: Dict[str, Any], settings: WalSettings) -> None:
@@ -166,20 +189,18 @@ def archive_here(state: ArchiveState, path: str, config: Dict[str, Any], setting
             state.release(name)
 
 
-def wal_archive(path: str, config: Dict[str, Any], config_file: str) -> int:
+def wal_archive(path: str, config: Dict[str, Any]) -> int:
     try:
         layout.parse_wal_name(os.path.basename(path))
         settings = wal_settings(config)
     except (ValueError, PgCloudError) as error:
         LOG.error("wal-archive %s: %s", path, error)
         return EXIT_CONFIG
-    from .wal.worker import wait_for_worker
-
     state = ArchiveState(settings.spool_dir, target_id(config["storage"]))
     if state.take(path):
         return EXIT_OK
     if settings.archive_parallel > 1:
-        start_worker(config_file, path, state)
+        start_worker(path, config, state)
     if wait_for_worker(state, path):
         LOG.debug("%s archived by the archive worker", os.path.basename(path))
         return EXIT_OK
@@ -338,7 +359,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return store_error if arguments.command == "wal-restore" else EXIT_CONFIG
     try:
         if arguments.command == "wal-archive":
-            return wal_archive(arguments.path, config, os.path.abspath(config_file))
+            return wal_archive(arguments.path, config)
         if arguments.command == "wal-archive-worker":
             return wal_archive_worker(arguments.path, config)
         if arguments.command == "delete":

@@ -40,12 +40,12 @@ def wal_name_of(path: str) -> str:
 
 
 def stored_objects(store: ObjectStore, names: List[str]) -> Stored:
-    """The objects already stored for names, from one listing per folder of wals/."""
-    prefixes = set()
-    for wanted in names:
-        parts = layout.wal_path(wanted)
-        # A history file lies in wals/ itself: list its own name rather than the whole folder.
-        prefixes.add(store.destination.key(*parts) if len(parts) == 2 else store.destination.key(*parts[:-1]) + "/")
+    """The objects already stored for names, from one listing of each name's own keys.
+
+    The uncompressed key is the start of every compressed one. Not the name's folder: it grows
+    to 256 segments, whose listing costs more each time than a request of its own.
+    """
+    prefixes = {store.destination.key(*layout.wal_path(wanted)) for wanted in names}
     found: Stored = {}
     for prefix in sorted(prefixes):
         for item in store.list_objects(prefix):

@@ -4,8 +4,8 @@
 """The host's WAL spool: what wal-archive has already stored, and what wal-restore has prefetched.
 
 Both are read on the fast path of a call (fast_path), before any SDK is imported: this module
-imports a few standard modules only (not even typing), since interpreter start-up and imports are
-most of a fast call's time. Each target (store, destination, server) has folders of its own, so a
+imports a few built-in modules only (not typing, json, re or hashlib), since interpreter start-up
+and imports are most of a fast call's time (benchmarks/README.md). Each target (store, destination, server) has folders of its own, so a
 file stored in or fetched from one destination never answers for another.
 
     <spool_dir>/archived-<target>/<WAL name>    stored whole and acknowledged by the store; holds
@@ -16,8 +16,6 @@ file stored in or fetched from one destination never answers for another.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sys
 import time
@@ -28,14 +26,67 @@ if TYPE_CHECKING:  # pragma: no cover - for the type checkers only
 
 # A prefetched file older than this is fetched again rather than trusted.
 SPOOL_MAX_AGE = 3600
+# How long a call waits for the archive worker to store its file before it stores the file itself.
+WORKER_WAIT_SECONDS = 900.0
+WAIT_POLL_SECONDS = 0.025
 TEMPORARY_SUFFIX = ".tmp"
+
+
+def _sha256(data: bytes) -> str:
+    # The built-in module, not hashlib, which loads OpenSSL (a few ms of every fast call); the
+    # same digest either way, hashlib where the interpreter is built without it.
+    try:
+        from _sha2 import sha256  # Python 3.12 and later
+    except ImportError:
+        try:
+            from _sha256 import sha256  # type: ignore[no-redef]  # Python 3.11 and earlier
+        except ImportError:
+            from hashlib import sha256  # type: ignore[no-redef]
+    return sha256(data).hexdigest()
+
+
+class _JsonContext:
+    """What json's C scanner reads of a decoder: JSON as json.loads reads it, without the json
+    package, whose regular expressions (the re module) cost more than the rest of a fast call."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = float
+
+
+def load_json(text: str) -> Any:
+    """json.loads(text) for the fast path: ValueError (or the scanner's error) if it is not JSON."""
+    try:
+        from _json import make_scanner
+    except ImportError:
+        make_scanner = None
+    if make_scanner is None:
+        import json
+
+        return json.loads(text)
+    start = len(text) - len(text.lstrip(" \t\n\r"))
+    try:
+        value, end = make_scanner(_JsonContext())(text, start)
+    except StopIteration:
+        raise ValueError("not JSON") from None
+    if text[end:].strip(" \t\n\r"):
+        raise ValueError("extra data after the JSON value")
+    return value
+
+
+def read_json(path: str) -> Any:
+    with open(path, "r", encoding="utf-8") as handle:
+        return load_json(handle.read())
 
 
 def target_id(storage: Mapping[str, object]) -> str:
     """A short stable name for the store, destination and server of a job's storage section."""
     names = ("cloud_provider", "endpoint_url", "destination_url", "server_name")
     parts = [str(storage.get(name) or "") for name in names]
-    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:16]
+    return _sha256("\n".join(parts).encode("utf-8"))[:16]
 
 
 def file_identity(path: str) -> List[int]:
@@ -72,9 +123,7 @@ class ArchiveState:
         """True (and the marker is consumed) if this very file was stored: same name and identity."""
         marker = os.path.join(self.folder, os.path.basename(path))
         try:
-            with open(marker, "r", encoding="utf-8") as handle:
-                recorded = json.load(handle)
-            identical = recorded.get("file") == file_identity(path)
+            identical = read_json(marker).get("file") == file_identity(path)
         except (OSError, ValueError, AttributeError):
             return False
         _unlink(marker)
@@ -83,15 +132,15 @@ class ArchiveState:
     def has(self, path: str) -> bool:
         marker = os.path.join(self.folder, os.path.basename(path))
         try:
-            with open(marker, "r", encoding="utf-8") as handle:
-                return bool(json.load(handle).get("file") == file_identity(path))
+            return bool(read_json(marker).get("file") == file_identity(path))
         except (OSError, ValueError, AttributeError):
             return False
 
     def record(self, path: str, identity: List[int]) -> None:
         """Called only once the store has acknowledged the whole object of path."""
         os.makedirs(self.folder, mode=0o700, exist_ok=True)
-        write_file(os.path.join(self.folder, os.path.basename(path)), json.dumps({"file": identity}).encode())
+        marker = '{"file": [%s]}' % ", ".join(str(int(number)) for number in identity)
+        write_file(os.path.join(self.folder, os.path.basename(path)), marker.encode())
 
     def prune(self, ready: Iterable[str]) -> None:
         """Remove the markers of files PostgreSQL no longer waits to archive (none will ask for them)."""
@@ -154,6 +203,48 @@ def holder_alive(path: str) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def worker_running(state: ArchiveState) -> bool:
+    """Whether an archive worker (wal/worker.py) holds this destination's lock."""
+    import fcntl
+
+    try:
+        os.makedirs(state.folder, mode=0o700, exist_ok=True)
+        with open(state.lock_path(), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def wait_for_worker(state: ArchiveState, path: str) -> bool:
+    """True once the worker has stored path (its marker taken); False if the call must store it:
+    no worker runs and no one is storing the file, or the wait is over."""
+    name = os.path.basename(path)
+    started = time.monotonic()
+    while time.monotonic() - started < WORKER_WAIT_SECONDS:
+        if state.take(path):
+            return True
+        if not state.claimed(name) and not worker_running(state):
+            return state.take(path)
+        time.sleep(WAIT_POLL_SECONDS)
+    return False
+
+
+def _archived(state: ArchiveState, path: str) -> bool:
+    """The fast path of wal-archive: the file's marker, now or once the running worker writes it.
+
+    PostgreSQL asks for a segment as soon as it is ready, most often before the worker (which
+    looks every 50 ms) has stored it: the call waits here rather than after loading the rest of
+    the command. Only for a file marked ready, the only kind the worker stores.
+    """
+    if state.take(path):
+        return True
+    status = os.path.join(os.path.dirname(os.path.abspath(path)), "archive_status", os.path.basename(path) + ".ready")
+    return os.path.exists(status) and worker_running(state) and wait_for_worker(state, path)
 
 
 class RestoreSpool:
@@ -259,8 +350,7 @@ def fast_path(argv: Sequence[str]) -> bool:
     if arguments is None:
         return False
     try:
-        with open(arguments[0], encoding="utf-8") as handle:
-            config = json.load(handle)
+        config = read_json(arguments[0])
         target = target_id(config["storage"])
         spool_dir = spool_dir_of(config)
     except Exception:  # pylint: disable=broad-except  # the full path reports what is wrong
@@ -269,7 +359,7 @@ def fast_path(argv: Sequence[str]) -> bool:
     if not name or name.startswith(".") or (arguments[1] == "wal-restore" and name != arguments[2]):
         return False
     if arguments[1] == "wal-archive":
-        done = ArchiveState(spool_dir, target).take(arguments[2])
+        done = _archived(ArchiveState(spool_dir, target), arguments[2])
     else:
         done = RestoreSpool(spool_dir, target).deliver(name, arguments[3])
     if done and str(config.get("log_level", "INFO")).upper() == "DEBUG":

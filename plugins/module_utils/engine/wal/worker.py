@@ -34,40 +34,11 @@ LOG = logging.getLogger("pgcloud.backup.wal")
 
 IDLE_SECONDS = 5.0
 POLL_SECONDS = 0.05
-# How long a call waits for the worker to store its file before it stores the file itself.
-WORKER_WAIT_SECONDS = 900.0
 # A file stored by the worker is left alone this long: PostgreSQL marks it done right after
 # the call for it returns, and it is not stored again in between.
 HANDLED_SECONDS = 30.0
 
 InFlight = Dict["Future[str]", Tuple[str, str, List[int]]]
-
-
-def worker_running(state: ArchiveState) -> bool:
-    """Whether a worker holds this destination's lock."""
-    try:
-        os.makedirs(state.folder, mode=0o700, exist_ok=True)
-        with open(state.lock_path(), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    return False
-
-
-def wait_for_worker(state: ArchiveState, path: str) -> bool:
-    """True once the worker has stored path (its marker taken); False if the call must store it:
-    no worker runs and no one is storing the file, or the wait is over."""
-    name = os.path.basename(path)
-    started = time.monotonic()
-    while time.monotonic() - started < WORKER_WAIT_SECONDS:
-        if state.take(path):
-            return True
-        if not state.claimed(name) and not worker_running(state):
-            return state.take(path)
-        time.sleep(POLL_SECONDS / 2)
-    return False
 
 
 def next_ready(path: str, handled: Dict[str, float], state: ArchiveState, count: int) -> Iterable[Tuple[str, str]]:

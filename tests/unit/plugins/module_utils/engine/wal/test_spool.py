@@ -5,12 +5,17 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.wal import spool
 
@@ -70,11 +75,77 @@ def test_the_fast_path_loads_no_sdk(tmp_path: Path) -> None:
               "from ansible_collections.pgcloud.backup.plugins.module_utils.engine.wal.spool import fast_path\n"
               "assert fast_path(sys.argv[1:])\n"
               "print(sorted(name for name in sys.modules if name.split('.')[0] in "
-              "('botocore', 'boto3', 'azure', 'google', 'argparse', 'logging', 'typing', 'zstandard', 'lz4')))\n")
+              "('botocore', 'boto3', 'azure', 'google', 'argparse', 'logging', 'typing', 'zstandard', 'lz4', "
+              "'json', 're', 'hashlib', '_hashlib', 'pathlib')))\n")
     result = subprocess.run([sys.executable, "-c", script, "--config", str(config), "wal-archive", str(wal)],
                             capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
                             check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("text", [
+    '{"storage": {"server_name": "db1", "port": 5432, "ratio": 1.5e3, "on": true, "off": null}}',
+    '\n  [1, -2, "\\u00e9\\n", {"a": [false]}, NaN, -Infinity]  \n', '"x"', "0", '{"a": "\u00e9"}'])
+def test_the_fast_json_reads_as_json_does(text: str) -> None:
+    assert json.dumps(spool.load_json(text)) == json.dumps(json.loads(text))
+
+
+@pytest.mark.parametrize("text", ["", "   ", "{", '{"a": 1} x', '{"a": 1}{}', "[1,]", "{'a': 1}", "\ufeff{}", "01"])
+def test_the_fast_json_refuses_what_json_refuses(text: str) -> None:
+    with pytest.raises(ValueError):
+        json.loads(text)
+    with pytest.raises(ValueError):
+        spool.load_json(text)
+
+
+def test_a_marker_is_json(tmp_path: Path) -> None:
+    wal = tmp_path / SEGMENT
+    wal.write_bytes(b"wal")
+    state = spool.ArchiveState(str(tmp_path / "spool"), spool.target_id(STORAGE))
+    state.record(str(wal), spool.file_identity(str(wal)))
+    assert json.loads((Path(state.folder) / SEGMENT).read_text()) == {"file": spool.file_identity(str(wal))}
+
+
+def test_the_target_id_is_the_sha256_of_the_storage_section() -> None:
+    expected = hashlib.sha256("\n".join(["", STORAGE["endpoint_url"], STORAGE["destination_url"],
+                                         STORAGE["server_name"]]).encode()).hexdigest()[:16]
+    assert spool.target_id(STORAGE) == expected
+
+
+def ready_segment(tmp_path: Path) -> Path:
+    wal = tmp_path / "pg_wal" / SEGMENT
+    (wal.parent / "archive_status").mkdir(parents=True)
+    wal.write_bytes(b"wal")
+    (wal.parent / "archive_status" / (SEGMENT + ".ready")).touch()
+    return wal
+
+
+def test_the_fast_path_waits_for_the_running_worker_to_store_a_ready_file(tmp_path: Path) -> None:
+    """PostgreSQL asks as soon as a segment is ready, before the worker has stored it: the fast
+    path waits for the marker while a worker holds the lock, and falls through once it leaves."""
+    config, wal = job(tmp_path), ready_segment(tmp_path)
+    state = spool.ArchiveState(str(tmp_path / "spool"), spool.target_id(STORAGE))
+    arguments = ["--config", str(config), "wal-archive", str(wal)]
+    os.makedirs(state.folder)
+    with open(state.lock_path(), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a worker runs
+        worker = threading.Timer(0.3, lambda: state.record(str(wal), spool.file_identity(str(wal))))
+        worker.start()
+        started = time.monotonic()
+        assert spool.fast_path(arguments)
+        assert time.monotonic() - started >= 0.3
+        worker.join()
+        # Not marked ready: nothing to wait for, the full path decides.
+        (wal.parent / "archive_status" / (SEGMENT + ".ready")).rename(wal.parent / "archive_status" / (SEGMENT + ".done"))
+        started = time.monotonic()
+        assert not spool.fast_path(arguments)
+        assert time.monotonic() - started < 0.2
+        (wal.parent / "archive_status" / (SEGMENT + ".done")).rename(wal.parent / "archive_status" / (SEGMENT + ".ready"))
+        # The worker leaves without storing it: the call goes on to store it itself.
+        threading.Timer(0.2, lambda: fcntl.flock(lock, fcntl.LOCK_UN)).start()
+        assert not spool.fast_path(arguments)
+    # No worker: no wait.
+    assert not spool.fast_path(arguments)
 
 
 def test_a_claim_is_held_by_a_live_process_only(tmp_path: Path) -> None:
