@@ -163,17 +163,8 @@ def test_snappy_is_the_stream_compressors_output_byte_for_byte():
     assert compress("snappy", [b"", b""]) == b""
 
 
-@pytest.mark.parametrize("name", ["gzip", "bzip2", "snappy", "lz4", "zstd"])
-def test_compressing_lets_other_threads_run(name):
-    """The builders are threads: a compressor that kept the GIL would put them all on one core.
-
-    A thread that only counts runs beside one compress call. While the call holds the GIL the
-    counter stands still, so its longest pause spans what the call held; released, the counter
-    pauses only when the OS schedules it out, on one core as on many.
-    """
-    half_random = os.urandom(1 << 20) + b"".join(b"row %d, some text\n" % n for n in range(60000))
-    data = half_random * {"gzip": 4, "bzip2": 1}.get(name, 32)
-    compressor = compression.new_compressor(name)
+def longest_hold(compressor, data):
+    """(longest pause of a counting thread during compressor.compress(data), the call's time)."""
     ticks, stop = [], threading.Event()
 
     def count():
@@ -192,6 +183,20 @@ def test_compressing_lets_other_threads_run(name):
         counter.join()
     assert end - start > 0.01, "the call was too short to tell"
     moments = [start] + [tick for tick in ticks if start < tick < end] + [end]
-    longest_pause = max(later - earlier for earlier, later in zip(moments, moments[1:]))
-    assert longest_pause < (end - start) / 3, "%s kept the GIL for %.0f ms of the %.0f ms it compressed" % (
-        name, 1000 * longest_pause, 1000 * (end - start))
+    return max(later - earlier for earlier, later in zip(moments, moments[1:])), end - start
+
+
+@pytest.mark.parametrize("name", ["gzip", "bzip2", "snappy", "lz4", "zstd"])
+def test_compressing_lets_other_threads_run(name):
+    """The builders are threads: a compressor that kept the GIL would put them all on one core.
+
+    A thread that only counts runs beside one compress call. While the call holds the GIL the
+    counter stands still, so its longest pause spans what the call held; released, the counter
+    pauses only when the OS schedules it out. On a loaded machine that can happen once for long:
+    three tries, of which one must show it; a compressor that keeps the GIL fails all three.
+    """
+    half_random = os.urandom(1 << 20) + b"".join(b"row %d, some text\n" % n for n in range(60000))
+    data = half_random * {"gzip": 4, "bzip2": 1}.get(name, 32)
+    tries = [longest_hold(compression.new_compressor(name), data) for _attempt in range(3)]
+    assert any(pause < call / 3 for pause, call in tries), "%s kept the GIL: %s" % (name, ", ".join(
+        "%.0f ms of %.0f ms" % (1000 * pause, 1000 * call) for pause, call in tries))

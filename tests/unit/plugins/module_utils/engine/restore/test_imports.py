@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -30,7 +31,9 @@ def test_a_restore_imports_no_backup_job_nor_other_sdk(entry):
             "importlib.import_module(%r)\n"
             "importlib.import_module(%r)\n"
             "print('\\n'.join(sorted(sys.modules)))\n" % (entry, COLLECTION + "module_utils.engine.storage.s3"))
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # The collection as this process finds it (ansible-test units puts it on sys.path, not in PYTHONPATH).
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
     loaded = result.stdout.split()
     assert "botocore.session" in loaded
     assert [name for name in loaded if name.startswith(NOT_FOR_A_RESTORE)] == []
