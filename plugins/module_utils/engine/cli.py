@@ -273,6 +273,14 @@ def delete(arguments: argparse.Namespace, config: Dict[str, Any]) -> int:
     return EXIT_OK
 
 
+def library_root() -> str:
+    """The folder that holds ansible_collections/ (this file is .../pgcloud/backup/plugins/module_utils/engine/cli.py)."""
+    root = os.path.abspath(__file__)
+    for _level in range(7):
+        root = os.path.dirname(root)
+    return root
+
+
 def host_restore(arguments: argparse.Namespace, config: Dict[str, Any], config_file: str) -> int:
     """`restore`: the job's store and credentials, the restore's options from the flags."""
     from .restore.command import run_restore

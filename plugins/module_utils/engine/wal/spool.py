@@ -39,9 +39,9 @@ def _sha256(data: bytes) -> str:
         from _sha2 import sha256  # Python 3.12 and later
     except ImportError:
         try:
-            from _sha256 import sha256  # type: ignore[no-redef]  # Python 3.11 and earlier
+            from _sha256 import sha256  # Python 3.11 and earlier
         except ImportError:
-            from hashlib import sha256  # type: ignore[no-redef]
+            from hashlib import sha256
     return sha256(data).hexdigest()
 
 
@@ -59,10 +59,13 @@ class _JsonContext:
 
 def load_json(text: str) -> Any:
     """json.loads(text) for the fast path: ValueError (or the scanner's error) if it is not JSON."""
+    make_scanner: Any = None
     try:
-        from _json import make_scanner
-    except ImportError:
-        make_scanner = None
+        import _json
+
+        make_scanner = _json.make_scanner
+    except (ImportError, AttributeError):
+        pass
     if make_scanner is None:
         import json
 
