@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Set the machine up (once) and run the demo: a backup of a local cluster to a local S3
-# store, listed and restored by barman-cloud-restore.
+# Set the machine up (once) and run the demo: the collection's role archives a local cluster's
+# WAL to a local S3 store, its modules back it up, list it and restore it, and the copy recovers.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 "$here/scripts/setup.sh"
