@@ -352,16 +352,21 @@ def engine_of_this_checkout(tmp_path: Any, monkeypatch: Any) -> Tuple[Any, Any]:
     return config.StorageConfig, factory.open_store
 
 
+def open_engine_store(target: Any, monkeypatch: Any, tmp_path: Any) -> Any:
+    """The store of target, opened by the engine of this checkout with the target's environment."""
+    StorageConfig, open_store = engine_of_this_checkout(tmp_path, monkeypatch)  # noqa: N806
+    for name, value in dict(target.module_env(), AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                            AWS_DEFAULT_REGION="us-east-1").items():
+        monkeypatch.setenv(name, value)
+    return open_store(StorageConfig(**target.module_params()))
+
+
 @pytest.mark.parametrize("server_fixture", ["moto", "azurite", "gcs"])
 def test_delete_objects_in_batches(request, server_fixture, monkeypatch, tmp_path):
-    StorageConfig, open_store = engine_of_this_checkout(tmp_path, monkeypatch)  # noqa: N806
     server = request.getfixturevalue(server_fixture)
     target = server.target(server.create_bucket(), "p", "srv")
     try:
-        for name, value in dict(target.module_env(), AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                                AWS_DEFAULT_REGION="us-east-1").items():
-            monkeypatch.setenv(name, value)
-        store = open_store(StorageConfig(**target.module_params()))
+        store = open_engine_store(target, monkeypatch, tmp_path)
         keys = ["p/srv/wals/%03d" % number for number in range(25)]
         for key in keys:
             store.put_object(key, b"w")

@@ -24,7 +24,7 @@ from typing import Dict, List
 import pytest
 
 from fault_proxy import FaultProxy, FaultRule
-from test_retention import engine_of_this_checkout, make_backups
+from test_retention import make_backups, open_engine_store
 from test_scheduled_backup import JOB, SECRET, apply, host_root, metrics, role_vars, run_service  # noqa: F401  # pylint: disable=unused-import
 from testbed import COLLECTION_ROOT, POSTGRES_USER, PYTHON_LIB, VENV_PYTHON, MotoServer, PostgresCluster, \
     StorageTarget, backup_list, barman_cloud, run_module
@@ -163,14 +163,10 @@ ABORTED = {"moto": ("old", "fresh"), "gcs": ("old",), "azurite": ()}
 
 @pytest.mark.parametrize("server_fixture", ["moto", "gcs", "azurite"])
 def test_a_policy_run_aborts_old_open_uploads(request, server_fixture, monkeypatch, tmp_path):
-    StorageConfig, open_store = engine_of_this_checkout(tmp_path, monkeypatch)  # noqa: N806
     server = request.getfixturevalue(server_fixture)
     target = server.target(server.create_bucket(), "p", "srv")
     try:
-        for name, value in dict(target.module_env(), AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                                AWS_DEFAULT_REGION="us-east-1").items():
-            monkeypatch.setenv(name, value)
-        store = open_store(StorageConfig(**target.module_params()))
+        store = open_engine_store(target, monkeypatch, tmp_path)
         keys = {"old": target.backup_prefix("20200101T000000") + "data.tar",
                 "fresh": target.server_prefix + "wals/0000000100000000/000000010000000000000002",
                 "foreign": "p/srv2/base/20200101T000000/data.tar"}
