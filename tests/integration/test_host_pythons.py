@@ -37,25 +37,20 @@ from testbed import (
     VENV_BIN,
     PostgresCluster,
     StorageTarget,
-    amcheck_command,
     as_postgres,
     backup_list,
     barman_cloud_command,
-    connector,
     data_fingerprint,
     env_command,
-    free_port,
     host_python,
     postgres_dir,
     remove_tree,
     run,
     run_inventory_playbook,
     scratch_dir,
-    server_major,
     tail,
-    wait_for,
-    TestBedError,
 )
+from test_restore import promoted_copy
 from wal_host import LAUNCHER, LAUNCHER_FLAGS, HostCommand
 
 # Become (root to postgres) on a local connection: pipelining, as the module's files would
@@ -195,32 +190,6 @@ def restore_vars(target: StorageTarget, backup_id: str, workdir: Path) -> Dict[s
         "restore_tablespaces": {TABLESPACE: str(postgres_dir(workdir / "space"))},
         "restore_wal_command": shlex.join(wal_restore),
     }
-
-
-def promoted_copy(pgdata: Path, timeout: float = 300) -> Any:
-    """Start PostgreSQL on the restored copy (its own port and socket, no archiving), wait until
-    recovery ends, check it with pg_amcheck; returns its connector."""
-    port = free_port()
-    with open(pgdata / "postgresql.auto.conf", "a") as config:
-        config.write("port = %d\nlisten_addresses = ''\nunix_socket_directories = '%s'\narchive_mode = off\n"
-                     % (port, pgdata.parent))
-    log_file = pgdata.parent / "postgres.log"
-    try:
-        run(as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(pgdata), "-l", str(log_file), "-w", "-t", str(int(timeout)),
-                         "start"]), timeout=timeout + 30)
-        connect = connector(str(pgdata.parent), port)
-
-        def promoted() -> bool:
-            with contextlib.closing(connect("postgres")) as connection, connection.cursor() as cursor:
-                cursor.execute("SELECT pg_is_in_recovery()")
-                return not cursor.fetchone()[0]
-
-        wait_for(promoted, timeout, interval=0.5, what="the recovery of the copy to end")
-    except TestBedError as error:
-        raise TestBedError("the copy did not recover: %s\n%s" % (error, tail(log_file, 60))) from None
-    amcheck = run(amcheck_command(pgdata.parent, port, server_major(pgdata)), check=False, timeout=timeout)
-    assert amcheck.returncode == 0, amcheck.stdout + amcheck.stderr
-    return connect
 
 
 def test_every_host_python_is_run() -> None:
