@@ -241,7 +241,7 @@ def test_lost_session_fails_the_backup_and_leaves_nothing_open(playbook, moto, s
     def terminate_when_copying() -> None:
         def copying() -> Optional[List[Dict[str, Any]]]:
             sessions = source_cluster.client_sessions()
-            uploading = moto.multipart_uploads(storage.bucket) or \
+            uploading = moto.multipart_uploads(storage.bucket, storage.server_prefix) or \
                 moto.list_keys(storage.bucket, storage.server_prefix + "base/")
             return sessions if sessions and uploading else None
 

@@ -185,7 +185,14 @@ class PostgresSession:
                     cursor.execute(sql, parameters)
                     return cursor.fetchall() if cursor.description else []
             except psycopg2.Error as error:
+                if self.connection.closed:
+                    raise PostgresError(self._lost_message(_first_line(error)))
                 raise PostgresError("PostgreSQL refused %s: %s" % (sql.split("(")[0].strip(), _first_line(error)))
+
+    def _lost_message(self, cause: str) -> str:
+        # Terminated, restarted or cut off: whichever query saw it, the user needs the same advice.
+        ended = "; the server has ended the backup, so this one cannot complete" if self._backup_running else ""
+        return "the PostgreSQL session was lost (%s)%s; check the server's log for why" % (cause, ended)
 
     def value(self, sql: str, parameters: Tuple = ()) -> Any:
         rows = self.query(sql, parameters)
@@ -290,7 +297,7 @@ class PostgresSession:
                 try:
                     self.query("SELECT 1")
                 except PostgresError as error:
-                    self.lost = str(error)
+                    self.lost = str(error) if self.connection.closed else self._lost_message(str(error))
                     return
 
         self._keepalive = threading.Thread(target=loop, name="pgcloud-keepalive", daemon=True)
@@ -299,8 +306,7 @@ class PostgresSession:
     def ensure_alive(self) -> None:
         """Raise if the keepalive found the session gone: the server has ended the backup then."""
         if self.lost:
-            raise PostgresError("the PostgreSQL session was lost during the backup (%s); the server has ended "
-                                "the backup, so this one cannot complete" % self.lost)
+            raise PostgresError(self.lost)
 
     def stop_keepalive(self) -> None:
         self._keepalive_stop.set()

@@ -216,3 +216,60 @@ def test_a_major_above_the_tested_ones_is_warned_of(monkeypatch, server_version,
     assert warning.startswith("PostgreSQL %d is newer than the newest major pgcloud.backup is tested with (18)" % major)
     assert "untested" in warning and "restore one" in warning
     assert pg_session.NEWEST_TESTED_MAJOR == 18
+
+
+
+class FailingConnection(AnsweringConnection):
+    """A connection whose first query matching `fragment` fails; `drops` says whether the server
+    went away with it (psycopg2 then marks the connection closed) or only refused the query."""
+
+    def __init__(self, server_version, fragment, drops=True):
+        super().__init__(server_version)
+        self.closed = 0
+        self.fragment = fragment
+        self.drops = drops
+
+    def cursor(self):
+        connection = self
+
+        class FailingCursor(AnsweringCursor):
+            def execute(self, sql, parameters=()):
+                if connection.fragment in sql:
+                    connection.closed = 2 if connection.drops else 0
+                    raise pg_session.psycopg2.OperationalError("server closed the connection unexpectedly")
+                self.rows = [("0/2000028", 1, "2026-12-05")]
+                self.description = [("column",)]
+
+        return FailingCursor()
+
+
+def session_on(monkeypatch, connection):
+    monkeypatch.setattr(pg_session.psycopg2, "connect", lambda **arguments: connection)
+    return pg_session.PostgresSession(PostgresConfig())
+
+
+@pytest.mark.parametrize("fragment", ["pg_backup_start", "SET statement_timeout"])
+def test_a_session_lost_in_any_query_is_reported_as_lost(monkeypatch, fragment):
+    session = session_on(monkeypatch, FailingConnection(170000, fragment))
+    with pytest.raises(PostgresError) as caught:
+        session.start_backup("label", fast=True)
+    session.close()
+    assert str(caught.value).startswith("the PostgreSQL session was lost (server closed the connection")
+    assert "check the server's log" in str(caught.value)
+
+
+def test_a_lost_session_during_the_backup_says_the_backup_cannot_complete(monkeypatch):
+    session = session_on(monkeypatch, FailingConnection(170000, "pg_backup_stop"))
+    session.start_backup("label", fast=True)
+    with pytest.raises(PostgresError) as caught:
+        session.stop_backup()
+    session.close()
+    assert "session was lost" in str(caught.value) and "cannot complete" in str(caught.value)
+
+
+def test_a_refusal_on_a_live_session_names_the_query(monkeypatch):
+    session = session_on(monkeypatch, FailingConnection(170000, "pg_backup_start", drops=False))
+    with pytest.raises(PostgresError) as caught:
+        session.start_backup("label", fast=True)
+    session.close()
+    assert str(caught.value).startswith("PostgreSQL refused SELECT lsn::text")
