@@ -218,7 +218,6 @@ def test_a_major_above_the_tested_ones_is_warned_of(monkeypatch, server_version,
     assert pg_session.NEWEST_TESTED_MAJOR == 18
 
 
-
 class FailingConnection(AnsweringConnection):
     """A connection whose first query matching `fragment` fails; `drops` says whether the server
     went away with it (psycopg2 then marks the connection closed) or only refused the query."""
