@@ -172,7 +172,9 @@ def require(compression: Optional[str]) -> None:
 # is bounded per call because PostgreSQL's empty pages compress a thousandfold: a decoder fed
 # a piece of zeros must not return gigabytes of them at once.
 
-DECODE_PIECE = 256 << 10  # stored bytes a decoder asks its source for at a time
+# Stored bytes a decoder asks its source for at a time: the restore's download pieces
+# (restore/download.py PIECE_SIZE), which it then hands over without a copy.
+DECODE_PIECE = 1 << 20
 
 
 class _Decoder:

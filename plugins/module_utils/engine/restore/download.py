@@ -37,7 +37,8 @@ class PrefetchReader:
         self._piece_size = piece_size
         self._pieces: "queue.Queue[Any]" = queue.Queue(maxsize=max(1, depth))
         self._stopped = threading.Event()
-        self._current = memoryview(b"")
+        self._piece = b""  # the piece being read, from _offset on
+        self._offset = 0
         self._ended = False
         self._fetch: Future = pool.submit(self._read_ahead)
 
@@ -74,16 +75,20 @@ class PrefetchReader:
                 continue
 
     def read(self, size: int = -1) -> bytes:
-        if not self._current and not self._ended:
+        if self._offset == len(self._piece) and not self._ended:
             item = self._pieces.get()
             if isinstance(item, BaseException):
                 self._ended = True
                 raise item
             self._ended = item == _END
-            self._current = memoryview(item)
-        end = len(self._current) if size is None or size < 0 else size
-        piece = bytes(self._current[:end])
-        self._current = self._current[len(piece):]
+            self._piece, self._offset = item, 0
+        start, left = self._offset, len(self._piece) - self._offset
+        if size is None or size < 0 or size >= left:
+            # The decoders ask for whole pieces: handed over as they came, not copied.
+            piece = self._piece if start == 0 else self._piece[start:]
+        else:
+            piece = self._piece[start:start + size]
+        self._offset = start + len(piece)
         self.bytes_read += len(piece)
         return piece
 

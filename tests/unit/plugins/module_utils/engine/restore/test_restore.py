@@ -112,6 +112,35 @@ def test_prefetch_reader_reads_the_whole_object(memory_store):
     assert store.opened == ["k"]
 
 
+def test_prefetch_reader_hands_whole_pieces_over_uncopied_and_splits_the_rest(memory_store):
+    store = readable(memory_store())
+    data = os.urandom(3 * 4096 + 100)
+    store.objects["k"] = data
+    pieces = []
+    original_open = store.open_read
+
+    def recording_open(key):
+        stream = original_open(key)
+        read = stream.read
+
+        def read_piece(size):
+            pieces.append(read(size))
+            return pieces[-1]
+        stream.read = read_piece
+        return stream
+
+    store.open_read = recording_open
+    with ThreadPoolExecutor(1) as pool:
+        reader = PrefetchReader(store, "k", len(data), pool, piece_size=4096)
+        first = reader.read(4096)
+        assert first is pieces[0]  # the piece itself: no copy of a whole piece
+        assert reader.read(1000) + reader.read(-1) == data[4096:8192]
+        assert reader.read(1 << 20) is pieces[2]
+        assert reader.read(1 << 20) == data[12288:]
+        assert reader.read(1 << 20) == b""
+        reader.close()
+
+
 def test_prefetch_reader_reads_ahead_only_depth_pieces(memory_store):
     store = readable(memory_store())
     store.objects["k"] = b"x" * (100 * 1024)
