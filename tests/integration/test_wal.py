@@ -323,6 +323,11 @@ def test_store_outage_fails_the_archive_and_marks_nothing(
 
 def test_cluster_keeps_wal_ready_while_the_store_is_down(
         wal_cluster: WalCluster, moto: MotoServer, target: StorageTarget) -> None:
+    # What the cluster had ready is archived, and the worker of its store has left: a segment
+    # archived from here on went through the store that is down.
+    status = wal_cluster.pgdata / "pg_wal" / "archive_status"
+    wait_for(lambda: not list(status.glob("*.ready")) and not wal_cluster.host.worker_running(), 120,
+             what="the cluster's archiving to settle")
     wal_cluster.host.configure(target, endpoint_url="http://127.0.0.1:%d" % free_port())
     failed_before = wal_cluster.scalar("SELECT failed_count FROM pg_stat_archiver")
     archived_before = wal_cluster.scalar("SELECT last_archived_wal FROM pg_stat_archiver")
@@ -330,7 +335,6 @@ def test_cluster_keeps_wal_ready_while_the_store_is_down(
     segment = wal_cluster.scalar("SELECT pg_walfile_name(pg_switch_wal())")
     wait_for(lambda: wal_cluster.scalar("SELECT failed_count FROM pg_stat_archiver") > failed_before, 120,
              what="a failed archive attempt")
-    status = wal_cluster.pgdata / "pg_wal" / "archive_status"
     assert (status / ("%s.ready" % segment)).exists()
     assert wal_cluster.scalar("SELECT last_archived_wal FROM pg_stat_archiver") == archived_before
     assert wal_cluster.host.markers() == []
