@@ -328,6 +328,7 @@ def test_cluster_keeps_wal_ready_while_the_store_is_down(
     status = wal_cluster.pgdata / "pg_wal" / "archive_status"
     wait_for(lambda: not list(status.glob("*.ready")) and not wal_cluster.host.worker_running(), 120,
              what="the cluster's archiving to settle")
+    marked_before = set(wal_cluster.host.markers())
     wal_cluster.host.configure(target, endpoint_url="http://127.0.0.1:%d" % free_port())
     failed_before = wal_cluster.scalar("SELECT failed_count FROM pg_stat_archiver")
     archived_before = wal_cluster.scalar("SELECT last_archived_wal FROM pg_stat_archiver")
@@ -337,7 +338,7 @@ def test_cluster_keeps_wal_ready_while_the_store_is_down(
              what="a failed archive attempt")
     assert (status / ("%s.ready" % segment)).exists()
     assert wal_cluster.scalar("SELECT last_archived_wal FROM pg_stat_archiver") == archived_before
-    assert wal_cluster.host.markers() == []
+    assert set(wal_cluster.host.markers()) <= marked_before  # nothing marked stored by the store that is down
     wal_cluster.host.configure(target)
     wait_for(lambda: (wal_cluster.scalar("SELECT last_archived_wal FROM pg_stat_archiver") or "") >= segment, 180,
              interval=0.3, what="%s archived once the store is back" % segment)
