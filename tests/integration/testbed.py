@@ -57,6 +57,8 @@ VENV_PYTHON = VENV_BIN / "python"
 # the postgres user cannot read): every venv tool gets the copy's lib/ in LD_LIBRARY_PATH.
 PYTHON_LIB = PREFIX / "python" / "lib"
 PG_BIN = Path(os.environ.get("PGCLOUD_PG_BIN", "/usr/lib/postgresql/15/bin"))
+# The longest one archive_command call of a test cluster may take (see PostgresCluster.archive_to).
+ARCHIVE_CALL_SECONDS = 60
 POSTGRES_USER = "postgres"
 INTEGRATION_DIR = Path(__file__).resolve().parent
 # The collection under test: this checkout (tests/integration/testbed.py -> ../..).
@@ -567,9 +569,15 @@ class PostgresCluster:
         self._archive_script.chmod(0o755)
 
     def archive_to(self, target: StorageTarget) -> None:
-        """Send every WAL file completed from now on to target (the switch is atomic)."""
+        """Send every WAL file completed from now on to target (the switch is atomic).
+
+        A call is stopped after ARCHIVE_CALL_SECONDS: the reference tool sets no timeout of its
+        own, and one call stuck on an emulator would hold the archiver, and every test after it
+        that waits for WAL, until the emulator gave up; stopped, it fails and is retried.
+        """
         staging = self._archive_env.with_suffix(".tmp")
-        tool = barman_cloud_command("wal-archive", target, target.url, target.server_name)
+        tool = [shutil.which("timeout") or "/usr/bin/timeout", "--kill-after=5", str(ARCHIVE_CALL_SECONDS),
+                *barman_cloud_command("wal-archive", target, target.url, target.server_name)]
         staging.write_text('archive_wal() {\n    exec %s "$1"\n}\n' % shlex.join(tool))
         staging.chmod(0o644)
         staging.replace(self._archive_env)
