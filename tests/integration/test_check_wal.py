@@ -94,6 +94,16 @@ def test_check_wal_passes_where_archiving_works(working: WalCluster) -> None:
     assert check(working, target, check_wal=False)["wal"] is None
 
 
+def test_check_wal_on_an_idle_server_waits_for_a_new_segment(working: WalCluster) -> None:
+    """Two checks with nothing written between them: pg_switch_wal alone would close nothing the
+    second time and name the segment the first check already found."""
+    first = check(working, working.target)
+    second = check(working, working.target)
+    assert first["ok"] is True and second["ok"] is True, (first, second)
+    assert second["wal"]["segment"] > first["wal"]["segment"], (first["wal"], second["wal"])
+    assert second["wal"]["in_store"] is True
+
+
 def test_check_wal_fails_clearly_when_archive_command_fails(broken: BrokenArchiveCluster) -> None:
     target = broken.target
     result = check(broken, target)

@@ -45,8 +45,14 @@ def new_report(health: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def switch_segment(session: PostgresSession) -> str:
-    """Close the current WAL segment; the name of the segment closed (the last one, if none was open)."""
+    """Close the current WAL segment, and return its name.
+
+    A transaction id is taken first, whose commit is a WAL record: on a server with no write
+    since the last switch, pg_switch_wal does nothing and names the last segment closed, which
+    may have been archived long ago, or to another store, and proves nothing about now.
+    """
     try:
+        session.value("SELECT pg_current_xact_id()")
         return str(session.value("SELECT pg_walfile_name(pg_switch_wal())"))
     except PostgresError as error:
         raise PostgresError("%s; the WAL check needs a superuser or EXECUTE on pg_switch_wal() "

@@ -27,15 +27,21 @@ class ScriptedSession:
         self.in_recovery = in_recovery
         self.switch_error = switch_error
         self.switched = 0
+        self.written = 0
 
     def value(self, sql, parameters=()):
         if "archive_mode" in sql:
             return self.archive_mode
         if "pg_is_in_recovery" in sql:
             return self.in_recovery
+        if "pg_current_xact_id" in sql:
+            self.written = self.switched + 1
+            return 1000
         if "pg_switch_wal" in sql:
             if self.switch_error:
                 raise PostgresError(self.switch_error)
+            # A switch on an idle server closes nothing: the check writes a record first.
+            assert self.written == self.switched + 1, "pg_switch_wal without a WAL record written before it"
             self.switched += 1
             return SEGMENT
         raise AssertionError(sql)
