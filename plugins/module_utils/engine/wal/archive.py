@@ -63,14 +63,9 @@ class EncodedWal:
         self.path = path
         self.name = wal_name_of(path)
         self.compression = compression
-        # Only the compressed body is kept: with `archive_parallel` files in flight, the
-        # segments themselves would double the worker's memory.
-        self.body = codec.compress(compression, self.read())
-
-    def read(self) -> bytes:
-        """The file's content; it stays in pg_wal until PostgreSQL has it archived."""
-        with open(self.path, "rb") as handle:
-            return handle.read()
+        with open(path, "rb") as handle:
+            self.data = handle.read()
+        self.body = codec.compress(compression, self.data)
 
 
 def store_encoded(store: ObjectStore, wal: EncodedWal) -> str:
@@ -82,7 +77,7 @@ def store_encoded(store: ObjectStore, wal: EncodedWal) -> str:
         if body is None:
             continue
         try:
-            same = codec.decompress(stored_compression, body) == wal.read()
+            same = codec.decompress(stored_compression, body) == wal.data
         except Exception as error:  # pylint: disable=broad-except  # any codec's error means unreadable
             raise WalConflictError("%s is already archived as %s, which cannot be decompressed (%s): "
                                    "check the destination" % (wal.name, key, error)) from None
