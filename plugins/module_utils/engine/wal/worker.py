@@ -130,6 +130,8 @@ def run_worker(open_store: Callable[[], ObjectStore], path: str, compression: Op
         prune_done(path, state)
 
 
+
+
 class CallerFirst:
     """The file of the call that started the worker is stored before the others: that call is
     waiting for it, and the calls for the others come later. Stored among them, it waited for
