@@ -55,41 +55,35 @@ def stored_objects(store: ObjectStore, names: List[str]) -> Stored:
     return found
 
 
-class EncodedWal:
-    """A WAL file read and compressed for the store: the compression is the part of its cost
-    that needs no store, done ahead while the SDK loads (worker.py)."""
-
-    def __init__(self, path: str, compression: Optional[str]) -> None:
-        self.path = path
-        self.name = wal_name_of(path)
-        self.compression = compression
-        with open(path, "rb") as handle:
-            self.data = handle.read()
-        self.body = codec.compress(compression, self.data)
-
-
-def store_encoded(store: ObjectStore, wal: EncodedWal) -> str:
-    """Store one encoded WAL file unless the same content is there already: STORED or PRESENT,
-    or an exception (WalConflictError, the store's). Returns only after the store acknowledged
-    the whole object (or held the same content)."""
-    for key, stored_compression in stored_objects(store, [wal.name]).get(wal.name, []):
+def archive_one(store: ObjectStore, path: str, compression: Optional[str],
+                stored: List[Tuple[str, Optional[str]]]) -> str:
+    """Store one WAL file unless the same content is there already; STORED or PRESENT."""
+    name = os.path.basename(path)
+    with open(path, "rb") as handle:
+        data = handle.read()
+    for key, stored_compression in stored:
         body = store.get_object(key)
         if body is None:
             continue
         try:
-            same = codec.decompress(stored_compression, body) == wal.data
+            same = codec.decompress(stored_compression, body) == data
         except Exception as error:  # pylint: disable=broad-except  # any codec's error means unreadable
             raise WalConflictError("%s is already archived as %s, which cannot be decompressed (%s): "
-                                   "check the destination" % (wal.name, key, error)) from None
+                                   "check the destination" % (name, key, error)) from None
         if not same:
             raise WalConflictError(
                 "%s is already archived as %s with a different content: another cluster may archive to the "
-                "same destination and server_name; give each cluster its own server_name" % (wal.name, key))
+                "same destination and server_name; give each cluster its own server_name" % (name, key))
         return PRESENT
-    store.put_object(store.destination.key(*layout.wal_path(wal.name, wal.compression)), wal.body)
+    key = store.destination.key(*layout.wal_path(name, compression))
+    store.put_object(key, codec.compress(compression, data))
     return STORED
 
 
 def store_wal(store: ObjectStore, path: str, compression: Optional[str] = None) -> str:
-    """Archive one WAL file (see store_encoded)."""
-    return store_encoded(store, EncodedWal(path, compression))
+    """Archive one WAL file: STORED or PRESENT, or an exception (WalConflictError, the store's).
+
+    Returns only after the store acknowledged the whole object (or held the same content).
+    """
+    name = wal_name_of(path)
+    return archive_one(store, path, compression, stored_objects(store, [name]).get(name, []))

@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover - for the type checkers only
 SPOOL_MAX_AGE = 3600
 # How long a call waits for the archive worker to store its file before it stores the file itself.
 WORKER_WAIT_SECONDS = 900.0
-WAIT_POLL_SECONDS = 0.01
+WAIT_POLL_SECONDS = 0.025
 TEMPORARY_SUFFIX = ".tmp"
 
 

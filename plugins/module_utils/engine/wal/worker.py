@@ -20,14 +20,14 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from .. import layout
+from ..errors import PgCloudError
 from ..storage.base import ObjectStore
-from .archive import EncodedWal, store_encoded
+from .archive import store_wal
 from .spool import ArchiveState, file_identity, ready_files
 
 LOG = logging.getLogger("pgcloud.backup.wal")
@@ -75,7 +75,7 @@ def _settle(done: Iterable["Future[str]"], in_flight: InFlight, state: ArchiveSt
         try:
             LOG.info("%s %s by the archive worker", name, future.result())
             state.record(other, identity)
-        except Exception as error:  # pylint: disable=broad-except  # any failure: logged, the claim released
+        except (PgCloudError, OSError) as error:
             LOG.warning("the archive worker could not archive %s: %s", name, error)
             succeeded = False
         finally:
@@ -88,9 +88,7 @@ def run_worker(open_store: Callable[[], ObjectStore], path: str, compression: Op
     """Store the ready files next to path until none come for IDLE_SECONDS, or one fails.
 
     The lock is taken before the store is opened (the SDK loaded): the call that started the
-    worker waits for the lock, then for its file's marker. That file is read and compressed on
-    the pool while this thread loads the SDK (the compressors release the GIL: a second core
-    works during the start-up), and goes to the store before the others.
+    worker waits for the lock, then for its file's marker.
     """
     os.makedirs(state.folder, mode=0o700, exist_ok=True)
     with open(state.lock_path(), "a") as lock:
@@ -98,26 +96,15 @@ def run_worker(open_store: Callable[[], ObjectStore], path: str, compression: Op
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return
-        opened: "Future[ObjectStore]" = Future()
-        first = CallerFirst(path)
+        store = open_store()
         handled: Dict[str, float] = {}
         in_flight: InFlight = {}
         healthy, idle_since = True, time.monotonic()
         with ThreadPoolExecutor(max_workers=parallel) as pool:
-            # The caller's file only: more threads reading and compressing would slow this
-            # thread's loading of the SDK, which the caller waits for too.
-            if not state.has(first.path) and os.path.exists(first.path) and state.claim(first.name):
-                _submit(pool, opened, first, first.name, first.path, compression, handled, in_flight)
-            else:
-                first.stored.set()
-            try:
-                opened.set_result(open_store())
-            except BaseException as error:  # the files in flight fail with it, and release their claims
-                opened.set_exception(error)
-                healthy = False
             while healthy or in_flight:
-                if healthy and first.stored.is_set():
-                    _submit_ready(pool, opened, first, compression, parallel, state, handled, in_flight)
+                for name, other in next_ready(path, handled, state, parallel - len(in_flight) if healthy else 0):
+                    handled[name] = time.monotonic()
+                    in_flight[pool.submit(store_wal, store, other, compression)] = (name, other, file_identity(other))
                 if not in_flight:
                     if time.monotonic() - idle_since > IDLE_SECONDS:
                         break
@@ -126,45 +113,4 @@ def run_worker(open_store: Callable[[], ObjectStore], path: str, compression: Op
                 done, _pending = wait(list(in_flight), timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
                 healthy = _settle(done, in_flight, state) and healthy
                 idle_since = time.monotonic()
-        opened.result()  # a store that could not be opened stops the worker with its error
         prune_done(path, state)
-
-
-
-
-class CallerFirst:
-    """The file of the call that started the worker is stored before the others: that call is
-    waiting for it, and the calls for the others come later. Stored among them, it waited for
-    all their requests to the store too."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.name = os.path.basename(path)
-        self.stored = threading.Event()
-
-
-def _submit_ready(pool: ThreadPoolExecutor, opened: "Future[ObjectStore]", first: CallerFirst,
-                  compression: Optional[str], parallel: int, state: ArchiveState, handled: Dict[str, float],
-                  in_flight: InFlight) -> None:
-    for name, other in next_ready(first.path, handled, state, parallel - len(in_flight)):
-        _submit(pool, opened, first, name, other, compression, handled, in_flight)
-
-
-def _submit(pool: ThreadPoolExecutor, opened: "Future[ObjectStore]", first: CallerFirst, name: str, path: str,
-            compression: Optional[str], handled: Dict[str, float], in_flight: InFlight) -> None:
-    """Store one claimed file on the pool."""
-    handled[name] = time.monotonic()
-    in_flight[pool.submit(_store_when_open, opened, first, path, compression)] = (name, path, file_identity(path))
-
-
-def _store_when_open(opened: "Future[ObjectStore]", first: CallerFirst, path: str, compression: Optional[str]) -> str:
-    mine = os.path.basename(path) == first.name
-    try:
-        encoded = EncodedWal(path, compression)
-        store = opened.result()
-        if not mine:
-            first.stored.wait()
-        return store_encoded(store, encoded)
-    finally:
-        if mine:
-            first.stored.set()
