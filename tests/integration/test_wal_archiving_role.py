@@ -5,8 +5,10 @@
 through ALTER SYSTEM, with the host command it installs, on clusters of this file's own.
 
 As in test_scheduled_backup.py, the role writes under a scratch root and the job's service is
-run by hand. systemd is not PID 1 here, so no service restarts the server: the role must warn
-and record that a restart is needed; the test then restarts the cluster with pg_ctl. The judges
+run by hand. systemd is not PID 1 here: without pgcloud_backup_postgresql_service the role must
+warn and record that a restart is needed, and the test restarts the cluster with pg_ctl; with
+it, the role restarts the service it names, here a SysV init script of the test's own that
+runs pg_ctl (ansible.builtin.service uses `service` where systemd does not run). The judges
 are the server's own view (pg_file_settings, pg_stat_archiver) and barman-cloud-restore plus
 barman-cloud-wal-restore, which recover a point in time from what the command archived.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import shlex
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
@@ -23,14 +26,16 @@ from typing import Any, Dict, Iterator, List, Tuple
 import pytest
 import test_scheduled_backup
 from test_scheduled_backup import JOB, apply, changed, role_vars, run_service
-from testbed import (INTEGRATION_DIR, MotoServer, PlaybookResult, PostgresCluster, StorageTarget, TaskResult,
-                     backup_list, restore_and_verify, run_playbook)
+from testbed import (INTEGRATION_DIR, PYTHON_LIB, MotoServer, PlaybookResult, PostgresCluster, StorageTarget,
+                     TaskResult, as_postgres, backup_list, barman_cloud, restore_and_verify, run_playbook, scratch_dir)
 
 PLAYBOOK = INTEGRATION_DIR / "playbooks" / "scheduled_backup.yml"
 # The scratch stand-in for the host's / of test_scheduled_backup.py, as a fixture of this file too.
 host_root = test_scheduled_backup.host_root
 FOREIGN_COMMAND = "/bin/true %p"
 WARNING_TASK = "Warn that PostgreSQL must restart"
+RESTART_TASK = "Restart PostgreSQL, for archive_mode to take effect"
+STORE_SERVERS = {"azure-blob-storage": "azurite", "google-cloud-storage": "gcs"}
 
 
 class FreshCluster(PostgresCluster):
@@ -227,3 +232,95 @@ def test_foreign_archive_command_is_refused_then_replaced_and_put_back(
     assert warnings(removed) == []
     assert cluster.archiving() == before and "archive" not in cluster.auto_conf()
     assert changed(apply(absent)) == 0
+
+
+# --- the restart through the server's service, on the other stores ------------------------------
+
+@contextlib.contextmanager
+def init_script(cluster: PostgresCluster) -> Iterator[Tuple[str, Path]]:
+    """A SysV init script starting and stopping the cluster with pg_ctl, as the postgres user;
+    (its service name, the file where it logs each action it is asked for)."""
+    name = "pgcloud-test-%s" % cluster.port
+    actions = scratch_dir("pgcloud-tests-initd-") / "actions.log"
+    pg_ctl = [str(cluster.pg_bin / "pg_ctl"), "-D", str(cluster.pgdata), "-w", "-t", "120"]
+    script = Path("/etc/init.d") / name
+    script.write_text("\n".join([
+        "#!/bin/sh",
+        "# The PostgreSQL service of a test of test_wal_archiving_role.py.",
+        "echo \"$1\" >> %s" % shlex.quote(str(actions)),
+        'case "$1" in',
+        "  start) exec %s ;;" % shlex.join(as_postgres(pg_ctl + ["-l", str(cluster.log_file), "start"])),
+        "  stop) exec %s ;;" % shlex.join(as_postgres(pg_ctl + ["-m", "fast", "stop"])),
+        '  restart) "$0" stop && exec "$0" start ;;',
+        "  status) exec %s ;;" % shlex.join(as_postgres(pg_ctl[:3] + ["status"])),
+        '  *) echo "usage: $0 start|stop|restart|status" >&2; exit 2 ;;',
+        "esac", ""]))
+    script.chmod(0o755)
+    try:
+        yield name, actions
+    finally:
+        script.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            actions.unlink()
+            actions.parent.rmdir()
+
+
+def store_role_vars(root: Path, target: StorageTarget, cluster: PostgresCluster, **extra: Any) -> Dict[str, Any]:
+    """The role's variables for an Azure or GCS target: its credentials, none of S3's."""
+    variables = archiving_vars(root, target, cluster, pgcloud_backup_cloud_provider=target.cloud_provider, **extra)
+    for name in ("pgcloud_backup_endpoint_url", "pgcloud_backup_aws_access_key", "pgcloud_backup_aws_secret_key"):
+        del variables[name]
+    environment = dict(target.tool_env)
+    if target.cloud_provider == "azure-blob-storage":
+        variables["pgcloud_backup_azure_storage_connection_string"] = environment["AZURE_STORAGE_CONNECTION_STRING"]
+    else:
+        # PostgreSQL runs archive_command with the launcher's environment, which this is part of.
+        variables["pgcloud_backup_job_environment"] = {"LD_LIBRARY_PATH": str(PYTHON_LIB),
+                                                       "STORAGE_EMULATOR_HOST": environment["STORAGE_EMULATOR_HOST"]}
+    return variables
+
+
+@pytest.fixture
+def store_target(request: pytest.FixtureRequest) -> Iterator[StorageTarget]:
+    """A container of Azurite's or a bucket of the GCS emulator's, by the test's `store`."""
+    server = request.getfixturevalue(STORE_SERVERS[request.node.callspec.params["store"]])
+    bucket = server.create_bucket()
+    yield server.target(bucket, "pg/walrole", "walrole")
+    with contextlib.suppress(Exception):
+        server.delete_bucket(bucket)
+
+
+def fetched_by_barman(target: StorageTarget, segment: str) -> bytes:
+    """The segment as barman-cloud-wal-restore gives it back from the store."""
+    folder = scratch_dir("pgcloud-tests-walfetch-")
+    try:
+        barman_cloud("wal-restore", target, target.url, target.server_name, segment, str(folder / segment))
+        return (folder / segment).read_bytes()
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            (folder / segment).unlink()
+        folder.rmdir()
+
+
+@pytest.mark.parametrize("store", sorted(STORE_SERVERS))
+def test_role_restarts_the_named_service_and_archives_to_the_store(
+        store: str, host_root: Path, store_target: StorageTarget, cluster: FreshCluster) -> None:
+    with init_script(cluster) as (service, actions):
+        variables = store_role_vars(host_root, store_target, cluster, pgcloud_backup_postgresql_service=service)
+        assert cluster.running_mode() == "off"
+        first = apply(variables)
+        assert [task.status for task in ran(first, RESTART_TASK)] == ["changed"]
+        assert warnings(first) == [] and actions.read_text().split() == ["status", "stop", "start"]
+        assert cluster.running_mode() == "on"
+        state_file = host_root / "var/lib/pgcloud-backup" / JOB / "wal-archiving.json"
+        assert json.loads(state_file.read_text()) == {"reason": None, "restart_required": False}
+        # Nothing to change, so no second restart.
+        second = apply(variables)
+        assert changed(second) == 0 and ran(second, RESTART_TASK) == []
+        assert actions.read_text().split() == ["status", "stop", "start"]
+
+        # The role's archive_command stores a segment that barman-cloud-wal-restore gives back whole.
+        segment = cluster.switch_wal_and_wait()
+        written = (cluster.pgdata / "pg_wal" / segment).read_bytes()
+        assert cluster.scalar("SELECT failed_count FROM pg_stat_archiver") == 0
+        assert fetched_by_barman(store_target, segment) == written, store
