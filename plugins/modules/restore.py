@@ -163,6 +163,18 @@ options:
         replaying WAL as it is archived (and streaming with a C(primary_conninfo) of its own).
     type: bool
     default: false
+  wal_archiving:
+    description:
+      - Let the copy archive WAL as its source did, with the C(archive_mode) and
+        C(archive_command) it was restored with. This is for a server that replaces its source,
+        whose new timeline must be archived where the source's WAL is.
+      - V(false) appends C(archive_mode = off) to the recovery settings, for a clone, a test copy
+        or a drill. Otherwise such a copy, once promoted, archives its new timeline (its WAL and
+        its C(.history) file) into the source's folder of the store, where the source's own
+        WAL archiving and every later recovery of the source would meet it.
+      - C(barman-cloud-restore) leaves the settings as restored, as the default does.
+    type: bool
+    default: true
   recovery_target_time:
     description:
       - Recover up to this time, with its UTC offset (V(2026-01-25 03:15:00+00)); refused when it
@@ -202,7 +214,8 @@ notes:
   - The recovery settings are appended to C(postgresql.auto.conf), whose later lines win over
     the earlier ones and over C(postgresql.conf); the configuration the backup holds (its port,
     its C(archive_command)) is otherwise restored as it was. Review it before starting the copy
-    beside the original server.
+    beside the original server, and set O(wal_archiving=false) for a copy that must not archive
+    into the source's folder of the store.
   - Restores PostgreSQL 12 and later (recovery signal files). Snapshot backups are recovered
     from disks made from their snapshots (see O(snapshot_recovery_instance)).
 requirements:
@@ -224,6 +237,15 @@ EXAMPLES = r"""
     target_directory: /var/lib/postgresql/15/restored
     jobs: 4
   register: restored
+
+- name: A clone of db1 for tests, which must not archive into db1's folder of the store
+  become: true
+  become_user: postgres
+  pgcloud.backup.restore:
+    destination_url: s3://acme-backups/postgres
+    server_name: db1
+    target_directory: /var/lib/postgresql/15/clone
+    wal_archiving: false
 
 - name: Recover to a moment before a mistake, then promote
   become: true
@@ -353,7 +375,9 @@ verify_message:
   type: str
   sample: backup successfully verified
 recovery_settings:
-  description: The settings appended to C(postgresql.auto.conf) (or that would be), unquoted.
+  description:
+    - The settings appended to C(postgresql.auto.conf) (or that would be), unquoted.
+    - C(archive_mode) is among them, V(off), with O(wal_archiving=false).
   returned: always
   type: dict
   sample:

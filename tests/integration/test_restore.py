@@ -86,12 +86,13 @@ def our_backup(cluster: PostgresCluster, target: StorageTarget, compression: str
     return str(run_.result["backup_id"])
 
 
-def start_copy(pgdata: Path, pg_bin: Path = PG_BIN, timeout: float = 300) -> int:
-    """Start PostgreSQL on a restored copy with its own port and socket and no archiving."""
+def start_copy(pgdata: Path, pg_bin: Path = PG_BIN, timeout: float = 300, archiving_off: bool = True) -> int:
+    """Start PostgreSQL on a restored copy with its own port and socket, and no archiving unless
+    archiving_off is false (the restore's wal_archiving then decides)."""
     port = free_port()
     with open(pgdata / "postgresql.auto.conf", "a") as config:
-        config.write("port = %d\nlisten_addresses = ''\nunix_socket_directories = '%s'\narchive_mode = off\n"
-                     % (port, pgdata.parent))
+        config.write("port = %d\nlisten_addresses = ''\nunix_socket_directories = '%s'\n%s"
+                     % (port, pgdata.parent, "archive_mode = off\n" if archiving_off else ""))
     log_file = pgdata.parent / "postgres.log"
     try:
         run(as_postgres([str(pg_bin / "pg_ctl"), "-D", str(pgdata), "-l", str(log_file), "-w", "-t", str(int(timeout)),
@@ -101,9 +102,9 @@ def start_copy(pgdata: Path, pg_bin: Path = PG_BIN, timeout: float = 300) -> int
     return port
 
 
-def promoted_copy(pgdata: Path, pg_bin: Path = PG_BIN, timeout: float = 300) -> Any:
+def promoted_copy(pgdata: Path, pg_bin: Path = PG_BIN, timeout: float = 300, archiving_off: bool = True) -> Any:
     """Start the copy, wait until recovery ends; returns its connector."""
-    port = start_copy(pgdata, pg_bin, timeout)
+    port = start_copy(pgdata, pg_bin, timeout, archiving_off)
     connect = connector(str(pgdata.parent), port)
 
     def promoted() -> bool:
@@ -184,15 +185,21 @@ def test_point_in_time_restore_gives_the_rows_of_that_moment(source_cluster, sto
     source_cluster.switch_wal_and_wait()
     pgdata = workdir / "pgdata"
 
+    # A copy beside its source, so wal_archiving: false; the copy gets no archive_mode of the test's.
     result = restore(storage, pgdata, backup_id=backup_id, tablespaces={TABLESPACE: str(workdir / "space")},
-                     recovery_target_time=moment, recovery_target_action="promote")
+                     recovery_target_time=moment, recovery_target_action="promote", wal_archiving=False)
 
     assert result["recovery_settings"]["recovery_target_time"] == moment
     assert result["recovery_settings"]["recovery_target_action"] == "promote"
-    connect = promoted_copy(pgdata)
+    assert result["recovery_settings"]["archive_mode"] == "off"
+    assert source_cluster.scalar("SHOW archive_mode") == "on"
+    connect = promoted_copy(pgdata, archiving_off=False)
     with contextlib.closing(connect("postgres")) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pgbench_history")
         assert cursor.fetchone()[0] == rows_then
+        # Promoted on a new timeline, it archives nothing into the source's folder of the store.
+        cursor.execute("SELECT current_setting('archive_mode'), left(pg_walfile_name(pg_current_wal_lsn()), 8)")
+        assert cursor.fetchone() == ("off", "00000002")
 
 
 def test_standby_restore_keeps_replaying_the_archive(source_cluster, storage, workdir):

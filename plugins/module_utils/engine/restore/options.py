@@ -75,6 +75,8 @@ RESTORE_OPTIONS: Tuple[RestoreOption, ...] = (
     RestoreOption("gcp_project", "str", "the project of the recovery instance (default: the backup's)"),
     RestoreOption("gcp_zone", "str", "the zone of the recovery instance"),
     RestoreOption("standby", "bool", "write standby.signal instead of recovery.signal", default=False),
+    RestoreOption("wal_archiving", "bool", "let the copy archive WAL as its source did, with the archive "
+                  "settings restored", default=True),
     RestoreOption("recovery_target_time", "str", "recover up to this time, with its UTC offset"),
     RestoreOption("recovery_target_lsn", "str", "recover up to this WAL location"),
     RestoreOption("recovery_target_xid", "str", "recover up to this transaction id"),
@@ -128,6 +130,7 @@ class RestoreConfig:
     force: bool = False
     verify: bool = True
     standby: bool = False
+    wal_archiving: bool = True
     restore_command: Optional[str] = None
     wal_restore_job: Optional[str] = None
     install_dir: str = DEFAULT_INSTALL_DIR

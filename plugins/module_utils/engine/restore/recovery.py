@@ -152,6 +152,10 @@ def recovery_settings(options: RestoreConfig, restore_command: str) -> Dict[str,
         value = getattr(options, name)
         if value is not None:
             settings[name] = str(value)
+    if not options.wal_archiving:
+        # A clone must not archive into its source's folder of the store: once promoted, its
+        # new timeline's WAL and history file would land beside the source's.
+        settings["archive_mode"] = "off"
     return settings
 
 

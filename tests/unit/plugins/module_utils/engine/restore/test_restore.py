@@ -309,6 +309,19 @@ def test_recovery_settings_are_quoted_and_the_signal_file_replaced(tmp_path):
     assert (tmp_path / "standby.signal").exists() and not (tmp_path / "recovery.signal").exists()
 
 
+def test_a_copy_without_wal_archiving_gets_archive_mode_off(tmp_path):
+    kept = recovery.recovery_settings(RestoreConfig(target_directory=str(tmp_path)), "cp %f %p")
+    assert "archive_mode" not in kept
+    options = RestoreConfig(target_directory=str(tmp_path), wal_archiving=False)
+    settings = recovery.recovery_settings(options, "cp %f %p")
+    assert settings == {"restore_command": "cp %f %p", "archive_mode": "off"}
+    (tmp_path / "postgresql.auto.conf").write_text("archive_mode = 'on'\narchive_command = 'x %p'\n")
+    recovery.write_recovery(str(tmp_path), options, settings, "20260125T031500")
+    # The last line wins in postgresql.auto.conf.
+    lines = (tmp_path / "postgresql.auto.conf").read_text().splitlines()
+    assert [line for line in lines if line.startswith("archive_mode")][-1] == "archive_mode = 'off'"
+
+
 def test_default_restore_command_has_no_secret():
     storage = StorageConfig(destination_url="s3://bucket/path", server_name="db1", endpoint_url="http://127.0.0.1:9",
                             aws_access_key="AKIDSECRET", aws_secret_key="very-secret")

@@ -106,11 +106,13 @@ def test_a_job_name_that_is_not_one_is_refused(tmp_path, bad):
 def test_every_restore_option_is_a_flag_and_a_config_field():
     arguments = cli.parser().parse_args([
         "--job", "db1", "restore", "--target-directory", "/srv/r", "--backup-id", "oldest", "--tablespace", "ts=/srv/t",
-        "--tablespace", "u=/srv/u", "--jobs", "4", "--force", "--no-verify", "--standby", "--restore-command", "cp",
+        "--tablespace", "u=/srv/u", "--jobs", "4", "--force", "--no-verify", "--standby", "--no-wal-archiving",
+        "--restore-command", "cp",
         "--recovery-target-time", "2026-01-25 03:15:00+00", "--recovery-target-action", "promote", "--check"])
     params = restore_params(arguments)
     assert params["tablespaces"] == {"ts": "/srv/t", "u": "/srv/u"}
     assert (params["jobs"], params["force"], params["verify"], params["standby"]) == (4, True, False, True)
+    assert params["wal_archiving"] is False
     assert arguments.check is True and params["recovery_target_lsn"] is None
     spec = restore_argument_spec()
     assert set(spec) == {option.name for option in RESTORE_OPTIONS}
