@@ -15,7 +15,6 @@ import dataclasses
 import functools
 import logging
 import os
-import threading
 import time
 import uuid
 from datetime import datetime
@@ -36,11 +35,11 @@ from ..results import BackupResult, tablespace_results
 from ..storage.base import ObjectStore
 from ..storage.factory import open_store
 from ..archive.tar import ArchiveGroup, TarArchive, label_header
+from ..transfer.progress import ProgressCounter
 from ..transfer.upload import UploadPool, chunk_size_for, freeze_long_lived_objects, release_free_heap
 from ..wal.health import archiver_state_if_readable
 
 LOG = logging.getLogger("pgcloud.backup")
-PROGRESS_INTERVAL = 10.0
 # A backup from a standby polls the store for its last WAL file this often, and asks the
 # primary to switch WAL at most this often (each switch may leave a mostly empty file).
 WAL_POLL_INTERVAL = 1.0
@@ -59,22 +58,17 @@ class Progress:
         self.backup_id = backup_id
         self.pool = pool
         self.session = session
-        self.bytes_read = 0
-        self.started = time.monotonic()
-        self._last_report = self.started
-        self._lock = threading.Lock()
+        self.counter = ProgressCounter()
+
+    @property
+    def bytes_read(self) -> int:
+        return self.counter.count
 
     def add(self, size: int) -> None:
         self.session.ensure_alive()
-        with self._lock:
-            self.bytes_read += size
-            now = time.monotonic()
-            if now - self._last_report < PROGRESS_INTERVAL:
-                return
-            self._last_report = now
-        LOG.info("backup %s: %.0f MiB read, %.0f MiB uploaded, %.1f MiB/s", self.backup_id,
-                 self.bytes_read / MIB, self.pool.bytes_uploaded / MIB,
-                 self.bytes_read / MIB / max(now - self.started, 1e-6))
+        if self.counter.add(size):
+            LOG.info("backup %s: %.0f MiB read, %.0f MiB uploaded, %.1f MiB/s", self.backup_id,
+                     self.bytes_read / MIB, self.pool.bytes_uploaded / MIB, self.counter.mib_per_second())
 
 
 def _id_of_now() -> str:

@@ -11,6 +11,7 @@ depth x PIECE_SIZE per archive being restored, whatever the object's size.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,6 +19,9 @@ from typing import Any, Optional
 
 from ..errors import StorageError
 from ..storage.base import ObjectStore
+from ..transfer.progress import MIB, ProgressCounter
+
+LOG = logging.getLogger("pgcloud.backup")
 
 PIECE_SIZE = 1 << 20
 # Pieces read ahead per archive.
@@ -96,3 +100,19 @@ class PrefetchReader:
         """Stop reading ahead; the thread ends at its next piece."""
         self._stopped.set()
         self._fetch.cancel()
+
+
+class FetchProgress:
+    """The stored bytes of a backup fetched so far, of all its archives: a line for the journal
+    every PROGRESS_INTERVAL seconds (a restore of one large archive says nothing else for long)."""
+
+    def __init__(self, backup_id: str, total: int) -> None:
+        self.backup_id = backup_id
+        self.total = total
+        self.counter = ProgressCounter()
+
+    def add(self, size: int) -> None:
+        if self.counter.add(size):
+            LOG.info("restore of backup %s: %.0f of %.0f MiB fetched (%.0f%%), %.1f MiB/s", self.backup_id,
+                     self.counter.count / MIB, self.total / MIB, 100.0 * self.counter.count / max(self.total, 1),
+                     self.counter.mib_per_second())

@@ -30,7 +30,7 @@ from ..config import StorageConfig
 from ..errors import ConfigurationError, PgCloudError
 from ..storage.base import ObjectStore
 from ..storage.factory import open_store
-from .download import PrefetchReader
+from .download import FetchProgress, PrefetchReader
 from .extract import Extracted, Folder, RestoreError, extract_stream, finish_directories
 from .options import RestoreConfig, lsn_value, parse_target_time
 from .recovery import recovery_settings, restore_command, signal_file, write_recovery
@@ -126,7 +126,8 @@ class RestoreJob:
             for destination in destinations:
                 prepare_folder(destination)
                 folders[destination.group] = Folder(destination.path)
-            extracted = self._extract_all(archives, folders)
+            extracted = self._extract_all(archives, folders, FetchProgress(fields["backup_id"],
+                                                                           sum(item.size for item in archives)))
             for folder in folders.values():
                 finish_directories(folder)
             pgdata = self.options.target_directory
@@ -144,14 +145,14 @@ class RestoreJob:
                                % (fields["backup_id"], type(error).__name__, error)) from error
         return extracted, verified
 
-    def _extract_all(self, archives: List[Archive], folders: Dict[str, Folder]) -> Extracted:
+    def _extract_all(self, archives: List[Archive], folders: Dict[str, Folder], progress: FetchProgress) -> Extracted:
         workers = max(1, min(self.storage.jobs, len(archives)))
         stop = threading.Event()
         total = Extracted()
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pgcloud-get") as downloads, \
                 ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pgcloud-extract") as extractors:
-            futures = [extractors.submit(self._restore_archive, archive, folders[archive.group], downloads, stop)
-                       for archive in archives]
+            futures = [extractors.submit(self._restore_archive, archive, folders[archive.group], downloads, stop,
+                                         progress) for archive in archives]
             try:
                 for future in futures:
                     counts = future.result()
@@ -165,7 +166,7 @@ class RestoreJob:
         return total
 
     def _restore_archive(self, archive: Archive, folder: Folder, downloads: ThreadPoolExecutor,
-                         stop: threading.Event) -> Extracted:
+                         stop: threading.Event, progress: FetchProgress) -> Extracted:
         if self.store is None:
             raise RuntimeError("the restore's store is opened before its archives are read")
         reader = PrefetchReader(self.store, archive.key, archive.size, downloads)
@@ -173,7 +174,9 @@ class RestoreJob:
         def read(size: int) -> bytes:
             if stop.is_set():
                 raise RestoreError("stopped: another archive of the restore failed")
-            return reader.read(size)
+            piece = reader.read(size)
+            progress.add(len(piece))
+            return piece
 
         try:
             decoded = open_decoded(archive.compression, read)

@@ -47,6 +47,7 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.engine.errors impor
 )
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.postgres import session as pg_session
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.postgres.session import ArchiverStatus, BackupPoint
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.transfer import progress as progress_module
 from ansible_collections.pgcloud.backup.tests.unit.plugins.module_utils.conftest import InMemoryStore
 
 UTC = timezone.utc
@@ -586,7 +587,7 @@ def test_plan_of_check_mode(store, facts):
 
 
 def test_progress_is_logged(store, monkeypatch, caplog):
-    monkeypatch.setattr(backup_job, "PROGRESS_INTERVAL", 0.0)
+    monkeypatch.setattr(progress_module, "PROGRESS_INTERVAL", 0.0)
     progress = backup_job.Progress("20261125T023350", backup_job.UploadPool(store, 1, 1 << 20), RecordingSession())
     with caplog.at_level(logging.INFO, logger="pgcloud.backup"):
         progress.add(3 << 20)

@@ -7,6 +7,7 @@ and a whole restore from an in-memory store (the integration tests restore real 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import tarfile
 import time
@@ -32,6 +33,7 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.engine.restore.opti
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.storage.base import ObjectStream
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.storage.s3 import S3Store
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.storage.factory import parse_destination
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.transfer import progress
 
 COMPRESSIONS = [None, "gzip", "bzip2", "snappy", "lz4", "zstd"]
 
@@ -383,6 +385,17 @@ def test_restores_data_and_relocated_tablespace(ranged_store, tmp_path):
     assert (target / "pg_wal").is_dir() and (target / "recovery.signal").exists()
     assert "restore_command = 'true'" in (target / "postgresql.auto.conf").read_text()
     assert result["tablespaces"] == [{"name": "space", "oid": 16385, "location": str(relocated)}]
+
+
+def test_a_restore_logs_how_much_it_has_fetched(ranged_store, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(progress, "PROGRESS_INTERVAL", 0.0)
+    stored = compress("lz4", pgdata_archive())
+    backup_of(ranged_store, "20260125T031500", {"data.tar.lz4": stored})
+    with caplog.at_level(logging.INFO, logger="pgcloud.backup"):
+        run_restore(ranged_store, target_directory=str(tmp_path / "pgdata"), restore_command="true")
+    lines = [record.getMessage() for record in caplog.records if "fetched" in record.getMessage()]
+    assert lines and lines[-1].startswith("restore of backup 20260125T031500: 0 of 0 MiB fetched (100%), ")
+    assert len(stored) < 1 << 20
 
 
 def test_check_mode_writes_nothing(ranged_store, tmp_path):
