@@ -25,7 +25,7 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 import test_scheduled_backup
-from test_scheduled_backup import JOB, apply, changed, role_vars, run_service
+from test_scheduled_backup import JOB, apply, changed, job_files, role_vars, run_service
 from testbed import (INTEGRATION_DIR, PYTHON_LIB, MotoServer, PlaybookResult, PostgresCluster, StorageTarget,
                      TaskResult, as_postgres, backup_list, barman_cloud, restore_and_verify, run_playbook, scratch_dir)
 
@@ -265,6 +265,11 @@ def init_script(cluster: PostgresCluster) -> Iterator[Tuple[str, Path]]:
             actions.parent.rmdir()
 
 
+def restarts(actions: Path) -> List[str]:
+    """The actions the init script was asked for, but status."""
+    return [action for action in actions.read_text().split() if action != "status"]
+
+
 def store_role_vars(root: Path, target: StorageTarget, cluster: PostgresCluster, **extra: Any) -> Dict[str, Any]:
     """The role's variables for an Azure or GCS target: its credentials, none of S3's."""
     variables = archiving_vars(root, target, cluster, pgcloud_backup_cloud_provider=target.cloud_provider, **extra)
@@ -278,6 +283,16 @@ def store_role_vars(root: Path, target: StorageTarget, cluster: PostgresCluster,
         variables["pgcloud_backup_job_environment"] = {"LD_LIBRARY_PATH": str(PYTHON_LIB),
                                                        "STORAGE_EMULATOR_HOST": environment["STORAGE_EMULATOR_HOST"]}
     return variables
+
+
+def test_a_service_the_host_lacks_is_refused_before_any_change(
+        host_root: Path, target: StorageTarget, cluster: FreshCluster) -> None:
+    variables = archiving_vars(host_root, target, cluster, pgcloud_backup_postgresql_service="postgresql@99-nowhere")
+    refused = run_playbook(PLAYBOOK, variables)
+    assert refused.rc != 0
+    assert "pgcloud_backup_postgresql_service: the host has no service postgresql@99-nowhere" in refused.stdout, \
+        refused.output
+    assert job_files(host_root) == [] and cluster.archiving() == {} and "archive" not in cluster.auto_conf()
 
 
 @pytest.fixture
@@ -310,14 +325,15 @@ def test_role_restarts_the_named_service_and_archives_to_the_store(
         assert cluster.running_mode() == "off"
         first = apply(variables)
         assert [task.status for task in ran(first, RESTART_TASK)] == ["changed"]
-        assert warnings(first) == [] and actions.read_text().split() == ["status", "stop", "start"]
+        # service_facts and ansible.builtin.service ask for the status too.
+        assert warnings(first) == [] and restarts(actions) == ["stop", "start"]
         assert cluster.running_mode() == "on"
         state_file = host_root / "var/lib/pgcloud-backup" / JOB / "wal-archiving.json"
         assert json.loads(state_file.read_text()) == {"reason": None, "restart_required": False}
         # Nothing to change, so no second restart.
         second = apply(variables)
         assert changed(second) == 0 and ran(second, RESTART_TASK) == []
-        assert actions.read_text().split() == ["status", "stop", "start"]
+        assert restarts(actions) == ["stop", "start"]
 
         # The role's archive_command stores a segment that barman-cloud-wal-restore gives back whole.
         segment = cluster.switch_wal_and_wait()
