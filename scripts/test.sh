@@ -89,10 +89,14 @@ EOF
 }
 
 # Two workers (pytest-xdist), each with its own source cluster and stores: the tests spend
-# much of their time waiting on servers, and two of them at a time halve the wall time.
+# much of their time waiting on servers, and two of them at a time halve the wall time. Then
+# the tests marked `alone` (a measure of speed under load of their own), with nothing beside them.
 integration_tests() {
     PGCLOUD_COLLECTION_ROOT="$installed/collections/ansible_collections/pgcloud/backup" \
-        python -m pytest tests/integration -v -p no:cacheprovider --durations=10 -n "${PGCLOUD_TEST_WORKERS:-2}"
+        python -m pytest tests/integration -v -p no:cacheprovider --durations=10 -n "${PGCLOUD_TEST_WORKERS:-2}" \
+        -m "not alone" &&
+        PGCLOUD_COLLECTION_ROOT="$installed/collections/ansible_collections/pgcloud/backup" \
+            python -m pytest tests/integration -v -p no:cacheprovider -m alone
 }
 
 # Managed hosts may run Python 3.9 (tests/config.yml): the plugins must compile and the engine

@@ -141,6 +141,11 @@ def playbook(source_cluster: PostgresCluster) -> Callable[..., PlaybookResult]:
     return run
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "alone: a measure under a load of the test's own; scripts/test.sh runs it "
+                                       "after the others, with no other test beside it")
+
+
 def pytest_collection_modifyitems(items: list) -> None:
     """The test bed's own proof (test_testbed.py) first: when it fails, the verdicts of the
     other tests mean nothing, and the report should show that failure at the top."""
