@@ -25,9 +25,11 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 import test_scheduled_backup
+from test_host_pythons import STORE_SERVERS, storage_vars
 from test_scheduled_backup import JOB, apply, changed, job_files, role_vars, run_service
-from testbed import (INTEGRATION_DIR, PYTHON_LIB, MotoServer, PlaybookResult, PostgresCluster, StorageTarget,
-                     TaskResult, as_postgres, backup_list, barman_cloud, restore_and_verify, run_playbook, scratch_dir)
+from testbed import (INTEGRATION_DIR, MotoServer, PlaybookResult, PostgresCluster, StorageTarget, TaskResult,
+                     as_postgres, backup_list, barman_cloud, remove_tree, restore_and_verify, run_playbook,
+                     scratch_dir)
 
 PLAYBOOK = INTEGRATION_DIR / "playbooks" / "scheduled_backup.yml"
 # The scratch stand-in for the host's / of test_scheduled_backup.py, as a fixture of this file too.
@@ -35,7 +37,8 @@ host_root = test_scheduled_backup.host_root
 FOREIGN_COMMAND = "/bin/true %p"
 WARNING_TASK = "Warn that PostgreSQL must restart"
 RESTART_TASK = "Restart PostgreSQL, for archive_mode to take effect"
-STORE_SERVERS = {"azure-blob-storage": "azurite", "google-cloud-storage": "gcs"}
+# The stores besides moto's S3, which the first tests use.
+OTHER_STORES = sorted(set(STORE_SERVERS) - {"aws-s3"})
 
 
 class FreshCluster(PostgresCluster):
@@ -260,9 +263,7 @@ def init_script(cluster: PostgresCluster) -> Iterator[Tuple[str, Path]]:
         yield name, actions
     finally:
         script.unlink()
-        with contextlib.suppress(FileNotFoundError):
-            actions.unlink()
-            actions.parent.rmdir()
+        remove_tree(actions.parent)
 
 
 def restarts(actions: Path) -> List[str]:
@@ -271,17 +272,14 @@ def restarts(actions: Path) -> List[str]:
 
 
 def store_role_vars(root: Path, target: StorageTarget, cluster: PostgresCluster, **extra: Any) -> Dict[str, Any]:
-    """The role's variables for an Azure or GCS target: its credentials, none of S3's."""
-    variables = archiving_vars(root, target, cluster, pgcloud_backup_cloud_provider=target.cloud_provider, **extra)
+    """The role's variables for an Azure or GCS target: its storage variables, none of S3's."""
+    variables = archiving_vars(root, target, cluster, **extra)
     for name in ("pgcloud_backup_endpoint_url", "pgcloud_backup_aws_access_key", "pgcloud_backup_aws_secret_key"):
         del variables[name]
-    environment = dict(target.tool_env)
-    if target.cloud_provider == "azure-blob-storage":
-        variables["pgcloud_backup_azure_storage_connection_string"] = environment["AZURE_STORAGE_CONNECTION_STRING"]
-    else:
-        # PostgreSQL runs archive_command with the launcher's environment, which this is part of.
-        variables["pgcloud_backup_job_environment"] = {"LD_LIBRARY_PATH": str(PYTHON_LIB),
-                                                       "STORAGE_EMULATOR_HOST": environment["STORAGE_EMULATOR_HOST"]}
+    variables.update(storage_vars(target))
+    # PostgreSQL runs archive_command with the launcher's environment, which this is part of.
+    variables["pgcloud_backup_job_environment"] = {**variables["pgcloud_backup_job_environment"],
+                                                   **target.module_env()}
     return variables
 
 
@@ -312,12 +310,10 @@ def fetched_by_barman(target: StorageTarget, segment: str) -> bytes:
         barman_cloud("wal-restore", target, target.url, target.server_name, segment, str(folder / segment))
         return (folder / segment).read_bytes()
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            (folder / segment).unlink()
-        folder.rmdir()
+        remove_tree(folder)
 
 
-@pytest.mark.parametrize("store", sorted(STORE_SERVERS))
+@pytest.mark.parametrize("store", OTHER_STORES)
 def test_role_restarts_the_named_service_and_archives_to_the_store(
         store: str, host_root: Path, store_target: StorageTarget, cluster: FreshCluster) -> None:
     with init_script(cluster) as (service, actions):
