@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -166,20 +167,50 @@ def restore_all(names: List[str], destination: Path, command: Callable[[str, str
 
 
 def prepare(root: Path, names: List[str], originals: Path) -> Path:
+    """A pg_wal-like folder holding names, none of them ready yet (see make_ready)."""
     folder = postgres_dir(root, 0o755)
     postgres_dir(folder / "archive_status", 0o755)
     for name in names:
         os.link(originals / name, folder / name)
-        (folder / "archive_status" / (name + ".ready")).touch()
     run(["chown", "-R", "postgres:postgres", str(folder)])
     return folder
+
+
+def make_ready(folder: Path, names: List[str]) -> Path:
+    """Mark names ready, as PostgreSQL does when it completes each segment."""
+    for name in names:
+        (folder / "archive_status" / (name + ".ready")).touch()
+    run(["chown", "-R", "postgres:postgres", str(folder / "archive_status")])
+    return folder
+
+
+def archive_batches(folder: Path, batches: List[List[str]], command: Callable[[str], List[str]],
+                    tally: Tally) -> List[float]:
+    """Archive each batch as the archiver would, the next batch made ready when the last is done:
+    the engine's worker, still there from the batch before, stores it ahead of the calls."""
+    return [archive_all(make_ready(folder, batch), command, tally) for batch in batches]
 
 
 Figures = Dict[str, Tuple[float, Tally]]
 
 
+def write_floor(moto: MotoServer, bucket: str, count: int, parallel: int) -> float:
+    """Seconds the store takes to take in count of the objects the engine stored, put again by
+    one client already set up, parallel at a time: what no archiver of those objects can beat."""
+    client = moto.client()
+    keys = moto.list_keys(bucket)[:count]
+    bodies = [client.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys]
+    floor_bucket = moto.create_bucket()
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        list(pool.map(lambda item: client.put_object(Bucket=floor_bucket, Key=item[0], Body=item[1]), zip(keys, bodies)))
+    seconds = time.monotonic() - started
+    moto.delete_bucket(floor_bucket)
+    return seconds
+
+
 def measure(moto: MotoServer, scratch: Path, names: List[str], compression: str, parallel: int,
-            data: str, restore: bool = True) -> Figures:
+            data: str, restore: bool = True, batches: int = 1) -> Figures:
     originals = postgres_dir(scratch / "originals", 0o755)
     (real_segments if data == "real" else synthetic_segments)(originals, names)
     run(["chown", "-R", "postgres:postgres", str(originals)])
@@ -200,11 +231,22 @@ def measure(moto: MotoServer, scratch: Path, names: List[str], compression: str,
     store = moto._process.pid  # pylint: disable=protected-access  # the testbed keeps the server's process
     figures: Figures = {}
     tally = Tally(store)
-    seconds = archive_all(prepare(scratch / "ref", names, originals), reference_archive, tally)
-    figures["reference archive"] = (seconds, tally.close())
+    size = len(names) // batches
+    parts = [names[start:start + size] for start in range(0, len(names), size)]
+    times = archive_batches(prepare(scratch / "ref", names, originals), parts, reference_archive, tally)
+    figures["reference archive"] = (sum(times), tally.close())
     tally = Tally(store)
-    seconds = archive_all(prepare(scratch / "eng", names, originals), lambda path: host.command("wal-archive", path), tally)
-    figures["engine archive"] = (seconds, tally.close())
+    engine_times = archive_batches(prepare(scratch / "eng", names, originals), parts,
+                                   lambda path: host.command("wal-archive", path), tally)
+    figures["engine archive"] = (sum(engine_times), tally.close())
+    if batches > 1:
+        for number, (reference_seconds, engine_seconds) in enumerate(zip(times, engine_times), start=1):
+            print("batch %d of %d segments: reference %.2f s, engine %.2f s, %.1fx%s" % (
+                number, size, reference_seconds, engine_seconds, reference_seconds / engine_seconds,
+                " (the worker starts)" if number == 1 else " (the worker is running)"))
+    floor = write_floor(moto, engine.bucket, size, parallel)
+    print("store write floor for %d segments: %.2f s (the engine's objects put again by a client already set up, "
+          "%d at a time); reference/floor: %.1fx" % (size, floor, parallel, sum(times) / batches / floor))
     if not restore:
         return figures
     destination = scratch / "RECOVERYXLOG"
@@ -241,14 +283,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--data", choices=("real", "synthetic"), default="real",
                         help="WAL of pgbench on a fresh cluster, or half-random pages")
     parser.add_argument("--archive-only", action="store_true", help="measure archiving, not restore")
+    parser.add_argument("--batches", type=int, default=1,
+                        help="archive the segments in this many batches, each made ready when the last is archived "
+                             "(a server that keeps writing WAL); times are printed per batch")
     arguments = parser.parse_args(argv)
+    if arguments.batches < 1 or arguments.segments % arguments.batches:
+        parser.error("--batches must divide --segments")
     names = segment_names(arguments.segments)
     print("load average before: %.2f %.2f %.2f" % os.getloadavg())
     scratch = scratch_dir("pgcloud-bench-wal-")
     try:
         with MotoServer() as moto:
             figures = measure(moto, scratch, names, arguments.compression, arguments.parallel, arguments.data,
-                              restore=not arguments.archive_only)
+                              restore=not arguments.archive_only, batches=arguments.batches)
     finally:
         remove_tree(scratch)
     print("%d segments of %s WAL, compression %s, parallel %d"
