@@ -276,9 +276,14 @@ class S3Store(ObjectStore):
         return response["Body"].read()
 
     def _pages(self, prefix: str, **extra) -> Iterator[Dict[str, Any]]:
-        paginator = self.client.get_paginator("list_objects_v2")
-        pages = self._call("list %s" % prefix, paginator.paginate, Bucket=self.bucket, Prefix=prefix, **extra)
-        yield from read_listing(self._call, "list %s" % prefix, pages)
+        """The pages of a listing, by continuation token: botocore's paginator would first scan
+        its data folders for every service's pagination model, at each start of the command."""
+        while True:
+            page = self._call("list %s" % prefix, self.client.list_objects_v2, Bucket=self.bucket, Prefix=prefix, **extra)
+            yield page
+            if not page.get("IsTruncated"):
+                return
+            extra = {**extra, "ContinuationToken": page["NextContinuationToken"]}
 
     def list_objects(self, prefix: str) -> Iterator[StoredObject]:
         for page in self._pages(prefix):

@@ -103,6 +103,22 @@ def test_list_folders_gives_the_names_right_below_the_prefix(s3_config):
     assert list(other.list_folders(other.destination.key("base") + "/")) == []
 
 
+def test_listings_read_every_page(s3_config):
+    """Pages of two keys (MaxKeys set on each request), so that every listing is several pages."""
+    store = open_store(s3_config())
+    store.client.meta.events.register("provide-client-params.s3.ListObjectsV2",
+                                      lambda params, **kwargs: params.update(MaxKeys=2))
+    wire = WireLog(store)
+    base = store.destination.key("base") + "/"
+    for number in range(5):
+        store.put_object(base + "2026112%dT000000/backup.info" % number, b"x" * number)
+    assert sorted(item.key for item in store.list_objects(base)) == [
+        base + "2026112%dT000000/backup.info" % number for number in range(5)]
+    assert len(wire.headers("ListObjectsV2")) == 3
+    assert sorted(store.list_folders(base)) == ["2026112%dT000000" % number for number in range(5)]
+    assert len(wire.headers("ListObjectsV2")) == 6
+
+
 # --- multipart ---------------------------------------------------------------------------------
 
 
