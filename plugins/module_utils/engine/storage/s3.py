@@ -283,7 +283,13 @@ class S3Store(ObjectStore):
             yield page
             if not page.get("IsTruncated"):
                 return
-            extra = {**extra, "ContinuationToken": page["NextContinuationToken"]}
+            token = page.get("NextContinuationToken")
+            if not token or token == extra.get("ContinuationToken"):
+                # A listing read in part would hide objects (a backup, a WAL file): refused.
+                raise StorageError(
+                    "S3 listing of %s in bucket %r is truncated without a new continuation token: the store at %s "
+                    "does not page ListObjectsV2 as S3 does" % (prefix, self.bucket, self.config.endpoint_url or "AWS S3"))
+            extra = {**extra, "ContinuationToken": token}
 
     def list_objects(self, prefix: str) -> Iterator[StoredObject]:
         for page in self._pages(prefix):

@@ -119,6 +119,31 @@ def test_listings_read_every_page(s3_config):
     assert len(wire.headers("ListObjectsV2")) == 6
 
 
+@pytest.mark.parametrize("token", [None, "same"], ids=["no-token", "same-token-again"])
+def test_a_listing_truncated_without_a_new_token_is_an_error(s3_config, token):
+    """A store that says a listing goes on but gives no new token to go on with: refused, not
+    taken as the whole listing (a backup or a WAL file could be missing from it)."""
+    store = open_store(s3_config())
+    base = store.destination.key("base") + "/"
+    for number in range(3):
+        store.put_object(base + "2026112%dT000000/backup.info" % number, b"x")
+
+    def first_page(params, **kwargs):
+        params.update(MaxKeys=1)
+        params.pop("ContinuationToken", None)
+
+    def mangle(parsed, **kwargs):
+        if token is None:
+            parsed.pop("NextContinuationToken", None)
+        else:
+            parsed["NextContinuationToken"] = token
+
+    store.client.meta.events.register("provide-client-params.s3.ListObjectsV2", first_page)
+    store.client.meta.events.register("after-call.s3.ListObjectsV2", mangle)
+    with pytest.raises(StorageError, match="truncated without a new continuation token"):
+        list(store.list_objects(base))
+
+
 # --- multipart ---------------------------------------------------------------------------------
 
 
