@@ -121,15 +121,21 @@ class HostPythonCluster(PostgresCluster):
         return settings
 
 
+def bucket_target(request: pytest.FixtureRequest, store: str, prefix: str, server_name: str) -> Iterator[StorageTarget]:
+    """For a fixture: a bucket (or container) of the test's own on the store named (a key of
+    STORE_SERVERS), deleted afterwards."""
+    server = request.getfixturevalue(STORE_SERVERS[store])
+    bucket = server.create_bucket()
+    yield server.target(bucket, prefix, server_name)
+    with contextlib.suppress(Exception):
+        server.delete_bucket(bucket)
+
+
 @pytest.fixture
 def target(request: pytest.FixtureRequest) -> Iterator[StorageTarget]:
     """A bucket (or container) of this test's own, on moto, Azurite or the GCS emulator."""
     python_version, store = request.node.callspec.params["python_version"], request.node.callspec.params["store"]
-    server = request.getfixturevalue(STORE_SERVERS[store])
-    bucket = server.create_bucket()
-    yield server.target(bucket, "pg", "py%s" % python_version.replace(".", ""))
-    with contextlib.suppress(Exception):
-        server.delete_bucket(bucket)
+    yield from bucket_target(request, store, "pg", "py%s" % python_version.replace(".", ""))
 
 
 @pytest.fixture

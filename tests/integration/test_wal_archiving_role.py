@@ -25,10 +25,11 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 import test_scheduled_backup
-from test_host_pythons import STORE_SERVERS, storage_vars
+from test_host_pythons import STORE_SERVERS, bucket_target, storage_vars
 from test_scheduled_backup import JOB, apply, changed, job_files, role_vars, run_service
+from test_wal import barman_restore
 from testbed import (INTEGRATION_DIR, MotoServer, PlaybookResult, PostgresCluster, StorageTarget, TaskResult,
-                     as_postgres, backup_list, barman_cloud, remove_tree, restore_and_verify, run_playbook,
+                     as_postgres, backup_list, remove_tree, restore_and_verify, run_playbook,
                      scratch_dir)
 
 PLAYBOOK = INTEGRATION_DIR / "playbooks" / "scheduled_backup.yml"
@@ -296,19 +297,14 @@ def test_a_service_the_host_lacks_is_refused_before_any_change(
 @pytest.fixture
 def store_target(request: pytest.FixtureRequest) -> Iterator[StorageTarget]:
     """A container of Azurite's or a bucket of the GCS emulator's, by the test's `store`."""
-    server = request.getfixturevalue(STORE_SERVERS[request.node.callspec.params["store"]])
-    bucket = server.create_bucket()
-    yield server.target(bucket, "pg/walrole", "walrole")
-    with contextlib.suppress(Exception):
-        server.delete_bucket(bucket)
+    yield from bucket_target(request, request.node.callspec.params["store"], "pg/walrole", "walrole")
 
 
 def fetched_by_barman(target: StorageTarget, segment: str) -> bytes:
     """The segment as barman-cloud-wal-restore gives it back from the store."""
     folder = scratch_dir("pgcloud-tests-walfetch-")
     try:
-        barman_cloud("wal-restore", target, target.url, target.server_name, segment, str(folder / segment))
-        return (folder / segment).read_bytes()
+        return barman_restore(target, segment, folder / segment)
     finally:
         remove_tree(folder)
 
