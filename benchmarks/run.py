@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -109,8 +110,10 @@ def proportional_set_size(pid: int) -> int:
     return 0
 
 
-def tree_memory(root: psutil.Process) -> Sequence[int]:
-    """(RSS, PSS) summed over a process and its descendants."""
+def tree_memory(root: psutil.Process, with_pss: bool = True) -> Sequence[int]:
+    """(RSS, PSS) summed over a process and its descendants; PSS is 0 unless with_pss (reading
+    it walks the page tables of the process under its memory map's lock, which slows the
+    process's own page faults while it runs)."""
     try:
         tree = [root] + root.children(recursive=True)
     except psutil.Error:
@@ -121,35 +124,56 @@ def tree_memory(root: psutil.Process) -> Sequence[int]:
             rss += process.memory_info().rss
         except psutil.Error:
             continue
-        pss += proportional_set_size(process.pid)
+        if with_pss:
+            pss += proportional_set_size(process.pid)
     return rss, pss
 
 
+class MemorySampler:
+    """Samples the memory of a process tree every interval, on a thread of its own, so that the
+    caller can wait for the process's exit and time it to the moment it happens."""
+
+    def __init__(self, pid: int, interval: float, with_pss: bool) -> None:
+        self.root = psutil.Process(pid)
+        self.interval = interval
+        self.with_pss = with_pss
+        self.peak_rss = self.peak_pss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="memory-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            rss, pss = tree_memory(self.root, self.with_pss)
+            self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def measure(tool: str, provider: str, compression: str, command: List[str], log_base: Path,
-            interval: float) -> Run:
-    """Run a command to its end, sampling the memory of its process tree every interval."""
+            interval: float, with_pss: bool = True) -> Run:
+    """Run a command to its end, sampling the memory of its process tree every interval. The
+    wall time ends when the process exits, not at the next sample."""
     busy_before = busy_cpu_seconds()
     with open(log_base.with_suffix(".out"), "wb") as out, open(log_base.with_suffix(".err"), "wb") as err:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=out, stderr=err, start_new_session=True)
-    root = psutil.Process(process.pid)
-    peak_rss = peak_pss = 0
+    sampler = MemorySampler(process.pid, interval, with_pss)
     try:
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            rss, pss = tree_memory(root)
-            peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
-            time.sleep(interval)
+        _pid, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
     except BaseException:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait()
         raise
-    wall = time.perf_counter() - started
+    finally:
+        sampler.stop()
     process.returncode = os.waitstatus_to_exitcode(status)
-    return Run(tool, provider, compression, process.returncode, wall, usage.ru_utime + usage.ru_stime, peak_rss, peak_pss,
-               busy_cpu_seconds() - busy_before)
+    return Run(tool, provider, compression, process.returncode, wall, usage.ru_utime + usage.ru_stime,
+               sampler.peak_rss, sampler.peak_pss, busy_cpu_seconds() - busy_before)
 
 
 # --------------------------------------------------------------------------- data sets
