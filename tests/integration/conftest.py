@@ -38,6 +38,7 @@ from testbed import (  # noqa: E402  pylint: disable=wrong-import-position
     PostgresCluster,
     StorageTarget,
     run_playbook,
+    tail,
 )
 
 SCALE = int(os.environ.get("PGCLOUD_TEST_SCALE", "5"))
@@ -150,6 +151,22 @@ def pytest_collection_modifyitems(items: list) -> None:
     """The test bed's own proof (test_testbed.py) first: when it fails, the verdicts of the
     other tests mean nothing, and the report should show that failure at the top."""
     items.sort(key=lambda item: item.path.name != "test_testbed.py")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:  # pylint: disable=unused-argument
+    """A failed test's report ends with the last lines of the server logs of its clusters and
+    stores (the archiver's messages, an emulator's traceback): the test bed removes them at
+    the end of the session, and a failure that does not come again can only be read there."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    for name, value in sorted(getattr(item, "funcargs", {}).items()):
+        for server in (value, getattr(value, "server", None)):
+            log_file = getattr(server, "log_file", None)
+            if log_file is not None:
+                report.sections.append(("log of %s (%s), last lines" % (name, log_file), tail(log_file, 60)))
 
 
 def pytest_report_header(config: pytest.Config) -> str:  # pylint: disable=unused-argument
