@@ -574,11 +574,25 @@ class PostgresCluster:
         A call is stopped after ARCHIVE_CALL_SECONDS: the reference tool sets no timeout of its
         own, and one call stuck on an emulator would hold the archiver, and every test after it
         that waits for WAL, until the emulator gave up; stopped, it fails and is retried.
+
+        An exit status above 125 is logged and reported as 1. PostgreSQL takes such a status
+        (a call killed after its timeout: 137) for a signal: its archiver exits without
+        counting a failure in pg_stat_archiver and starts again only later, so that a backup
+        waiting for its WAL could only say that the archiver is behind.
         """
         staging = self._archive_env.with_suffix(".tmp")
         tool = [shutil.which("timeout") or "/usr/bin/timeout", "--kill-after=5", str(ARCHIVE_CALL_SECONDS),
                 *barman_cloud_command("wal-archive", target, target.url, target.server_name)]
-        staging.write_text('archive_wal() {\n    exec %s "$1"\n}\n' % shlex.join(tool))
+        staging.write_text(
+            'archive_wal() {\n'
+            '    status=0\n'
+            '    %s "$1" || status=$?\n'
+            '    if [ "$status" -gt 125 ]; then\n'
+            '        echo "archive_command: %s exited with status $status, reported as 1" >&2\n'
+            '        return 1\n'
+            '    fi\n'
+            '    return "$status"\n'
+            '}\n' % (shlex.join(tool), "barman-cloud-wal-archive"))
         staging.chmod(0o644)
         staging.replace(self._archive_env)
         self.archive_target = target
