@@ -5,12 +5,17 @@
 
 A backup by the reference `barman-cloud-backup`, taken while pgbench writes, must come back
 through restore_and_verify with exactly the source's data. If this fails, the test bed is
-broken, and no verdict of the other integration tests can be trusted.
+broken, and no verdict of the other integration tests can be trusted. The test clusters'
+archive_command reports a call killed after its timeout as a failure PostgreSQL counts.
 """
 
 from __future__ import annotations
 
-from testbed import BACKUP_ID_PATTERN, backup_files, backup_list, backup_show, reference_backup, restore_and_verify
+import subprocess
+
+import pytest
+from testbed import (BACKUP_ID_PATTERN, archive_function, archive_script, backup_files, backup_list, backup_show,
+                     reference_backup, restore_and_verify)
 
 TABLESPACE = "testbed_space"
 
@@ -45,3 +50,20 @@ def test_reference_backup_during_pgbench_restores_the_same_data(moto, source_clu
     assert restored.tablespace_links == {oid: relocated}
     assert restored.tablespace_locations == {TABLESPACE: relocated}
     assert relocated != str(source_cluster.tablespace_dir)
+
+
+@pytest.mark.parametrize("tool, status, logged", [
+    # Ignores the timeout's TERM, so that timeout kills it: 137, which PostgreSQL would take for a signal.
+    (["timeout", "--kill-after=1", "1", "sh", "-c", 'trap "" TERM; sleep 30', "tool"], 1, True),
+    (["sh", "-c", "exit 3", "tool"], 3, False),
+    (["sh", "-c", "exit 0", "tool"], 0, False),
+])
+def test_archive_command_reports_a_killed_call_as_a_failure(tmp_path, tool, status, logged):
+    function_file = tmp_path / "archive-target.env"
+    function_file.write_text(archive_function(tool))
+    script = tmp_path / "archive-wal.sh"
+    script.write_text(archive_script("proof", function_file))
+    script.chmod(0o755)
+    result = subprocess.run([str(script), "000000010000000000000001"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == status, result.stderr
+    assert ("exited with status 137, reported as 1" in result.stderr) == logged, result.stderr

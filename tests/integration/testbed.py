@@ -484,6 +484,32 @@ class PgbenchRun:
         return self.history_after - self.history_before
 
 
+def archive_script(cluster_name: str, function_file: Path) -> str:
+    """The archive_command of a test cluster: archive_wal, as the function file defines it at each call."""
+    return ("#!/bin/sh\n"
+            "# archive_command of the %s test cluster (written by tests/integration/testbed.py)\n"
+            "set -e\n"
+            ". %s\n"
+            'archive_wal "$1"\n' % (cluster_name, function_file))
+
+
+def archive_function(tool: Sequence[str]) -> str:
+    """The shell function archive_wal: `tool FILE`, with an exit status above 125 logged and
+    reported as 1. PostgreSQL takes such a status (137: a call killed after its timeout) for
+    a signal: its archiver exits without counting a failure in pg_stat_archiver and starts
+    again only later, so that a backup waiting for its WAL could only say that the archiver
+    is behind."""
+    return ('archive_wal() {\n'
+            '    status=0\n'
+            '    %s "$1" || status=$?\n'
+            '    if [ "$status" -gt 125 ]; then\n'
+            '        echo "archive_command: the archive call exited with status $status, reported as 1" >&2\n'
+            '        return 1\n'
+            '    fi\n'
+            '    return "$status"\n'
+            '}\n' % shlex.join(tool))
+
+
 class PostgresCluster:
     """A PostgreSQL cluster (15 unless pg_bin says otherwise) in a scratch folder under /tmp,
     run by the postgres OS user.
@@ -559,13 +585,7 @@ class PostgresCluster:
         cannot be observed). It runs as postgres: hence the explicit environment, with the
         copied interpreter's LD_LIBRARY_PATH and the venv in /opt rather than under /root.
         """
-        self._archive_script.write_text(
-            "#!/bin/sh\n"
-            "# archive_command of the %s test cluster (written by tests/integration/testbed.py)\n"
-            "set -e\n"
-            ". %s\n"
-            'archive_wal "$1"\n'
-            % (self.name, self._archive_env))
+        self._archive_script.write_text(archive_script(self.name, self._archive_env))
         self._archive_script.chmod(0o755)
 
     def archive_to(self, target: StorageTarget) -> None:
@@ -573,26 +593,13 @@ class PostgresCluster:
 
         A call is stopped after ARCHIVE_CALL_SECONDS: the reference tool sets no timeout of its
         own, and one call stuck on an emulator would hold the archiver, and every test after it
-        that waits for WAL, until the emulator gave up; stopped, it fails and is retried.
-
-        An exit status above 125 is logged and reported as 1. PostgreSQL takes such a status
-        (a call killed after its timeout: 137) for a signal: its archiver exits without
-        counting a failure in pg_stat_archiver and starts again only later, so that a backup
-        waiting for its WAL could only say that the archiver is behind.
+        that waits for WAL, until the emulator gave up; stopped, it fails and is retried (see
+        archive_function).
         """
         staging = self._archive_env.with_suffix(".tmp")
         tool = [shutil.which("timeout") or "/usr/bin/timeout", "--kill-after=5", str(ARCHIVE_CALL_SECONDS),
                 *barman_cloud_command("wal-archive", target, target.url, target.server_name)]
-        staging.write_text(
-            'archive_wal() {\n'
-            '    status=0\n'
-            '    %s "$1" || status=$?\n'
-            '    if [ "$status" -gt 125 ]; then\n'
-            '        echo "archive_command: %s exited with status $status, reported as 1" >&2\n'
-            '        return 1\n'
-            '    fi\n'
-            '    return "$status"\n'
-            '}\n' % (shlex.join(tool), "barman-cloud-wal-archive"))
+        staging.write_text(archive_function(tool))
         staging.chmod(0o644)
         staging.replace(self._archive_env)
         self.archive_target = target
