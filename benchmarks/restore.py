@@ -147,19 +147,22 @@ class RestoreBench:
         A restore can neither start decoding that archive before its first byte comes nor split
         the decoding of one compressed stream between cores."""
         store = self._store(target)
+        from ansible_collections.pgcloud.backup.plugins.module_utils.engine import layout
         from ansible_collections.pgcloud.backup.plugins.module_utils.engine.archive.compression import (
             compression_of_extension, open_decoded)
         from ansible_collections.pgcloud.backup.plugins.module_utils.engine.restore.download import PIECE_SIZE
         from ansible_collections.pgcloud.backup.plugins.module_utils.engine.restore.tar_reader import READ_SIZE
 
-        largest = max(store.list_objects(target.server_prefix), key=lambda item: item.size)
+        archives = [(item, match) for item in store.list_objects(target.server_prefix)
+                    for match in [layout.ARCHIVE_NAME.match(item.key.rsplit("/", 1)[-1])] if match]
+        largest, name = max(archives, key=lambda archive: archive[0].size)
         started = time.perf_counter()
         stream = store.open_read(largest.key)
         pieces = [stream.read(PIECE_SIZE)]
         first_byte = time.perf_counter() - started
         pieces.extend(iter(lambda: stream.read(PIECE_SIZE), b""))
         stream.close()
-        compression = compression_of_extension(largest.key.rsplit("/", 1)[-1].split(".", 1)[1])
+        compression = compression_of_extension(name.group("extension"))
         remaining = iter(pieces)
         decoded = open_decoded(compression, lambda _size: next(remaining, b""))
         started = time.perf_counter()
