@@ -189,7 +189,9 @@ options:
     description: Recover up to this transaction id.
     type: str
   recovery_target_name:
-    description: Recover up to this restore point, made with C(pg_create_restore_point()).
+    description:
+      - Recover up to this restore point, made with C(pg_create_restore_point()).
+      - At most 63 bytes, as PostgreSQL's restore point names.
     type: str
   recovery_target_immediate:
     description: End recovery as soon as the copy is consistent, at the end of the backup.

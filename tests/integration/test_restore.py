@@ -304,6 +304,18 @@ def test_refuses_a_tablespace_location_in_use(refusal_bed, source_cluster, workd
     assert any(source_cluster.tablespace_dir.iterdir())
 
 
+@pytest.mark.parametrize("parameter, value, words", [
+    ("recovery_target_name", "before-upgrade\nrecovery_target_action = 'promote'", "U+000A"),
+    ("restore_command", "cp /archive/%f %p\r", "U+000D"),
+    ("recovery_target_name", "r" * 64, "64 bytes long"),
+], ids=["name-line-break", "command-carriage-return", "name-too-long"])
+def test_refuses_settings_postgresql_would_not_read(refusal_bed, workdir, parameter, value, words):
+    """Each would end its line in postgresql.auto.conf, or be refused by the server at start-up,
+    after the whole restore."""
+    refused(refusal_bed, workdir / "pgdata", parameter, words, **{parameter: value})
+    assert not (workdir / "pgdata").exists()
+
+
 def test_refuses_a_backup_that_is_not_done(refusal_bed, workdir):
     bed = refusal_bed
     client = bed.moto.client()

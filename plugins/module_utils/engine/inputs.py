@@ -38,14 +38,17 @@ def unsafe_characters(text: str) -> List[str]:
     return found
 
 
-def check_printable(text: str, parameter: str, what: Optional[str] = None) -> None:
+UNIT_TEXT_REASON = "line breaks and tabs cannot be written to unit files, cron entries, headers or backup.info"
+
+
+def check_printable(text: str, parameter: str, what: Optional[str] = None, reason: str = UNIT_TEXT_REASON) -> None:
     """Refuse control characters (line breaks, tabs ...) and text with spaces at either end."""
     what = what or parameter
     unsafe = unsafe_characters(text)
     if unsafe:
         raise ConfigurationError(
-            "%s holds control or invisible characters (%s): remove them; line breaks and tabs cannot be "
-            "written to unit files, cron entries, headers or backup.info" % (what, ", ".join(unsafe)), parameter)
+            "%s holds control or invisible characters (%s): remove them; %s" % (what, ", ".join(unsafe), reason),
+            parameter)
     if text != text.strip():
         raise ConfigurationError(
             "%s starts or ends with whitespace, which other tools strip when they read it back: remove it"

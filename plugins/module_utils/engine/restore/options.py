@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import ConfigurationError
+from ..inputs import check_printable, unsafe_characters
 
 RECOVERY_TARGETS = ("recovery_target_time", "recovery_target_lsn", "recovery_target_xid", "recovery_target_name",
                     "recovery_target_immediate")
@@ -20,6 +21,17 @@ _LSN = re.compile(r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$")
 _TIMELINE = re.compile(r"^(current|latest|[1-9]\d*)$")
 # A numeric offset at the end of a time: +02, +0200, +02:00 (and Z).
 _OFFSET = re.compile(r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$")
+# PostgreSQL refuses, at start-up, a restore point name of 64 bytes or more (MAXFNAMELEN), a
+# transaction id beyond 64 bits and a timeline beyond 32.
+MAX_RESTORE_POINT_BYTES = 63
+MAX_XID = (1 << 64) - 1
+MAX_TIMELINE = (1 << 32) - 1
+# Why a restore refuses control characters in its paths and names.
+PATH_TEXT_REASON = ("a path with them would go, unseen, into pg_tblspc links, logs and the "
+                    "result")
+# The options written into postgresql.auto.conf, one quoted line each.
+SETTING_OPTIONS = ("restore_command", "recovery_target_time", "recovery_target_lsn", "recovery_target_xid",
+                   "recovery_target_name", "recovery_target_timeline")
 # Where the scheduled_backup role puts the host command (<install dir>/bin/pgcloud-backup) and
 # the jobs' config.json (<config root>/<job>/config.json), by default.
 DEFAULT_INSTALL_DIR = "/opt/pgcloud-backup-job"
@@ -151,10 +163,14 @@ class RestoreConfig:
 
     def __post_init__(self) -> None:
         self.target_directory = _absolute(self.target_directory, "target_directory")
+        for name in self.tablespaces or {}:
+            check_printable(str(name), "tablespaces", "the tablespace name %r" % name, PATH_TEXT_REASON)
         self.tablespaces = {str(name): _absolute(location, "tablespaces") for name, location
                             in (self.tablespaces or {}).items()}
         if not str(self.backup_id or "").strip():
             raise ConfigurationError("backup_id must name a backup: an id, a name, latest or oldest", "backup_id")
+        check_printable(str(self.backup_id), "backup_id", reason="no backup id or name holds them")
+        self._check_settings_text()
         if self.restore_command is not None and not self.restore_command.strip():
             raise ConfigurationError("restore_command must not be empty: leave it unset for the default",
                                      "restore_command")
@@ -164,6 +180,17 @@ class RestoreConfig:
             raise ConfigurationError("wal_restore_job=%r is not a job name (letters, digits, _ and -, as "
                                      "pgcloud_backup_job_name)" % self.wal_restore_job, "wal_restore_job")
         self._check_targets()
+
+    def _check_settings_text(self) -> None:
+        """A line break would end the setting's line in postgresql.auto.conf, and PostgreSQL
+        would refuse to start after the whole restore: refused now, as any control character."""
+        for name in SETTING_OPTIONS:
+            value = getattr(self, name)
+            unsafe = unsafe_characters(str(value)) if value is not None else []
+            if unsafe:
+                raise ConfigurationError(
+                    "%s holds control or invisible characters (%s), which cannot be written to "
+                    "postgresql.auto.conf: remove them" % (name, ", ".join(unsafe)), name)
 
     def _check_targets(self) -> None:
         chosen = self.recovery_targets()
@@ -175,14 +202,16 @@ class RestoreConfig:
         if self.recovery_target_lsn is not None and not _LSN.match(self.recovery_target_lsn):
             raise ConfigurationError("recovery_target_lsn=%r is not an LSN such as 0/16B3748"
                                      % self.recovery_target_lsn, "recovery_target_lsn")
-        if self.recovery_target_xid is not None and not str(self.recovery_target_xid).isdigit():
-            raise ConfigurationError("recovery_target_xid=%r is not a transaction id (a number)"
-                                     % self.recovery_target_xid, "recovery_target_xid")
-        if self.recovery_target_name is not None and not self.recovery_target_name:
-            raise ConfigurationError("recovery_target_name must not be empty", "recovery_target_name")
-        if self.recovery_target_timeline is not None and not _TIMELINE.match(str(self.recovery_target_timeline)):
-            raise ConfigurationError("recovery_target_timeline=%r is not current, latest or a timeline number"
-                                     % self.recovery_target_timeline, "recovery_target_timeline")
+        if self.recovery_target_xid is not None and not _number_within(str(self.recovery_target_xid), MAX_XID):
+            raise ConfigurationError("recovery_target_xid=%r is not a transaction id (a number of at most %d)"
+                                     % (self.recovery_target_xid, MAX_XID), "recovery_target_xid")
+        self._check_target_name()
+        timeline = str(self.recovery_target_timeline)
+        if self.recovery_target_timeline is not None and not (
+                _TIMELINE.match(timeline) and (not timeline.isdigit() or _number_within(timeline, MAX_TIMELINE))):
+            raise ConfigurationError("recovery_target_timeline=%r is not current, latest or a timeline number "
+                                     "(at most %d)" % (self.recovery_target_timeline, MAX_TIMELINE),
+                                     "recovery_target_timeline")
         if self.recovery_target_action is not None:
             if self.recovery_target_action not in RECOVERY_TARGET_ACTIONS:
                 raise ConfigurationError("recovery_target_action=%r is not one of %s" % (
@@ -191,13 +220,31 @@ class RestoreConfig:
                 raise ConfigurationError("recovery_target_action applies only with a recovery target: give one "
                                          "(such as recovery_target_time) or remove it", "recovery_target_action")
 
+    def _check_target_name(self) -> None:
+        name = self.recovery_target_name
+        if name is None:
+            return
+        if not name:
+            raise ConfigurationError("recovery_target_name must not be empty", "recovery_target_name")
+        if len(name.encode("utf-8")) > MAX_RESTORE_POINT_BYTES:
+            raise ConfigurationError(
+                "recovery_target_name is %d bytes long; PostgreSQL names restore points of at most %d bytes, so "
+                "no restore point has this name: give the name pg_create_restore_point was called with"
+                % (len(name.encode("utf-8")), MAX_RESTORE_POINT_BYTES), "recovery_target_name")
+
     def recovery_targets(self) -> List[str]:
         """The names of the recovery targets given."""
         return [name for name in RECOVERY_TARGETS if getattr(self, name) not in (None, False, "")]
 
 
+def _number_within(text: str, largest: int) -> bool:
+    """ASCII digits only (str.isdigit takes other scripts' digits too), at most largest."""
+    return re.match(r"^[0-9]+$", text) is not None and int(text) <= largest
+
+
 def _absolute(path: Any, option: str) -> str:
     text = str(path or "")
+    check_printable(text, option, "%s %r" % (option, text), PATH_TEXT_REASON)
     if not os.path.isabs(text):
         raise ConfigurationError("%s: %r is not an absolute path; give the full path of the folder" % (option, text),
                                  option)

@@ -280,6 +280,21 @@ def test_a_stream_cut_between_members_is_truncated(tmp_path):
     ({"recovery_target_action": "explode", "recovery_target_xid": "5"}, "recovery_target_action", "not one of"),
     ({"recovery_target_xid": "5", "recovery_target_immediate": True}, "recovery_target_immediate", "at most one"),
     ({"restore_command": "  "}, "restore_command", "empty"),
+    # Text that would end its line in postgresql.auto.conf, or that PostgreSQL refuses at start-up.
+    ({"restore_command": "cp /archive/%f %p\nrecovery_target = 'immediate'"}, "restore_command", "U\\+000A"),
+    ({"recovery_target_name": "before-upgrade\r"}, "recovery_target_name", "U\\+000D"),
+    ({"recovery_target_time": "2026-01-25 03:15:00+00\n"}, "recovery_target_time", "U\\+000A"),
+    ({"recovery_target_lsn": "0/16B3748\u2028"}, "recovery_target_lsn", "U\\+2028"),
+    ({"recovery_target_name": "n" * 64}, "recovery_target_name", "64 bytes long"),
+    ({"recovery_target_name": "\u00e9" * 32}, "recovery_target_name", "64 bytes long"),
+    ({"recovery_target_xid": "\u0661\u0662"}, "recovery_target_xid", "transaction id"),
+    ({"recovery_target_xid": str(1 << 64)}, "recovery_target_xid", "at most"),
+    ({"recovery_target_timeline": str(1 << 32)}, "recovery_target_timeline", "at most"),
+    ({"target_directory": "/srv/restore\nX"}, "target_directory", "U\\+000A"),
+    ({"target_directory": "/srv/restore "}, "target_directory", "whitespace"),
+    ({"tablespaces": {"space": "/srv/space\t"}}, "tablespaces", "U\\+0009"),
+    ({"tablespaces": {"space\u200b": "/srv/space"}}, "tablespaces", "U\\+200B"),
+    ({"backup_id": "latest\n"}, "backup_id", "U\\+000A"),
 ])
 def test_options_refuse_bad_input(params, option, words):
     settings = dict(target_directory="/srv/restore")
@@ -293,6 +308,13 @@ def test_options_refuse_bad_input(params, option, words):
                                   "2026-01-25 03:15:00-0530"])
 def test_target_times_with_an_offset_are_accepted(text):
     RestoreConfig(target_directory="/srv/restore", recovery_target_time=text)
+
+
+@pytest.mark.parametrize("params", [{"recovery_target_name": "n" * 63}, {"recovery_target_name": " spaced name "},
+                                    {"recovery_target_xid": str((1 << 64) - 1)},
+                                    {"recovery_target_timeline": str((1 << 32) - 1)}])
+def test_options_at_postgresql_limits_are_accepted(params):
+    RestoreConfig(target_directory="/srv/restore", **params)
 
 
 def test_recovery_settings_are_quoted_and_the_signal_file_replaced(tmp_path):
