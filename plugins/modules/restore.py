@@ -35,6 +35,10 @@ options:
       - The backup to restore, by id (V(20260125T031500)), by
         O(pgcloud.backup.base_backup#module:backup_name), or by a shortcut, V(latest) (or V(last))
         or V(oldest) (or V(first)), which skip the backups still running.
+      - V(auto) restores the newest DONE backup that ended at or before O(recovery_target_time) or
+        O(recovery_target_lsn), on O(recovery_target_timeline) when that is a number; with no
+        such target, the newest DONE backup. Other targets (an xid, a name) do not choose the
+        backup: give an older one by id when the target comes before the newest backup.
       - The backup must be DONE.
     type: str
     default: latest
@@ -255,7 +259,7 @@ EXAMPLES = r"""
   pgcloud.backup.restore:
     destination_url: s3://acme-backups/postgres
     server_name: db1
-    backup_id: 20260125T031500
+    backup_id: auto  # the newest backup that ended before the target time
     target_directory: /var/lib/postgresql/15/main
     force: true
     recovery_target_time: "2026-01-25 14:02:00+00"

@@ -182,13 +182,15 @@ def test_point_in_time_restore_gives_the_rows_of_that_moment(source_cluster, sto
         time.sleep(1.5)
     rows_at_end = int(source_cluster.scalar("SELECT count(*) FROM pgbench_history"))
     assert rows_at_end > rows_then
+    later_id = our_backup(source_cluster, storage, "lz4")  # newer, but after the moment: not a candidate
     source_cluster.switch_wal_and_wait()
     pgdata = workdir / "pgdata"
 
     # A copy beside its source, so wal_archiving: false; the copy gets no archive_mode of the test's.
-    result = restore(storage, pgdata, backup_id=backup_id, tablespaces={TABLESPACE: str(workdir / "space")},
+    result = restore(storage, pgdata, backup_id="auto", tablespaces={TABLESPACE: str(workdir / "space")},
                      recovery_target_time=moment, recovery_target_action="promote", wal_archiving=False)
 
+    assert (result["backup_id"], later_id > backup_id) == (backup_id, True)
     assert result["recovery_settings"]["recovery_target_time"] == moment
     assert result["recovery_settings"]["recovery_target_action"] == "promote"
     assert result["recovery_settings"]["archive_mode"] == "off"

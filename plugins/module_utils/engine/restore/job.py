@@ -32,7 +32,7 @@ from ..storage.base import ObjectStore
 from ..storage.factory import open_store
 from .download import FetchProgress, PrefetchReader
 from .extract import Extracted, Folder, RestoreError, extract_stream, finish_directories
-from .options import RestoreConfig, lsn_value, parse_target_time
+from .options import AUTO_BACKUP_ID, RestoreConfig, lsn_value, parse_target_time
 from .recovery import recovery_settings, restore_command, signal_file, write_recovery
 from .snapshot import check_snapshot_request, recover_snapshot_backup
 from .verify import verify_copy
@@ -72,7 +72,7 @@ class RestoreJob:
         command = restore_command(self.storage, self.options)
         self.store = open_store(self.storage)
         catalog = Catalog(self.store)
-        fields = catalog.resolve(self.options.backup_id)
+        fields = choose_backup(catalog, self.options, self.storage.server_name)
         check_backup(fields, self.options)
         if fields.get("snapshots_info"):
             return recover_snapshot_backup(self.store, self.storage, self.options, fields,
@@ -198,6 +198,52 @@ def _mib(size: int) -> str:
 # --- checks, before anything is written ------------------------------------------------------
 
 
+def choose_backup(catalog: Catalog, options: RestoreConfig, server_name: str) -> Dict[str, Any]:
+    """The backup backup_id names. `auto`, as barman-cloud-restore's, is the newest backup from
+    which recovery can reach the target: ended at or before recovery_target_time or _lsn, on
+    recovery_target_timeline when that is a number; unlike barman's, only DONE backups count,
+    and "newest" is by end rather than by id."""
+    if options.backup_id != AUTO_BACKUP_ID:
+        return catalog.resolve(options.backup_id)
+    done = [fields for fields in catalog.all() if fields.get("status") == layout.DONE]
+    candidates, bound = done, ""
+    timeline = options.recovery_target_timeline
+    if timeline is not None and str(timeline).isdigit():
+        candidates = [fields for fields in candidates if _timeline(fields) == int(timeline)]
+        bound = " on timeline %s" % timeline
+    if options.recovery_target_time is not None:
+        target = parse_target_time(options.recovery_target_time)
+        candidates = sorted((fields for fields in candidates if fields.get("end_time") is not None
+                             and _aware(fields["end_time"]) <= target), key=lambda fields: _aware(fields["end_time"]))
+        bound += " that ended at or before recovery_target_time %s" % options.recovery_target_time
+    elif options.recovery_target_lsn is not None:
+        target_lsn = lsn_value(options.recovery_target_lsn)
+        candidates = sorted((fields for fields in candidates if fields.get("end_xlog")
+                             and lsn_value(str(fields["end_xlog"])) <= target_lsn),
+                            key=lambda fields: lsn_value(str(fields["end_xlog"])))
+        bound += " that ended at or before recovery_target_lsn %s" % options.recovery_target_lsn
+    if not candidates:
+        raise ConfigurationError(
+            "backup_id=auto: server %s has no DONE backup%s (%d DONE in all); the archive cannot recover to that "
+            "target: give a later one, or a backup_id" % (server_name, bound, len(done)), "backup_id")
+    chosen = candidates[-1]
+    LOG.info("backup_id=auto chose backup %s (ended %s)", chosen["backup_id"],
+             layout.describe_time(chosen.get("end_time")))
+    return chosen
+
+
+def _aware(moment: Any) -> Any:
+    """A backup.info time without an offset is the local time of the host that wrote it."""
+    return moment.astimezone() if moment.tzinfo is None else moment
+
+
+def _timeline(fields: Dict[str, Any]) -> Optional[int]:
+    try:
+        return int(fields.get("timeline") or 0) or None
+    except (TypeError, ValueError):
+        return None
+
+
 def check_backup(fields: Dict[str, Any], options: RestoreConfig) -> None:
     backup_id = fields["backup_id"]
     if fields.get("status") != layout.DONE:
@@ -218,8 +264,7 @@ def check_target_after_backup(fields: Dict[str, Any], options: RestoreConfig) ->
     end_time = fields.get("end_time")
     if options.recovery_target_time is not None and end_time is not None:
         target = parse_target_time(options.recovery_target_time)
-        if end_time.tzinfo is None:
-            end_time = end_time.astimezone()
+        end_time = _aware(end_time)
         if target < end_time:
             raise ConfigurationError(
                 "recovery_target_time %s is before the end of backup %s (%s): restore an older backup, or give a "

@@ -17,6 +17,8 @@ from ..inputs import check_printable, unsafe_characters
 RECOVERY_TARGETS = ("recovery_target_time", "recovery_target_lsn", "recovery_target_xid", "recovery_target_name",
                     "recovery_target_immediate")
 RECOVERY_TARGET_ACTIONS = ("pause", "promote", "shutdown")
+# backup_id: the newest backup that can reach the recovery target (restore/job.py).
+AUTO_BACKUP_ID = "auto"
 _LSN = re.compile(r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$")
 _TIMELINE = re.compile(r"^(current|latest|[1-9]\d*)$")
 # A numeric offset at the end of a time: +02, +0200, +02:00 (and Z).
@@ -65,7 +67,8 @@ class RestoreOption:
 
 
 RESTORE_OPTIONS: Tuple[RestoreOption, ...] = (
-    RestoreOption("backup_id", "str", "the backup: an id, a name, latest or oldest", default="latest"),
+    RestoreOption("backup_id", "str", "the backup: an id, a name, latest, oldest, or auto (the newest that can "
+                  "reach the recovery target)", default="latest"),
     RestoreOption("target_directory", "path", "the data directory to restore into (absolute)", required=True),
     RestoreOption("tablespaces", "dict", "a new location of a tablespace, NAME=PATH (repeatable)",
                   item_flag="tablespace", item_metavar="NAME=PATH"),
@@ -168,7 +171,7 @@ class RestoreConfig:
         self.tablespaces = {str(name): _absolute(location, "tablespaces") for name, location
                             in (self.tablespaces or {}).items()}
         if not str(self.backup_id or "").strip():
-            raise ConfigurationError("backup_id must name a backup: an id, a name, latest or oldest", "backup_id")
+            raise ConfigurationError("backup_id must name a backup: an id, a name, latest, oldest or auto", "backup_id")
         check_printable(str(self.backup_id), "backup_id", reason="no backup id or name holds them")
         self._check_settings_text()
         if self.restore_command is not None and not self.restore_command.strip():

@@ -29,7 +29,7 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.engine.restore.extr
     extract_stream,
     finish_directories,
 )
-from ansible_collections.pgcloud.backup.plugins.module_utils.engine.restore.options import RestoreConfig
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.restore.options import RestoreConfig, parse_target_time
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.storage.base import ObjectStream
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.storage.s3 import S3Store
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.storage.factory import parse_destination
@@ -363,8 +363,8 @@ def backup_of(store, backup_id, archives, status=layout.DONE, tablespaces=None, 
     destination = store.destination
     for name, data in archives.items():
         store.objects[destination.key(*layout.backup_folder(backup_id), name)] = data
-    info = dict(status=status, version=150000, begin_time=None, end_time=None, tablespaces=tablespaces,
-                end_xlog="0/3000100", **fields)
+    info = dict(dict(status=status, version=150000, begin_time=None, end_time=None, tablespaces=tablespaces,
+                     end_xlog="0/3000100"), **fields)
     store.objects[destination.key(*layout.info_path(backup_id))] = layout.render(info)
 
 
@@ -473,3 +473,46 @@ def test_an_error_of_the_writing_thread_reaches_the_restore(tmp_path):
     archive = tar_bytes((member("x", tarfile.DIRTYPE, mode=0o700), None), (member("x"), b"data"))
     with pytest.raises(IsADirectoryError):
         extract(tmp_path, archive)
+
+
+# --- backup_id=auto ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def three_backups(ranged_store):
+    """Backups ending at 01:00 (timeline 1), 02:00 (FAILED) and 03:00 (timeline 2) of one day."""
+    day = "2026-01-25 %s+00"
+    for backup_id, end, lsn, status, timeline in (("20260125T005000", "01:00:00", "0/3000100", layout.DONE, 1),
+                                                  ("20260125T015000", "02:00:00", "0/5000100", layout.FAILED, 1),
+                                                  ("20260125T025000", "03:00:00", "0/7000100", layout.DONE, 2)):
+        backup_of(ranged_store, backup_id, {"data.tar": pgdata_archive()}, status=status, timeline=timeline,
+                  end_time=parse_target_time(day % end), end_xlog=lsn)
+    return ranged_store
+
+
+@pytest.mark.parametrize("targets, chosen", [
+    ({}, "20260125T025000"),
+    ({"recovery_target_time": "2026-01-25 02:59:59+00"}, "20260125T005000"),  # the FAILED one never counts
+    ({"recovery_target_time": "2026-01-25 03:00:00+00"}, "20260125T025000"),
+    ({"recovery_target_time": "2026-01-25 04:30:00+01:00"}, "20260125T025000"),
+    ({"recovery_target_lsn": "0/7000000"}, "20260125T005000"),
+    ({"recovery_target_lsn": "0/7000100"}, "20260125T025000"),
+    ({"recovery_target_timeline": "1"}, "20260125T005000"),
+    ({"recovery_target_xid": "900"}, "20260125T025000"),
+])
+def test_auto_chooses_the_newest_done_backup_that_reaches_the_target(three_backups, tmp_path, targets, chosen):
+    result = run_restore(three_backups, check_mode=True, target_directory=str(tmp_path / "pgdata"),
+                         backup_id="auto", **targets)
+    assert result["backup_id"] == chosen
+
+
+@pytest.mark.parametrize("targets, words", [
+    ({"recovery_target_time": "2026-01-25 00:59:59+00"}, "that ended at or before recovery_target_time"),
+    ({"recovery_target_lsn": "0/1000000"}, "recovery_target_lsn 0/1000000"),
+    ({"recovery_target_timeline": "3"}, "on timeline 3"),
+])
+def test_auto_refuses_a_target_no_backup_reaches(three_backups, tmp_path, targets, words):
+    with pytest.raises(ConfigurationError, match=words) as error:
+        run_restore(three_backups, target_directory=str(tmp_path / "pgdata"), backup_id="auto", **targets)
+    assert error.value.parameter == "backup_id" and "2 DONE in all" in str(error.value)
+    assert not (tmp_path / "pgdata").exists()
