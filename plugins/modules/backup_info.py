@@ -41,6 +41,20 @@ options:
       - Requires O(backup).
     type: bool
     default: false
+  check_wal:
+    description:
+      - Also check that the WAL archive holds every segment from the first WAL file of the
+        backup O(backup) (RV(backup.begin_wal)) to the newest segment archived, from a listing
+        of the archive's folders from that one on; nothing is downloaded. The result is
+        RV(wal_check).
+      - Recovery stops at the first segment it cannot fetch, so a segment missing after the
+        backup's end leaves the backup restorable but no point in time after the gap reachable.
+      - A segment counts as archived on the backup's timeline or a later one, compressed or not.
+        C(.partial) files do not count.
+      - Problems are reported, not raised; use RV(wal_check.ok) to act on them.
+      - Requires O(backup).
+    type: bool
+    default: false
 extends_documentation_fragment:
   - pgcloud.backup.storage
   - pgcloud.backup.storage.sse_customer_key
@@ -276,6 +290,55 @@ objects_check:
       type: int
       returned: always
       sample: 268435456
+wal_check:
+  description:
+    - What O(check_wal) found. Absent without it.
+  returned: when O(check_wal=true)
+  type: dict
+  contains:
+    backup_id:
+      description: The id of the backup checked.
+      type: str
+      returned: always
+      sample: "20260125T031500"
+    begin_wal:
+      description: The backup's first WAL file, where the check starts.
+      type: str
+      returned: always
+      sample: "000000010000000000000042"
+    newest:
+      description: The newest segment archived, or null when none is from RV(wal_check.begin_wal) on.
+      type: str
+      returned: always
+      sample: "0000000100000000000000A7"
+    segments:
+      description: How many segments from RV(wal_check.begin_wal) to RV(wal_check.newest) are archived.
+      type: int
+      returned: always
+      sample: 102
+    missing:
+      description:
+        - The segments missing between RV(wal_check.begin_wal) and RV(wal_check.newest), named
+          on the backup's timeline; the first 50.
+      type: list
+      elements: str
+      returned: always
+      sample: ["000000010000000000000077"]
+    missing_count:
+      description: How many segments are missing in all.
+      type: int
+      returned: always
+      sample: 1
+    ok:
+      description: True when segments are archived from RV(wal_check.begin_wal) on and none is missing.
+      type: bool
+      returned: always
+      sample: false
+    error:
+      description: Why there is nothing to check (no WAL archived from the backup's first on), or null.
+      type: str
+      returned: always
+      sample: null
 """
 
 from typing import Any, Dict
@@ -288,33 +351,29 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.ansible_adapter imp
     storage_argument_spec,
     storage_rules,
 )
-from ansible_collections.pgcloud.backup.plugins.module_utils.engine.operations import (
-    list_backups,
-    show_and_check_backup,
-    show_backup,
-)
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.operations import describe_backup, list_backups
 
 
 def argument_spec() -> Dict[str, Dict[str, Any]]:
     return merge_argument_specs(
         storage_argument_spec(),
         sse_customer_key_argument_spec(),
-        {"backup": {"type": "str"}, "check_objects": {"type": "bool", "default": False}},
+        {"backup": {"type": "str"}, "check_objects": {"type": "bool", "default": False},
+         "check_wal": {"type": "bool", "default": False}},
     )
 
 
 def main() -> None:
-    rules = merge_rules(storage_rules(), {"required_if": [["check_objects", True, ["backup"]]]})
+    rules = merge_rules(storage_rules(), {"required_if": [["check_objects", True, ["backup"]],
+                                                          ["check_wal", True, ["backup"]]]})
     module = PgCloudModule(argument_spec(), rules=rules, supports_check_mode=True)
     wanted = module.params["backup"]
     result: Dict[str, Any]
     with module.engine_errors():
         storage = module.storage_config()
-        if wanted and module.params["check_objects"]:
-            shown, objects_check = show_and_check_backup(storage, wanted)
-            result = {"backup": shown, "objects_check": objects_check}
-        elif wanted:
-            result = {"backup": show_backup(storage, wanted)}
+        if wanted:
+            result = describe_backup(storage, wanted, check_objects=module.params["check_objects"],
+                                     check_wal=module.params["check_wal"])
         else:
             result = {"backups": list_backups(storage)}
     module.exit_json(changed=False, **result)

@@ -38,7 +38,7 @@ options:
       - V(auto) restores the newest DONE backup that ended at or before O(recovery_target_time) or
         O(recovery_target_lsn), on O(recovery_target_timeline) when that is a number; with no
         such target, the newest DONE backup. Other targets (an xid, a name) do not choose the
-        backup: give an older one by id when the target comes before the newest backup.
+        backup; give an older one by id when the target comes before the newest backup.
       - The backup must be DONE.
     type: str
     default: latest

@@ -8,8 +8,10 @@ as test_host_pythons.py runs the playbooks).
 
 A healthy fleet passes, each server restored, recovered to the end of its archive, checked and
 cleaned up; after one data archive of one server's backup is removed from the store, the play
-fails, names that server, still passes the other, and leaves nothing running or on disk. The
-second run is on the oldest ansible-core the collection supports (2.16), the first on the newest.
+fails, names that server, still passes the other, and leaves nothing running or on disk. Two
+copies of the second server's archive fail too: one with a WAL segment after the backup
+removed (a gap), one with it damaged (recovery ends before the newest segment). The second run
+is on the oldest ansible-core the collection supports (2.16), the first on the newest.
 """
 
 from __future__ import annotations
@@ -80,6 +82,10 @@ def test_drill_passes_on_healthy_backups_and_fails_on_a_broken_one(
                 our_backup(cluster, target, "lz4")
                 cluster.execute("INSERT INTO drill_rows SELECT 2")
                 cluster.switch_wal_and_wait()
+                # A later segment, so that the one with the second row is not the archive's newest.
+                cluster.execute("DROP TABLE IF EXISTS drill_pad")
+                cluster.execute("CREATE TABLE drill_pad AS SELECT 1 AS one")
+                cluster.switch_wal_and_wait()
             folder = postgres_dir(root / "drill")
             port = free_port()
             fleet = inventory({"source": storage, "other": other_target})
@@ -97,7 +103,29 @@ def test_drill_passes_on_healthy_backups_and_fails_on_a_broken_one(
             keys = moto.list_keys(storage.bucket, other_target.server_prefix)
             data = [key for key in keys if "/base/" in key and key.rsplit("/", 1)[-1].startswith("data.")]
             assert data, keys
-            moto.client().delete_object(Bucket=storage.bucket, Key=data[0])
+            # The segments after the backup's last one, end_wal in its backup.info.
+            info = moto.get_object(storage.bucket, [key for key in keys if key.endswith("/backup.info")][0]).decode()
+            end_wal = [line.split("=", 1)[1] for line in info.splitlines() if line.startswith("end_wal=")][0]
+            wals = [key for key in keys if "/wals/" in key and len(key.rsplit("/", 1)[-1].split(".")[0]) == 24]
+            after = [key for key in wals if key.rsplit("/", 1)[-1][:24] > end_wal]
+            assert len(after) >= 2, keys
+            client = moto.client()
+            for name, change in (("gap", "remove"), ("damaged", "damage")):
+                copy = other_target.with_server(name)
+                for key in keys:
+                    client.copy_object(Bucket=storage.bucket, CopySource={"Bucket": storage.bucket, "Key": key},
+                                       Key=copy.server_prefix + key[len(other_target.server_prefix):])
+                moved = copy.server_prefix + after[0][len(other_target.server_prefix):]
+                if change == "remove":
+                    client.delete_object(Bucket=storage.bucket, Key=moved)
+                else:
+                    # Of a segment's size, or PostgreSQL stops on it; zeros read as the end of the WAL.
+                    client.put_object(Bucket=storage.bucket, Key=moved, Body=bytes(16 << 20))
+                fleet["all"]["hosts"]["db-" + name] = dict(
+                    fleet["all"]["hosts"]["db-other"], pgcloud_backup_server_name=name,
+                    pgcloud_backup_drill_restore_command=wal_restore_command(copy))
+                fleet["all"]["children"]["pgfleet"]["hosts"]["db-" + name] = {}
+            client.delete_object(Bucket=storage.bucket, Key=data[0])
 
             # And a third source whose WAL cannot be fetched: the copy never becomes consistent.
             fleet["all"]["hosts"]["db-nowal"] = dict(fleet["all"]["hosts"]["db-source"],
@@ -108,9 +136,17 @@ def test_drill_passes_on_healthy_backups_and_fails_on_a_broken_one(
 
             assert broken.rc != 0, broken.output
             reports = {report["host"]: report for report in broken.task("Report the drills")["msg"]}
-            assert [reports[host]["passed"] for host in ("db-source", "db-other", "db-nowal")] == [True, False, False]
+            hosts = ("db-source", "db-other", "db-nowal", "db-gap", "db-damaged")
+            assert [reports[host]["passed"] for host in hosts] == [True, False, False, False, False]
             assert "missing" in reports["db-other"]["error"], reports
-            assert "restore drill failed for other, source" in broken.stdout, broken.output
+            failed = broken.stdout.split("restore drill failed for ", 1)[1].split(": ", 1)[0]
+            assert sorted(failed.split(", ")) == ["damaged", "gap", "other", "source"], broken.output
+            missing = after[0].rsplit("/", 1)[-1][:24]
+            assert reports["db-gap"]["failed_task"] == "Check that the WAL archive has no gap after the backup's start"
+            assert "1 WAL segment(s)" in reports["db-gap"]["error"] and missing in reports["db-gap"]["error"], reports
+            assert reports["db-damaged"]["failed_task"] == ("Check that recovery replayed the archive up to its newest "
+                                                            "segment"), reports
+            assert "recovery ended in segment" in reports["db-damaged"]["error"], reports
             assert reports["db-other"]["failed_task"].startswith("Restore it"), reports
             assert reports["db-other"]["server_log"] == [], reports
             assert reports["db-nowal"]["failed_task"] == "Start PostgreSQL on the copy", reports

@@ -9,7 +9,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from . import layout
 from .jobs.base_backup import BaseBackupJob, check_readable
-from .catalog import Catalog, check_objects
+from .catalog import Catalog
+from .catalog import check_objects as check_objects_of
 from .config import BackupConfig, PostgresConfig, SnapshotConfig, StorageConfig
 from .errors import BucketNotFoundError, PgCloudError, StorageAccessDeniedError, StorageError
 from .postgres.session import PostgresSession
@@ -18,6 +19,7 @@ from .restore.job import RestoreJob
 from .restore.options import RestoreConfig
 from .storage.factory import open_store, parse_destination
 from .wal.check import check_wal_report, wal_check_wanted
+from .wal.continuity import wal_continuity
 
 
 def check_destination(storage: StorageConfig, postgres: Optional[PostgresConfig] = None,
@@ -113,20 +115,30 @@ def list_backups(storage: StorageConfig) -> List[Dict[str, Any]]:
 
 
 def show_backup(storage: StorageConfig, backup: str) -> Dict[str, Any]:
-    catalog = Catalog(open_store(storage))
-    fields = catalog.resolve(backup)
-    objects = catalog.objects(fields["backup_id"])
-    return _shown(fields, objects, catalog.keep_target(fields["backup_id"], objects))
+    return describe_backup(storage, backup)["backup"]
 
 
 def show_and_check_backup(storage: StorageConfig, backup: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """show_backup, and whether the backup's objects are all in the store (see catalog.check_objects),
     from the one listing of its folder."""
+    described = describe_backup(storage, backup, check_objects=True)
+    return described["backup"], described["objects_check"]
+
+
+def describe_backup(storage: StorageConfig, backup: str, check_objects: bool = False,
+                    check_wal: bool = False) -> Dict[str, Any]:
+    """One backup's details (`backup`), with, when asked, whether its objects are all in the
+    store (`objects_check`, catalog.check_objects) and whether the WAL archive holds every
+    segment from its first WAL file to the newest (`wal_check`, wal.continuity)."""
     catalog = Catalog(open_store(storage))
     fields = catalog.resolve(backup)
     objects = catalog.objects(fields["backup_id"])
-    shown = _shown(fields, objects, catalog.keep_target(fields["backup_id"], objects))
-    return shown, dict(check_objects(catalog, fields, objects), backup_id=fields["backup_id"])
+    described: Dict[str, Any] = {"backup": _shown(fields, objects, catalog.keep_target(fields["backup_id"], objects))}
+    if check_objects:
+        described["objects_check"] = dict(check_objects_of(catalog, fields, objects), backup_id=fields["backup_id"])
+    if check_wal:
+        described["wal_check"] = dict(wal_continuity(catalog, fields), backup_id=fields["backup_id"])
+    return described
 
 
 def _shown(fields: Dict[str, Any], objects: List[Dict[str, Any]], keep: Optional[str]) -> Dict[str, Any]:

@@ -237,22 +237,29 @@ def test_backup_info_lists_without_a_backup(run, monkeypatch):
 def test_backup_info_shows_one_backup(run, monkeypatch):
     asked = []
 
-    def show_backup(storage, wanted):
-        asked.append(wanted)
-        return {"backup_id": "20260125T031500", "status": "DONE", "objects": [], "size": 0}
+    def describe_backup(storage, wanted, check_objects=False, check_wal=False):
+        asked.append((wanted, check_objects, check_wal))
+        return {"backup": {"backup_id": "20260125T031500", "status": "DONE", "objects": [], "size": 0}}
 
-    monkeypatch.setattr(backup_info, "show_backup", show_backup)
+    monkeypatch.setattr(backup_info, "describe_backup", describe_backup)
     code, result = run(backup_info, dict(REQUIRED, backup="latest"))
     assert code == 0
-    assert asked == ["latest"]
+    assert asked == [("latest", False, False)]
     assert result["backup"]["backup_id"] == "20260125T031500" and "backups" not in result
+    code, result = run(backup_info, dict(REQUIRED, backup="latest", check_wal=True))
+    assert code == 0 and asked[-1] == ("latest", False, True)
+
+
+def test_backup_info_check_wal_needs_a_backup(run):
+    code, result = run(backup_info, dict(REQUIRED, check_wal=True))
+    assert code == 1 and "check_wal" in result["msg"] and "backup" in result["msg"]
 
 
 def test_backup_info_fails_for_an_unknown_backup(run, monkeypatch):
-    def show_backup(storage, wanted):
+    def describe_backup(storage, wanted, check_objects=False, check_wal=False):
         raise BackupNotFoundError("no backup 'nightly' of server 'db1' at s3://acme-backups/postgres")
 
-    monkeypatch.setattr(backup_info, "show_backup", show_backup)
+    monkeypatch.setattr(backup_info, "describe_backup", describe_backup)
     code, result = run(backup_info, dict(REQUIRED, backup="nightly"))
     assert code == 1
     assert result["msg"] == "no backup 'nightly' of server 'db1' at s3://acme-backups/postgres"

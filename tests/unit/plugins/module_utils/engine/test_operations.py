@@ -20,6 +20,7 @@ from ansible_collections.pgcloud.backup.plugins.module_utils.engine.config impor
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.errors import BackupNotFoundError, ConfigurationError
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.postgres.session import untested_version_warning
 from ansible_collections.pgcloud.backup.plugins.module_utils.engine.storage.factory import open_store
+from ansible_collections.pgcloud.backup.plugins.module_utils.engine.wal import continuity
 
 UTC = timezone.utc
 
@@ -195,3 +196,43 @@ def test_check_destination_skips_the_wal_check_when_the_store_fails(moto_endpoin
     result = operations.check_destination(config, PostgresConfig(), True)
     assert result["ok"] is False and result["wal"] is None
     assert asked == [False]
+
+
+# --- describe_backup(check_wal=True): the WAL archive from the backup's first segment on -------------
+
+
+def put_wals(store, *names):
+    for name in names:
+        store.put_object(store.destination.key(*layout.wal_path(name, "gzip" if name.endswith("3") else None)), b"w")
+
+
+def test_wal_check_finds_the_newest_segment_and_the_gaps(backups):
+    config = backups[0]
+    store = open_store(config)
+    # mybackup begins at ...02. 01 is older; 04 is missing; 06 is on timeline 2 (after a promotion),
+    # with its history file; a .partial and a backup history file are not segments.
+    put_wals(store, "000000010000000000000001", "000000010000000000000002", "000000010000000000000003",
+             "000000010000000000000005", "000000010000000000000006.partial",
+             "000000010000000000000003.00000028.backup", "00000002.history", "000000020000000000000006")
+    checked = operations.describe_backup(config, "mybackup", check_wal=True)["wal_check"]
+    assert checked == {"backup_id": "20261125T023350", "begin_wal": "000000010000000000000002",
+                       "newest": "000000020000000000000006", "segments": 4, "missing": ["000000010000000000000004"],
+                       "missing_count": 1, "ok": False, "error": None}
+    put_wals(store, "000000010000000000000004")
+    checked = operations.describe_backup(config, "mybackup", check_wal=True)["wal_check"]
+    assert checked["ok"] is True and checked["missing"] == [] and checked["segments"] == 5
+
+
+def test_wal_check_without_any_wal_from_the_backup_on(backups):
+    checked = operations.describe_backup(backups[0], "mybackup", check_wal=True)["wal_check"]
+    assert checked["ok"] is False and checked["newest"] is None and "no WAL archived" in checked["error"]
+
+
+def test_segment_numbers_cross_a_log_boundary():
+    size = 16 << 20
+    last_of_log = continuity.segment_number("0000000100000000000000FF", size)
+    assert continuity.segment_number("000000010000000100000000", size) == last_of_log + 1
+    assert continuity.segment_name(1, last_of_log + 1, size) == "000000010000000100000000"
+    # 1 GiB segments: four to a log.
+    assert continuity.segment_name(3, continuity.segment_number("000000030000000200000003", 1 << 30) + 1,
+                                   1 << 30) == "000000030000000300000000"
