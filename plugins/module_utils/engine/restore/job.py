@@ -267,15 +267,17 @@ def check_target_after_backup(fields: Dict[str, Any], options: RestoreConfig) ->
         end_time = _aware(end_time)
         if target < end_time:
             raise ConfigurationError(
-                "recovery_target_time %s is before the end of backup %s (%s): restore an older backup, or give a "
-                "later time" % (options.recovery_target_time, fields["backup_id"], end_time.isoformat()),
+                "recovery_target_time %s is before the end of backup %s (%s): restore an older backup (backup_id "
+                "auto picks the newest that ended before it), or give a later time"
+                % (options.recovery_target_time, fields["backup_id"], end_time.isoformat()),
                 "recovery_target_time")
     end_lsn = fields.get("end_xlog")
     if options.recovery_target_lsn is not None and end_lsn:
         if lsn_value(options.recovery_target_lsn) < lsn_value(str(end_lsn)):
             raise ConfigurationError(
-                "recovery_target_lsn %s is before the end of backup %s (%s): restore an older backup, or give a "
-                "later LSN" % (options.recovery_target_lsn, fields["backup_id"], end_lsn), "recovery_target_lsn")
+                "recovery_target_lsn %s is before the end of backup %s (%s): restore an older backup (backup_id "
+                "auto picks the newest that ended before it), or give a later LSN"
+                % (options.recovery_target_lsn, fields["backup_id"], end_lsn), "recovery_target_lsn")
 
 
 def backup_archives(catalog: Catalog, fields: Dict[str, Any]) -> List[Archive]:
