@@ -598,25 +598,16 @@ SAS_SIGNATURE = "pgcloudRoleSasSignature42"
      ("pgcloud_backup_tags", "owner")),
     ({"pgcloud_backup_jobs": 10000}, ("pgcloud_backup_jobs", "64")),
     ({"pgcloud_backup_ping_url": "http://ping_host/check\n"}, ("pgcloud_backup_ping_url",)),
-    # What the units and the cron entry hold as written: a line break starts a line of its own.
+    # What the units and the cron entry hold as written: a line break starts a line of its own
+    # (the other cases of check_job_config.py are in tests/unit/roles/test_check_job_config.py).
     ({"pgcloud_backup_cron_hour": "2\n* * * * * root id"}, ("pgcloud_backup_cron_hour", "U+000A")),
-    ({"pgcloud_backup_cron_minute": "0 3"}, ("pgcloud_backup_cron_minute", "one cron field")),
-    ({"pgcloud_backup_cron_weekday": "mon;id"}, ("pgcloud_backup_cron_weekday", "one cron field")),
-    ({"pgcloud_backup_schedule": ["daily", "*-*-* 02:00:00\nExecStartPre=id"]}, ("pgcloud_backup_schedule", "U+000A")),
     ({"pgcloud_backup_schedule": "every tuesday-ish", "pgcloud_backup_scheduler": "systemd"},
      ("pgcloud_backup_schedule", "Failed to parse", "OnCalendar")),
-    ({"pgcloud_backup_os_user": "postgres\nExecStartPre=id"}, ("pgcloud_backup_os_user", "U+000A")),
-    ({"pgcloud_backup_os_group": "post gres"}, ("pgcloud_backup_os_group", "group name")),
-    ({"pgcloud_backup_python": "/usr/bin/python3 -c id"}, ("pgcloud_backup_python", "command line")),
-    ({"pgcloud_backup_install_dir": "/opt/pg%backup"}, ("pgcloud_backup_install_dir", "archive_command")),
     ({"pgcloud_backup_job_environment": {"HTTPS_PROXY": "http://proxy:3128\n* * * * * root id"}},
      ("pgcloud_backup_job_environment", "HTTPS_PROXY", "U+000A")),
-    ({"pgcloud_backup_job_environment": {"BAD NAME": "1"}}, ("pgcloud_backup_job_environment", "variable name")),
 ], ids=["server-name-newline", "server-name-dot-dot", "url-newline", "url-dot-segments", "url-sas-query",
         "endpoint-underscore", "azure-tag-at", "jobs-too-many", "ping-url-newline", "cron-hour-newline",
-        "cron-minute-two-fields", "cron-weekday-semicolon", "schedule-newline", "schedule-unparsable",
-        "os-user-newline", "os-group-space", "python-with-arguments", "install-dir-percent",
-        "environment-value-newline", "environment-name-space"])
+        "schedule-unparsable", "environment-value-newline"])
 def test_variables_the_engine_refuses_stop_the_role_before_any_write(host_root: Path, extra: Dict[str, Any],
                                                                      words: List[str]) -> None:
     variables = {"pgcloud_backup_destination_url": "s3://bucket/pg", "pgcloud_backup_server_name": "db1",
