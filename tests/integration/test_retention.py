@@ -237,19 +237,25 @@ def check_bad_input(server: Any, target: StorageTarget) -> None:
         server.delete_bucket(frozen.bucket)
 
 
-def check_policies(server: Any, target: StorageTarget, cluster: PostgresCluster) -> None:
+# On Azure and GCS, the cases that use every store call a deletion makes (several backups and
+# their WAL, a keep annotation, a backup by id that frees no WAL): the policies themselves are
+# the same code whatever the store, and each case costs two copies of the store's objects.
+STORE_CASES = [CASES[0], CASES[4], CASES[7]]
+
+
+def check_policies(server: Any, target: StorageTarget, cluster: PostgresCluster, cases: List[Case]) -> None:
     backups = make_backups(server, target, cluster)
-    for case in CASES:
+    for case in cases:
         apply_case(server, target, backups, case)
-    check_bad_input(server, target)
 
 
 def test_policies_delete_what_barman_deletes(moto, source_cluster, storage):
-    check_policies(moto, storage, source_cluster)
+    check_policies(moto, storage, source_cluster, CASES)
+    check_bad_input(moto, storage)
 
 
 def test_policies_delete_what_barman_deletes_on_azure_and_gcs(cloud, source_cluster):
-    check_policies(cloud.server, cloud.target, source_cluster)
+    check_policies(cloud.server, cloud.target, source_cluster, STORE_CASES)
 
 
 # --- keeps, both ways --------------------------------------------------------------------------------
