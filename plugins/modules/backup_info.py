@@ -44,7 +44,7 @@ options:
   check_wal:
     description:
       - Also check that the WAL archive holds every segment from the first WAL file of the
-        backup O(backup) (RV(backup.begin_wal)) to the newest segment archived, from a listing
+        backup O(backup) (its C(begin_wal)) to the newest segment archived, from a listing
         of the archive's folders from that one on; nothing is downloaded. The result is
         RV(wal_check).
       - Recovery stops at the first segment it cannot fetch, so a segment missing after the
