@@ -29,19 +29,19 @@ VARIABLE_PREFIX = "pgcloud_backup_"
 # printable text). A space would shift a crontab line's fields or split ExecStart's command; a
 # % is a specifier in a unit and a placeholder in archive_command; $ and quotes mean something
 # to cron's shell.
+CRON_NUMBERS = r"^[0-9*/,-]+$"
+COMMAND_PATH = r"^[A-Za-z0-9_./@+,:=-]+$"
+PATH_SHAPE = "a path of letters, digits and _ . / @ + , : = - (it is part of the job's command line%s)"
 SHAPES = {
-    "cron_minute": (r"^[0-9*/,-]+$", "one cron field: digits and * / , - only, without spaces (for example 15)"),
-    "cron_hour": (r"^[0-9*/,-]+$", "one cron field: digits and * / , - only, without spaces (for example 2 or 1-5)"),
+    "cron_minute": (CRON_NUMBERS, "one cron field: digits and * / , - only, without spaces (for example 15)"),
+    "cron_hour": (CRON_NUMBERS, "one cron field: digits and * / , - only, without spaces (for example 2 or 1-5)"),
     "cron_weekday": (r"^[0-9A-Za-z*/,-]+$", "one cron field: digits, day names and * / , - only, without spaces "
                      "(for example mon-fri)"),
     "os_user": (r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", "a user name (letters, digits, _ . and -)"),
     "os_group": (r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", "a group name (letters, digits, _ . and -)"),
-    "python": (r"^[A-Za-z0-9_./@+,:=-]+$", "a path of letters, digits and _ . / @ + , : = - (it starts the job's "
-               "command line)"),
-    "install_dir": (r"^[A-Za-z0-9_./@+,:=-]+$", "a path of letters, digits and _ . / @ + , : = - (it is part of "
-                    "the job's command line and of archive_command)"),
-    "config_root": (r"^[A-Za-z0-9_./@+,:=-]+$", "a path of letters, digits and _ . / @ + , : = - (it is part of "
-                    "the job's command line and of archive_command)"),
+    "python": (COMMAND_PATH, PATH_SHAPE % ""),
+    "install_dir": (COMMAND_PATH, PATH_SHAPE % " and of archive_command"),
+    "config_root": (COMMAND_PATH, PATH_SHAPE % " and of archive_command"),
 }
 ENVIRONMENT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

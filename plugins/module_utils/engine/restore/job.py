@@ -21,7 +21,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .. import layout
 from ..archive.compression import EXTENSIONS, compression_of_extension, open_decoded
@@ -211,17 +211,12 @@ def choose_backup(catalog: Catalog, options: RestoreConfig, server_name: str) ->
     if timeline is not None and str(timeline).isdigit():
         candidates = [fields for fields in candidates if _timeline(fields) == int(timeline)]
         bound = " on timeline %s" % timeline
-    if options.recovery_target_time is not None:
-        target = parse_target_time(options.recovery_target_time)
-        candidates = sorted((fields for fields in candidates if fields.get("end_time") is not None
-                             and _aware(fields["end_time"]) <= target), key=lambda fields: _aware(fields["end_time"]))
-        bound += " that ended at or before recovery_target_time %s" % options.recovery_target_time
-    elif options.recovery_target_lsn is not None:
-        target_lsn = lsn_value(options.recovery_target_lsn)
-        candidates = sorted((fields for fields in candidates if fields.get("end_xlog")
-                             and lsn_value(str(fields["end_xlog"])) <= target_lsn),
-                            key=lambda fields: lsn_value(str(fields["end_xlog"])))
-        bound += " that ended at or before recovery_target_lsn %s" % options.recovery_target_lsn
+    ends = _backup_ends(options)
+    if ends is not None:
+        option, target, end_of = ends
+        candidates = sorted((fields for fields in candidates if end_of(fields) is not None and end_of(fields) <= target),
+                            key=end_of)
+        bound += " that ended at or before %s %s" % (option, getattr(options, option))
     if not candidates:
         raise ConfigurationError(
             "backup_id=auto: server %s has no DONE backup%s (%d DONE in all); the archive cannot recover to that "
@@ -230,6 +225,17 @@ def choose_backup(catalog: Catalog, options: RestoreConfig, server_name: str) ->
     LOG.info("backup_id=auto chose backup %s (ended %s)", chosen["backup_id"],
              layout.describe_time(chosen.get("end_time")))
     return chosen
+
+
+def _backup_ends(options: RestoreConfig) -> Optional[Tuple[str, Any, Callable[[Dict[str, Any]], Any]]]:
+    """For a time or LSN target: its option, its value, and how to read a backup's end to compare."""
+    if options.recovery_target_time is not None:
+        return ("recovery_target_time", parse_target_time(options.recovery_target_time),
+                lambda fields: None if fields.get("end_time") is None else _aware(fields["end_time"]))
+    if options.recovery_target_lsn is not None:
+        return ("recovery_target_lsn", lsn_value(options.recovery_target_lsn),
+                lambda fields: lsn_value(str(fields["end_xlog"])) if fields.get("end_xlog") else None)
+    return None
 
 
 def _aware(moment: Any) -> Any:

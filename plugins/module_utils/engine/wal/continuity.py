@@ -12,10 +12,11 @@ present on any timeline at or after the backup's, since recovery follows the new
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Set
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from .. import layout
 from ..catalog import Catalog
+from ..postgres.session import wal_file_name
 
 DEFAULT_SEGMENT_SIZE = 16 << 20
 # The missing segments named in a report; the count covers the rest.
@@ -29,8 +30,7 @@ def segment_number(segment: str, segment_size: int) -> int:
 
 
 def segment_name(timeline: int, number: int, segment_size: int) -> str:
-    per_log = 0x100000000 // segment_size
-    return "%08X%08X%08X" % (timeline, number // per_log, number % per_log)
+    return wal_file_name(timeline, number * segment_size, segment_size)
 
 
 def archived_segments(catalog: Catalog, first: layout.WalName) -> List[layout.WalName]:
@@ -42,10 +42,9 @@ def archived_segments(catalog: Catalog, first: layout.WalName) -> List[layout.Wa
     for folder in sorted(folders):
         for item in catalog.store.list_objects(prefix + folder + "/"):
             name = layout.wal_name_of_key(item.key)
-            if name is not None and not layout.is_history(name):
-                parsed = layout.parse_wal_name(name)
-                if parsed.kind == "segment":
-                    found.append(parsed)
+            parsed = layout.parse_wal_name(name) if name is not None else None
+            if parsed is not None and parsed.kind == "segment":
+                found.append(parsed)
     return found
 
 
@@ -59,19 +58,18 @@ def wal_continuity(catalog: Catalog, fields: Dict[str, Any]) -> Dict[str, Any]:
     segment_size = int(fields.get("xlog_segment_size") or DEFAULT_SEGMENT_SIZE)
     start = segment_number(str(begin_wal), segment_size)
     present: Set[int] = set()
-    newest = None
+    # (number, timeline, name) of the newest segment: on the later timeline when two share a number.
+    newest: Optional[Tuple[int, int, str]] = None
     for wal in archived_segments(catalog, first):
         number = segment_number(wal.name, segment_size)
-        if number < start:
-            continue
-        present.add(number)
-        if newest is None or (number, wal.timeline) > (segment_number(newest.name, segment_size), newest.timeline):
-            newest = wal
+        if number >= start:
+            present.add(number)
+            newest = max(newest or (number, wal.timeline, wal.name), (number, wal.timeline, wal.name))
     if newest is None:
         return {"begin_wal": begin_wal, "newest": None, "segments": 0, "missing": [str(begin_wal)], "missing_count": 1,
                 "ok": False, "error": "no WAL archived from %s on" % begin_wal}
-    end = segment_number(newest.name, segment_size)
+    end, _timeline, newest_name = newest
     missing = [number for number in range(start, end) if number not in present]
-    return {"begin_wal": begin_wal, "newest": newest.name, "segments": len(present),
+    return {"begin_wal": begin_wal, "newest": newest_name, "segments": len(present),
             "missing": [segment_name(first.timeline, number, segment_size) for number in missing[:MISSING_LISTED]],
             "missing_count": len(missing), "ok": not missing, "error": None}
